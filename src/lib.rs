@@ -1,0 +1,15 @@
+//! zocket: ZeroMQ-style socket patterns for tokio.
+//!
+//! (Crate docs are written as the layers land; see `README.md` and `docs/PROTOCOL.md`.)
+
+mod endpoint;
+mod error;
+mod message;
+mod options;
+mod socket_type;
+
+pub use endpoint::{Endpoint, Host};
+pub use error::{Error, Result};
+pub use message::Message;
+pub use options::{Options, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_STREAM_WINDOW};
+pub use socket_type::SocketType;

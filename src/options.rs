@@ -1,0 +1,192 @@
+//! Socket and connection options.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+/// Tunables for sockets, connections and the multiplexer, in builder style.
+///
+/// Every option has a default that suits a service on a LAN; each setter says what it is
+/// and what it protects against.
+///
+/// ```
+/// use std::time::Duration;
+/// let opts = zocket::Options::new()
+///     .send_hwm(10_000)
+///     .reconnect_interval(Duration::from_millis(50))
+///     .max_message_size(1 << 20);
+/// assert_eq!(opts.get_send_hwm(), 10_000);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub(crate) send_hwm: usize,
+    pub(crate) recv_hwm: usize,
+    pub(crate) linger: Option<Duration>,
+    pub(crate) reconnect_interval: Duration,
+    pub(crate) reconnect_interval_max: Duration,
+    pub(crate) heartbeat_interval: Option<Duration>,
+    pub(crate) heartbeat_timeout: Duration,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) max_message_size: u64,
+    pub(crate) identity: Option<Bytes>,
+    pub(crate) request_timeout: Option<Duration>,
+    pub(crate) router_mandatory: bool,
+    pub(crate) dns_refresh: Duration,
+    pub(crate) stream_window: u32,
+    pub(crate) max_streams: usize,
+}
+
+/// Default of [`Options::max_message_size`]: 64 MiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 64 * 1024 * 1024;
+
+/// Default of [`Options::stream_window`]: 1 MiB.
+pub const DEFAULT_STREAM_WINDOW: u32 = 1024 * 1024;
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            send_hwm: 1000,
+            recv_hwm: 1000,
+            linger: Some(Duration::from_secs(10)),
+            reconnect_interval: Duration::from_millis(100),
+            reconnect_interval_max: Duration::from_secs(10),
+            heartbeat_interval: Some(Duration::from_secs(5)),
+            heartbeat_timeout: Duration::from_secs(15),
+            handshake_timeout: Duration::from_secs(10),
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            identity: None,
+            request_timeout: None,
+            router_mandatory: false,
+            dns_refresh: Duration::from_secs(30),
+            stream_window: DEFAULT_STREAM_WINDOW,
+            max_streams: 1024,
+        }
+    }
+}
+
+impl Options {
+    /// The defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Outgoing messages queued per peer before the socket applies its "full" rule
+    /// (drop for `Pub`, wait for the others). Default 1000. Bounds memory per slow peer.
+    pub fn send_hwm(mut self, messages: usize) -> Self {
+        self.send_hwm = messages.max(1);
+        self
+    }
+
+    /// Incoming messages queued per peer before the peer is pushed back. Default 1000.
+    /// Bounds memory per fast peer.
+    pub fn recv_hwm(mut self, messages: usize) -> Self {
+        self.recv_hwm = messages.max(1);
+        self
+    }
+
+    /// How long `close` (or drop) keeps trying to deliver queued outgoing messages.
+    /// `None` waits forever, `Some(ZERO)` discards them. Default 10 s.
+    pub fn linger(mut self, linger: Option<Duration>) -> Self {
+        self.linger = linger;
+        self
+    }
+
+    /// First delay before redialing a lost or refused peer; it doubles (with jitter) up to
+    /// [`reconnect_interval_max`](Self::reconnect_interval_max). Default 100 ms.
+    pub fn reconnect_interval(mut self, interval: Duration) -> Self {
+        self.reconnect_interval = interval;
+        self
+    }
+
+    /// Upper bound of the redial delay. Default 10 s. Keeps a dead peer from being hammered.
+    pub fn reconnect_interval_max(mut self, interval: Duration) -> Self {
+        self.reconnect_interval_max = interval;
+        self
+    }
+
+    /// How long a connection may be silent before we ping the peer; `None` disables
+    /// heartbeats. Default 5 s.
+    pub fn heartbeat_interval(mut self, interval: Option<Duration>) -> Self {
+        self.heartbeat_interval = interval;
+        self
+    }
+
+    /// How long a connection may be silent before the peer is declared dead and the
+    /// connection closed (and redialed by the side that dialed). Default 15 s. Detects peers
+    /// behind a broken network path, which TCP alone notices only after many minutes.
+    pub fn heartbeat_timeout(mut self, timeout: Duration) -> Self {
+        self.heartbeat_timeout = timeout;
+        self
+    }
+
+    /// How long a new connection may take to complete its greeting and handshake.
+    /// Default 10 s. Stops a peer that connects and says nothing from holding a slot.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Largest message accepted from a peer or sent, in bytes, all frames together.
+    /// Default 64 MiB ([`DEFAULT_MAX_MESSAGE_SIZE`]). A peer's length claims are checked
+    /// against it before any memory is reserved, so a hostile peer cannot make us allocate
+    /// more.
+    pub fn max_message_size(mut self, bytes: u64) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// The routing id this socket announces to the peers it connects to (seen by a
+    /// `Router`). Default none: the Router assigns one.
+    pub fn identity(mut self, identity: impl Into<Bytes>) -> Self {
+        self.identity = Some(identity.into());
+        self
+    }
+
+    /// How long a `Req` waits for a reply before failing with `Error::Timeout`.
+    /// Default none (wait forever, resending to another peer if the holder disconnects).
+    pub fn request_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Whether a `Router` fails a send to an unknown peer with `Error::HostUnreachable`
+    /// instead of dropping it. Default false.
+    pub fn router_mandatory(mut self, mandatory: bool) -> Self {
+        self.router_mandatory = mandatory;
+        self
+    }
+
+    /// How often `dns://` endpoints are resolved again. Default 30 s.
+    pub fn dns_refresh(mut self, interval: Duration) -> Self {
+        self.dns_refresh = interval;
+        self
+    }
+
+    /// Bytes a peer may send on one multiplexed stream before we have read them (the
+    /// per-stream flow-control window). Default 1 MiB ([`DEFAULT_STREAM_WINDOW`]). Bounds the
+    /// memory one unread stream can hold; larger windows help throughput on long, fast links.
+    pub fn stream_window(mut self, bytes: u32) -> Self {
+        self.stream_window = bytes.max(MIN_STREAM_WINDOW);
+        self
+    }
+
+    /// Most streams a peer may have open on one connection. Default 1024. Together with the
+    /// window it bounds the memory one connection can hold.
+    pub fn max_streams(mut self, streams: usize) -> Self {
+        self.max_streams = streams.max(1);
+        self
+    }
+
+    /// Current value of [`send_hwm`](Self::send_hwm).
+    pub fn get_send_hwm(&self) -> usize {
+        self.send_hwm
+    }
+
+    /// Current value of [`max_message_size`](Self::max_message_size).
+    pub fn get_max_message_size(&self) -> u64 {
+        self.max_message_size
+    }
+}
+
+/// Smallest allowed stream window: one full data chunk.
+pub(crate) const MIN_STREAM_WINDOW: u32 = 64 * 1024;
