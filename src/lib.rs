@@ -6,6 +6,7 @@ mod endpoint;
 mod error;
 mod message;
 mod options;
+mod proto;
 mod socket_type;
 
 pub use endpoint::{Endpoint, Host};

@@ -1,0 +1,8 @@
+//! Sans-IO protocol cores: bytes in, events and bytes out, time passed in as a value.
+//!
+//! Nothing here touches tokio, sockets or the clock, so every state can be driven from a
+//! test in memory. The tokio side lives in [`driver`](crate::driver).
+
+pub(crate) mod greeting;
+pub(crate) mod native;
+pub(crate) mod sniff;

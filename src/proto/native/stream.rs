@@ -1,0 +1,283 @@
+//! The state of one stream: its send and receive halves.
+
+use std::collections::VecDeque;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::flow_control::{cost, RecvWindow, SendCredit, DATA_FRAME_COST};
+use super::frame::{DataFlags, MAX_DATA_PAYLOAD};
+use super::Reason;
+
+/// Where a stream is in its opening handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// We sent OPEN; no answer yet (data may already flow).
+    Opening,
+    /// The peer opened it; our owner has not accepted it yet.
+    Incoming,
+    /// Both sides agreed.
+    Open,
+}
+
+/// How a stream ended, as its owner sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StreamError {
+    /// The peer (or we) reset the stream.
+    Reset(Reason),
+    /// The peer refused to open it.
+    Rejected { reason: Reason, text: String },
+    /// The connection is gone; the text says why.
+    ConnectionLost(String),
+    /// Writing after `finish`.
+    Finished,
+    /// No such stream (released, or never opened).
+    Unknown,
+}
+
+/// One chunk received on a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Chunk {
+    /// The bytes, sliced out of the read buffer.
+    pub(crate) data: Bytes,
+    /// MORE / CONTINUED.
+    pub(crate) flags: DataFlags,
+}
+
+/// The sending half.
+#[derive(Debug)]
+pub(crate) struct SendHalf {
+    pub(crate) credit: SendCredit,
+    /// Chunks ready to go, in order.
+    queue: VecDeque<Chunk>,
+    /// An open chunk that byte writes are appended to, sent after `queue`.
+    tail: BytesMut,
+    /// Bytes (payload) in `queue` and `tail`.
+    queued: usize,
+    /// `finish` was called; CLOSE goes out after the queue drains.
+    pub(crate) fin_queued: bool,
+    /// CLOSE went out.
+    pub(crate) fin_sent: bool,
+    /// Writer saw no credit and waits for a Writable event.
+    pub(crate) blocked: bool,
+}
+
+impl SendHalf {
+    pub(crate) fn new(initial_credit: u32) -> Self {
+        SendHalf {
+            credit: SendCredit::new(initial_credit),
+            queue: VecDeque::new(),
+            tail: BytesMut::new(),
+            queued: 0,
+            fin_queued: false,
+            fin_sent: false,
+            blocked: false,
+        }
+    }
+
+    /// Whether chunks (or a pending CLOSE) wait to be transmitted.
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.queue.is_empty() || !self.tail.is_empty() || (self.fin_queued && !self.fin_sent)
+    }
+
+    /// Payload bytes a chunk written now may carry.
+    pub(crate) fn capacity(&self) -> usize {
+        let avail = self.credit.available().saturating_sub(DATA_FRAME_COST);
+        usize::try_from(avail)
+            .unwrap_or(usize::MAX)
+            .min(MAX_DATA_PAYLOAD)
+    }
+
+    /// Copies as much of `data` as credit allows, packing small writes into one chunk.
+    pub(crate) fn write_bytes(&mut self, mut data: &[u8]) -> usize {
+        let mut written = 0;
+        while !data.is_empty() {
+            let room_in_tail = if self.tail.is_empty() {
+                // Opening a new chunk costs its frame overhead.
+                if self.credit.available() <= DATA_FRAME_COST {
+                    break;
+                }
+                self.credit.spend(DATA_FRAME_COST);
+                MAX_DATA_PAYLOAD
+            } else {
+                MAX_DATA_PAYLOAD - self.tail.len()
+            };
+            let avail = usize::try_from(self.credit.available()).unwrap_or(usize::MAX);
+            let n = data.len().min(room_in_tail).min(avail);
+            if n == 0 {
+                break;
+            }
+            if self.tail.capacity() - self.tail.len() < n {
+                self.tail
+                    .reserve(n.max(self.tail.len().min(MAX_DATA_PAYLOAD / 2)));
+            }
+            self.tail.extend_from_slice(&data[..n]);
+            self.credit.spend(n as u64);
+            self.queued += n;
+            written += n;
+            data = &data[n..];
+            if self.tail.len() == MAX_DATA_PAYLOAD {
+                self.seal_tail();
+            }
+        }
+        written
+    }
+
+    /// Queues one chunk without copying; the caller checked [`capacity`](Self::capacity).
+    pub(crate) fn write_chunk(&mut self, data: Bytes, flags: DataFlags) {
+        self.seal_tail();
+        self.credit.spend(cost(data.len()));
+        self.queued += data.len();
+        self.queue.push_back(Chunk { data, flags });
+    }
+
+    fn seal_tail(&mut self) {
+        if !self.tail.is_empty() {
+            let data = self.tail.split().freeze();
+            self.queue.push_back(Chunk {
+                data,
+                flags: DataFlags::default(),
+            });
+        }
+    }
+
+    /// Takes the next chunk to transmit.
+    pub(crate) fn pop_chunk(&mut self) -> Option<Chunk> {
+        if self.queue.is_empty() {
+            self.seal_tail();
+        }
+        let chunk = self.queue.pop_front()?;
+        self.queued -= chunk.data.len();
+        Some(chunk)
+    }
+
+    /// Throws away everything queued (on reset or rejection).
+    pub(crate) fn discard(&mut self) {
+        self.queue.clear();
+        self.tail.clear();
+        self.queued = 0;
+    }
+}
+
+/// The receiving half.
+#[derive(Debug)]
+pub(crate) struct RecvHalf {
+    pub(crate) window: RecvWindow,
+    queue: VecDeque<Chunk>,
+    /// Payload bytes of the message being received (message streams only).
+    pub(crate) message_len: u64,
+    /// The peer sent CLOSE.
+    pub(crate) fin: bool,
+    /// A Readable event is outstanding; cleared when a read finds nothing.
+    pub(crate) signalled: bool,
+}
+
+/// What a byte read produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadBytes {
+    /// This many bytes were copied.
+    Data(usize),
+    /// Nothing buffered yet.
+    Blocked,
+    /// The peer finished and everything was read.
+    Finished,
+}
+
+impl RecvHalf {
+    pub(crate) fn new(window: u32) -> Self {
+        RecvHalf {
+            window: RecvWindow::new(window),
+            queue: VecDeque::new(),
+            message_len: 0,
+            fin: false,
+            signalled: false,
+        }
+    }
+
+    pub(crate) fn push(&mut self, chunk: Chunk) {
+        self.queue.push_back(chunk);
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Copies buffered bytes into `buf`; returns what happened and the credit consumed.
+    pub(crate) fn read_bytes(&mut self, buf: &mut [u8]) -> (ReadBytes, u64) {
+        let mut n = 0;
+        let mut consumed = 0;
+        while n < buf.len() {
+            let Some(front) = self.queue.front_mut() else {
+                break;
+            };
+            let take = front.data.len().min(buf.len() - n);
+            buf[n..n + take].copy_from_slice(&front.data[..take]);
+            front.data.advance(take);
+            n += take;
+            consumed += take as u64;
+            if front.data.is_empty() {
+                self.queue.pop_front();
+                consumed += DATA_FRAME_COST;
+            }
+        }
+        // Drop empty chunks (zero-length frames) at the front so they are credited.
+        while self.queue.front().is_some_and(|c| c.data.is_empty()) {
+            self.queue.pop_front();
+            consumed += DATA_FRAME_COST;
+        }
+        let outcome = if n > 0 || buf.is_empty() {
+            ReadBytes::Data(n)
+        } else if self.fin {
+            ReadBytes::Finished
+        } else {
+            ReadBytes::Blocked
+        };
+        (outcome, consumed)
+    }
+
+    /// Takes one whole chunk; returns it and the credit it consumed.
+    pub(crate) fn read_chunk(&mut self) -> Option<(Chunk, u64)> {
+        let chunk = self.queue.pop_front()?;
+        let c = cost(chunk.data.len());
+        Some((chunk, c))
+    }
+
+    /// Credit of everything still buffered (released on drop of the stream).
+    pub(crate) fn discard(&mut self) {
+        self.queue.clear();
+    }
+}
+
+/// A stream: both halves plus where it is in its life.
+#[derive(Debug)]
+pub(crate) struct Stream {
+    pub(crate) phase: Phase,
+    /// Socket type the stream was opened with (`RAW_STREAM` for byte streams).
+    pub(crate) socket_type: u8,
+    pub(crate) send: SendHalf,
+    pub(crate) recv: RecvHalf,
+    /// Set when the stream failed; reads and writes return it (reads after the buffer drains).
+    pub(crate) error: Option<StreamError>,
+    /// The owner dropped its handle.
+    pub(crate) released: bool,
+    /// Whether this stream is in the data scheduler's queue.
+    pub(crate) scheduled: bool,
+}
+
+impl Stream {
+    pub(crate) fn new(phase: Phase, socket_type: u8, send_credit: u32, recv_window: u32) -> Self {
+        Stream {
+            phase,
+            socket_type,
+            send: SendHalf::new(send_credit),
+            recv: RecvHalf::new(recv_window),
+            error: None,
+            released: false,
+            scheduled: false,
+        }
+    }
+
+    /// Whether nothing more will happen on this stream.
+    pub(crate) fn is_done(&self) -> bool {
+        self.error.is_some() || (self.send.fin_sent && self.recv.fin)
+    }
+}

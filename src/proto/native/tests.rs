@@ -1,0 +1,500 @@
+//! The session core driven in memory with virtual time: no sockets, no sleeps.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use proptest::prelude::*;
+
+use super::frame::{Frame, FrameError, HEADER_LEN, MAX_CONTROL_PAYLOAD, MAX_DATA_PAYLOAD};
+use super::*;
+
+fn config(side: Side) -> Config {
+    Config {
+        side,
+        instance: [side as u8; 16],
+        stream_window: 256 * 1024,
+        max_streams: 8,
+        max_message_size: 1024 * 1024,
+        heartbeat_interval: Some(Duration::from_secs(5)),
+        heartbeat_timeout: Duration::from_secs(15),
+        handshake_timeout: Duration::from_secs(10),
+    }
+}
+
+/// Two sessions wired back to back, with a virtual clock.
+struct Pair {
+    client: Session,
+    server: Session,
+    now: Instant,
+    client_events: Vec<Event>,
+    server_events: Vec<Event>,
+}
+
+impl Pair {
+    fn new() -> Pair {
+        Self::with(config(Side::Client), config(Side::Server))
+    }
+
+    fn with(c: Config, s: Config) -> Pair {
+        let now = Instant::now();
+        let mut pair = Pair {
+            client: Session::new(c, now),
+            server: Session::new(s, now),
+            now,
+            client_events: vec![],
+            server_events: vec![],
+        };
+        pair.drive();
+        pair
+    }
+
+    /// Moves bytes both ways until neither side has anything to send.
+    fn drive(&mut self) {
+        loop {
+            let a = transfer(&mut self.client, &mut self.server, self.now);
+            let b = transfer(&mut self.server, &mut self.client, self.now);
+            while let Some(e) = self.client.poll_event() {
+                self.client_events.push(e);
+            }
+            while let Some(e) = self.server.poll_event() {
+                self.server_events.push(e);
+            }
+            if !a && !b {
+                break;
+            }
+        }
+    }
+
+    /// Advances the clock to the earliest timer and runs it.
+    fn advance_to_next_timer(&mut self) {
+        let next = [self.client.poll_timeout(), self.server.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+            .expect("a timer is armed");
+        self.now = next.max(self.now);
+        self.client.handle_timeout(self.now);
+        self.server.handle_timeout(self.now);
+    }
+
+    fn incoming(&mut self) -> StreamId {
+        let pos = self
+            .server_events
+            .iter()
+            .position(|e| matches!(e, Event::Incoming { .. }))
+            .expect("incoming stream");
+        match self.server_events.remove(pos) {
+            Event::Incoming { id, .. } => id,
+            _ => unreachable!(),
+        }
+    }
+}
+
+fn transfer(from: &mut Session, to: &mut Session, now: Instant) -> bool {
+    let mut t = Transmit::new();
+    if !from.poll_transmit(now, &mut t) {
+        return false;
+    }
+    let mut buf = BytesMut::from(&t.to_vec()[..]);
+    let _ = to.handle_input(now, &mut buf);
+    true
+}
+
+fn read_all(s: &mut Session, id: StreamId) -> (Vec<u8>, ReadBytes) {
+    let mut out = vec![];
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read_bytes(id, &mut buf).unwrap() {
+            ReadBytes::Data(n) => out.extend_from_slice(&buf[..n]),
+            other => return (out, other),
+        }
+    }
+}
+
+#[test]
+fn hello_is_exchanged_first() {
+    let p = Pair::new();
+    assert!(matches!(p.client_events[0], Event::Established(h) if h.instance == [1; 16]));
+    assert!(matches!(p.server_events[0], Event::Established(h) if h.instance == [0; 16]));
+    assert_eq!(p.client.peer().unwrap().stream_window, 256 * 1024);
+}
+
+#[test]
+fn open_accept_write_read_close() {
+    let mut p = Pair::new();
+    let id = p.client.open(RAW_STREAM, "rpc").unwrap();
+    assert_eq!(p.client.write_bytes(id, b"hello ").unwrap(), 6);
+    assert_eq!(p.client.write_bytes(id, b"world").unwrap(), 5);
+    p.client.finish(id).unwrap();
+    p.drive();
+    assert!(p
+        .server_events
+        .iter()
+        .any(|e| matches!(e, Event::Incoming { path, .. } if path == "rpc")));
+    let sid = p.incoming();
+    assert_eq!(sid, id);
+    p.server.accept(sid, RAW_STREAM);
+    p.drive();
+    assert!(p.client_events.contains(&Event::Accepted {
+        id,
+        socket_type: RAW_STREAM
+    }));
+    let (data, end) = read_all(&mut p.server, sid);
+    assert_eq!(data, b"hello world");
+    assert_eq!(end, ReadBytes::Finished);
+    // The other direction is still open.
+    assert_eq!(p.server.write_bytes(sid, b"reply").unwrap(), 5);
+    p.server.finish(sid).unwrap();
+    p.drive();
+    let (data, end) = read_all(&mut p.client, id);
+    assert_eq!((data.as_slice(), end), (&b"reply"[..], ReadBytes::Finished));
+    p.client.release(id);
+    p.server.release(sid);
+    p.drive();
+    assert_eq!(p.client.stream_count(), 0);
+    assert_eq!(p.server.stream_count(), 0);
+}
+
+#[test]
+fn reject_reaches_the_opener_with_reason() {
+    let mut p = Pair::new();
+    let id = p.client.open(1, "nowhere").unwrap();
+    p.drive();
+    let sid = p.incoming();
+    p.server
+        .reject(sid, Reason::NO_SUCH_PATH, "no socket at path \"nowhere\"");
+    p.drive();
+    let err = p.client.write_bytes(id, b"x").unwrap_err();
+    assert_eq!(
+        err,
+        StreamError::Rejected {
+            reason: Reason::NO_SUCH_PATH,
+            text: "no socket at path \"nowhere\"".into()
+        }
+    );
+}
+
+#[test]
+fn writer_blocks_at_window_and_resumes_after_reads() {
+    let mut p = Pair::new();
+    let id = p.client.open(RAW_STREAM, "").unwrap();
+    p.drive();
+    let sid = p.incoming();
+    p.server.accept(sid, RAW_STREAM);
+    let big = vec![9u8; 1024 * 1024];
+    let mut sent = 0;
+    loop {
+        let n = p.client.write_bytes(id, &big[sent..]).unwrap();
+        if n == 0 {
+            break;
+        }
+        sent += n;
+    }
+    assert!(sent < 256 * 1024, "window bounds what is queued: {sent}");
+    assert!(sent > 250 * 1024, "most of the window is usable: {sent}");
+    p.drive();
+    let (data, end) = read_all(&mut p.server, sid);
+    assert_eq!(data.len(), sent);
+    assert_eq!(end, ReadBytes::Blocked);
+    p.drive();
+    assert!(p.client_events.contains(&Event::Writable(id)));
+    assert!(p.client.write_bytes(id, &big[sent..]).unwrap() > 0);
+}
+
+#[test]
+fn unread_stream_does_not_block_other_streams() {
+    let mut p = Pair::new();
+    let slow = p.client.open(RAW_STREAM, "slow").unwrap();
+    let fast = p.client.open(RAW_STREAM, "fast").unwrap();
+    let big = vec![1u8; 512 * 1024];
+    let n = p.client.write_bytes(slow, &big).unwrap();
+    assert!(n > 0);
+    p.drive();
+    assert_eq!(
+        p.client.write_bytes(slow, &big).unwrap(),
+        0,
+        "slow stream is out of credit"
+    );
+    assert_eq!(p.client.write_bytes(fast, b"ping").unwrap(), 4);
+    p.drive();
+    let (data, _) = read_all(&mut p.server, fast);
+    assert_eq!(data, b"ping");
+}
+
+#[test]
+fn message_chunks_keep_their_flags_and_empty_frames() {
+    let mut p = Pair::new();
+    let id = p.client.open(3, "").unwrap();
+    p.client
+        .write_chunk(id, Bytes::new(), DataFlags::MORE)
+        .unwrap();
+    p.client
+        .write_chunk(id, Bytes::from_static(b"body"), DataFlags::default())
+        .unwrap();
+    p.drive();
+    let sid = p.incoming();
+    assert_eq!(
+        p.server.read_chunk(sid).unwrap(),
+        Some((Bytes::new(), DataFlags::MORE))
+    );
+    assert_eq!(
+        p.server.read_chunk(sid).unwrap(),
+        Some((Bytes::from_static(b"body"), DataFlags::default()))
+    );
+    assert_eq!(p.server.read_chunk(sid).unwrap(), None);
+}
+
+#[test]
+fn oversized_message_fails_the_session() {
+    let mut c = config(Side::Client);
+    c.max_message_size = 10 * 1024 * 1024;
+    let mut s = config(Side::Server);
+    s.max_message_size = 100 * 1024;
+    let mut p = Pair::with(c, s);
+    let id = p.client.open(3, "").unwrap();
+    let chunk = Bytes::from(vec![0u8; 60 * 1024]);
+    p.client
+        .write_chunk(id, chunk.clone(), DataFlags::CONTINUED)
+        .unwrap();
+    p.client
+        .write_chunk(id, chunk, DataFlags::default())
+        .unwrap();
+    p.drive();
+    assert!(matches!(
+        p.server.error(),
+        Some(SessionError::MessageTooLarge { .. })
+    ));
+    assert!(p.client.error().is_some(), "the GOAWAY reached the client");
+    assert!(p.client.is_closed() && p.server.is_closed());
+}
+
+#[test]
+fn heartbeat_pings_a_quiet_peer_and_times_out_a_silent_one() {
+    let mut p = Pair::new();
+    let start = p.now;
+    p.advance_to_next_timer();
+    assert_eq!(p.now - start, Duration::from_secs(5));
+    p.drive(); // PING and PONG: both alive
+    assert!(p.client.error().is_none() && p.server.error().is_none());
+    // Now the server goes silent: the client pings, gets nothing, and gives up.
+    let t0 = p.now;
+    loop {
+        p.now = p.client.poll_timeout().unwrap();
+        p.client.handle_timeout(p.now);
+        let mut t = Transmit::new();
+        p.client.poll_transmit(p.now, &mut t); // lost on the wire
+        if p.client.error().is_some() {
+            break;
+        }
+    }
+    assert_eq!(p.now - t0, Duration::from_secs(15));
+    assert!(matches!(p.client.error(), Some(SessionError::Timeout(_))));
+}
+
+#[test]
+fn handshake_times_out_without_hello() {
+    let now = Instant::now();
+    let mut s = Session::new(config(Side::Server), now);
+    s.handle_timeout(now + Duration::from_secs(10));
+    assert!(matches!(s.error(), Some(SessionError::Timeout(_))));
+}
+
+#[test]
+fn frame_before_hello_is_a_protocol_error() {
+    let now = Instant::now();
+    let mut s = Session::new(config(Side::Server), now);
+    let mut buf = BytesMut::new();
+    Frame::Ping { nonce: 1 }.encode(&mut buf);
+    assert!(matches!(
+        s.handle_input(now, &mut buf),
+        Err(SessionError::Protocol(_))
+    ));
+}
+
+#[test]
+fn header_claiming_4_gib_is_refused_before_buffering() {
+    let now = Instant::now();
+    let mut s = Session::new(config(Side::Server), now);
+    let mut buf = BytesMut::from(&[0u8, 0, 0, 0, 0, 1, 0xFF, 0xFF, 0xFF, 0xFF][..]);
+    let err = s.handle_input(now, &mut buf).unwrap_err();
+    assert!(
+        matches!(err, SessionError::Protocol(ref m) if m.contains("4294967295")),
+        "{err}"
+    );
+    assert!(
+        buf.capacity() < 1024 * 1024,
+        "nothing reserved for the claimed body"
+    );
+}
+
+#[test]
+fn stream_limit_is_kept_by_the_opener_and_enforced_by_the_acceptor() {
+    let mut p = Pair::new();
+    for _ in 0..8 {
+        p.client.open(RAW_STREAM, "").unwrap();
+    }
+    assert_eq!(
+        p.client.open(RAW_STREAM, "").unwrap_err(),
+        OpenError::TooManyStreams
+    );
+
+    // A peer that ignores the limit gets REJECT for the extra stream.
+    let now = Instant::now();
+    let mut server = Session::new(config(Side::Server), now);
+    let mut buf = BytesMut::new();
+    Frame::Hello(Hello {
+        instance: [7; 16],
+        stream_window: 1 << 16,
+        max_streams: 100,
+        max_message_size: 1 << 20,
+    })
+    .encode(&mut buf);
+    for i in 0..9 {
+        Frame::Open {
+            stream: StreamId(2 * i + 1),
+            socket_type: RAW_STREAM,
+            path: String::new(),
+        }
+        .encode(&mut buf);
+    }
+    server.handle_input(now, &mut buf).unwrap();
+    let mut t = Transmit::new();
+    server.poll_transmit(now, &mut t);
+    let mut out = BytesMut::from(&t.to_vec()[..]);
+    let mut rejects = vec![];
+    while let Some(f) = Frame::decode(&mut out).unwrap() {
+        if let Frame::Reject { stream, reason, .. } = f {
+            rejects.push((stream, reason));
+        }
+    }
+    assert_eq!(rejects, vec![(StreamId(17), Reason::TOO_MANY_STREAMS)]);
+}
+
+// ----- frame codec -----
+
+fn arb_frame() -> impl Strategy<Value = Frame> {
+    let id = any::<u32>().prop_map(StreamId);
+    let text = "[a-z /\\.]{0,40}";
+    prop_oneof![
+        (
+            id.clone(),
+            0u8..4,
+            proptest::collection::vec(any::<u8>(), 0..2000)
+        )
+            .prop_map(|(stream, f, p)| Frame::Data {
+                stream,
+                flags: DataFlags(f),
+                payload: Bytes::from(p)
+            }),
+        (id.clone(), any::<u32>())
+            .prop_map(|(stream, increment)| Frame::Window { stream, increment }),
+        (id.clone(), any::<u8>(), text).prop_map(|(stream, socket_type, path)| Frame::Open {
+            stream,
+            socket_type,
+            path
+        }),
+        (id.clone(), any::<u8>()).prop_map(|(stream, socket_type)| Frame::Accept {
+            stream,
+            socket_type
+        }),
+        (id.clone(), any::<u32>(), text).prop_map(|(stream, r, text)| Frame::Reject {
+            stream,
+            reason: Reason(r),
+            text
+        }),
+        id.clone().prop_map(|stream| Frame::Close { stream }),
+        (id, any::<u32>()).prop_map(|(stream, r)| Frame::Reset {
+            stream,
+            reason: Reason(r)
+        }),
+        any::<u64>().prop_map(|nonce| Frame::Ping { nonce }),
+        any::<u64>().prop_map(|nonce| Frame::Pong { nonce }),
+        (any::<[u8; 16]>(), any::<u32>(), any::<u32>(), any::<u64>()).prop_map(
+            |(instance, w, m, x)| Frame::Hello(Hello {
+                instance,
+                stream_window: w,
+                max_streams: m,
+                max_message_size: x
+            })
+        ),
+        (any::<u32>(), text).prop_map(|(r, text)| Frame::GoAway {
+            reason: Reason(r),
+            text
+        }),
+    ]
+}
+
+/// Lengths at the edges, where length bugs live.
+fn edge_len() -> impl Strategy<Value = u32> {
+    prop_oneof![
+        Just(0u32),
+        Just(1),
+        Just(MAX_CONTROL_PAYLOAD as u32 - 1),
+        Just(MAX_CONTROL_PAYLOAD as u32),
+        Just(MAX_CONTROL_PAYLOAD as u32 + 1),
+        Just(MAX_DATA_PAYLOAD as u32 - 1),
+        Just(MAX_DATA_PAYLOAD as u32),
+        Just(MAX_DATA_PAYLOAD as u32 + 1),
+        Just(u32::MAX - 1),
+        Just(u32::MAX),
+        any::<u32>(),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn every_frame_round_trips_at_every_split(frame in arb_frame(), split in any::<prop::sample::Index>()) {
+        let mut encoded = BytesMut::new();
+        frame.encode(&mut encoded);
+        let bytes = encoded.freeze();
+        let at = split.index(bytes.len() + 1);
+        let mut buf = BytesMut::from(&bytes[..at]);
+        let first = Frame::decode(&mut buf).unwrap();
+        if at < bytes.len() {
+            prop_assert_eq!(first, None);
+            buf.extend_from_slice(&bytes[at..]);
+            prop_assert_eq!(Frame::decode(&mut buf).unwrap(), Some(frame));
+        } else {
+            prop_assert_eq!(first, Some(frame));
+        }
+        prop_assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_nor_overallocate(
+        kind in prop_oneof![0u8..12, any::<u8>()],
+        flags in any::<u8>(),
+        stream in any::<u32>(),
+        len in edge_len(),
+        body in proptest::collection::vec(any::<u8>(), 0..300),
+    ) {
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&[kind, flags]);
+        buf.extend_from_slice(&stream.to_be_bytes());
+        buf.extend_from_slice(&len.to_be_bytes());
+        buf.extend_from_slice(&body);
+        loop {
+            match Frame::decode(&mut buf) {
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(FrameError::TooLong { .. }) | Err(_) => break,
+            }
+        }
+        prop_assert!(buf.capacity() <= HEADER_LEN + MAX_DATA_PAYLOAD + 512);
+    }
+
+    #[test]
+    fn arbitrary_bytes_into_a_session_never_panic(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..8)) {
+        let now = Instant::now();
+        let mut s = Session::new(config(Side::Server), now);
+        let mut hello = BytesMut::new();
+        Frame::Hello(Hello { instance: [7; 16], stream_window: 1 << 16, max_streams: 4, max_message_size: 1 << 20 }).encode(&mut hello);
+        s.handle_input(now, &mut hello).unwrap();
+        for chunk in chunks {
+            let mut buf = BytesMut::from(&chunk[..]);
+            let _ = s.handle_input(now, &mut buf);
+            let mut t = Transmit::new();
+            s.poll_transmit(now, &mut t);
+            while s.poll_event().is_some() {}
+        }
+    }
+}
