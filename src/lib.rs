@@ -2,9 +2,12 @@
 //!
 //! (Crate docs are written as the layers land; see `README.md` and `docs/PROTOCOL.md`.)
 
+mod driver;
 mod endpoint;
 mod error;
+mod instance;
 mod message;
+pub mod mux;
 mod options;
 mod proto;
 mod socket_type;

@@ -263,6 +263,14 @@ impl Session {
         self.goaway = None;
     }
 
+    /// Ends the session without a GOAWAY (the transport failed before the session began).
+    pub(crate) fn abort(&mut self, err: SessionError) {
+        if self.error.is_none() {
+            self.terminate(err);
+        }
+        self.goaway = None;
+    }
+
     /// Runs the timers that are due.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
         while let Some(timer) = self.timers.expired(now) {
@@ -743,6 +751,19 @@ impl Session {
         self.fail_stream(id, StreamError::Reset(reason));
     }
 
+    /// Whether everything written to the stream (and its CLOSE, if finished) has been
+    /// handed to [`poll_transmit`](Self::poll_transmit); if not, an [`Event::Writable`]
+    /// follows once it has.
+    pub(crate) fn poll_flushed(&mut self, id: StreamId) -> Result<bool, StreamError> {
+        let s = self.streams.get_mut(&id).ok_or(StreamError::Unknown)?;
+        if let Some(e) = &s.error {
+            return Err(e.clone());
+        }
+        let done = !s.send.has_pending();
+        s.send.flush_wanted = !done;
+        Ok(done)
+    }
+
     /// Reads buffered bytes of a stream into `buf`.
     pub(crate) fn read_bytes(
         &mut self,
@@ -886,10 +907,12 @@ impl Session {
             } else if s.send.fin_queued && !s.send.fin_sent {
                 s.send.fin_sent = true;
                 Frame::Close { stream: id }.encode(out.scratch());
-                self.maybe_remove(id);
-                continue;
+            }
+            if !s.send.has_pending() && std::mem::take(&mut s.send.flush_wanted) {
+                self.events.push_back(Event::Writable(id));
             }
             self.schedule(id);
+            self.maybe_remove(id);
         }
         // The GOAWAY of a graceful close waits for the data; an error's goes at once.
         if !self.goaway_sent

@@ -59,6 +59,8 @@ pub(crate) struct SendHalf {
     pub(crate) fin_sent: bool,
     /// Writer saw no credit and waits for a Writable event.
     pub(crate) blocked: bool,
+    /// Someone waits (with a Writable event) for the queue to drain.
+    pub(crate) flush_wanted: bool,
 }
 
 impl SendHalf {
@@ -71,6 +73,7 @@ impl SendHalf {
             fin_queued: false,
             fin_sent: false,
             blocked: false,
+            flush_wanted: false,
         }
     }
 

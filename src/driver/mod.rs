@@ -1,0 +1,31 @@
+//! One task per live connection: runs a protocol core over a real byte stream.
+//!
+//! The task owns the transport. It reads into one buffer and hands it to the core, which
+//! slices frames out as zero-copy `Bytes`; it writes what the core queued with vectored
+//! writes (many frames per syscall); it sleeps until the core's next timer. Handles (the
+//! multiplexer's streams, later the socket engine) share the core through [`Shared`] and
+//! never touch the transport. No lock is held across an `.await`.
+
+pub(crate) mod handshake;
+mod native;
+
+pub(crate) use native::{spawn, Greeting, Shared};
+
+use std::time::Duration;
+
+use crate::proto::native::{Config, Side};
+use crate::Options;
+
+/// The session configuration `options` describe, for our `side`.
+pub(crate) fn session_config(options: &Options, side: Side) -> Config {
+    Config {
+        side,
+        instance: crate::instance::id(),
+        stream_window: options.stream_window,
+        max_streams: u32::try_from(options.max_streams).unwrap_or(u32::MAX),
+        max_message_size: options.max_message_size,
+        heartbeat_interval: options.heartbeat_interval,
+        heartbeat_timeout: options.heartbeat_timeout.max(Duration::from_millis(1)),
+        handshake_timeout: options.handshake_timeout,
+    }
+}

@@ -1,0 +1,426 @@
+//! The driver of a native session.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{Instant, Sleep};
+use tracing::{debug, Instrument};
+
+use super::handshake;
+use crate::proto::native::{Config, Event, Session, SessionError, StreamId, Transmit};
+use crate::Error;
+
+/// A session core and the wakers of everyone waiting on it, shared by the driver task and
+/// the handles.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    inner: Mutex<SharedInner>,
+}
+
+/// What [`Shared`] guards.
+#[derive(Debug)]
+pub(crate) struct SharedInner {
+    /// The protocol core.
+    pub(crate) core: Session,
+    driver: Option<Waker>,
+    readers: HashMap<StreamId, Waker>,
+    writers: HashMap<StreamId, Waker>,
+    /// Streams the peer opened, not yet taken by an owner: (id, socket type, path).
+    pub(crate) incoming: VecDeque<(StreamId, u8, String)>,
+    incoming_waker: Option<Waker>,
+    established: bool,
+    established_wakers: Vec<Waker>,
+    close_wakers: Vec<Waker>,
+    /// The driver has exited: the transport is gone.
+    finished: bool,
+    /// Handles that keep the session alive; at zero the session closes itself.
+    handles: usize,
+}
+
+impl Shared {
+    /// Locks the core. Never hold the guard across an `.await`.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, SharedInner> {
+        // A panic while holding the lock leaves the core in an unknown state; we never
+        // panic inside, so recovering the guard is sound.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl SharedInner {
+    /// Wakes the driver so it transmits what commands queued.
+    pub(crate) fn wake_driver(&mut self) {
+        if let Some(w) = &self.driver {
+            w.wake_by_ref();
+        }
+    }
+
+    /// Registers `waker` to be woken when stream `id` may be readable.
+    pub(crate) fn wait_readable(&mut self, id: StreamId, waker: &Waker) {
+        register(
+            self.readers.entry(id).or_insert_with(|| waker.clone()),
+            waker,
+        );
+    }
+
+    /// Registers `waker` to be woken when stream `id` may be writable (or flushed).
+    pub(crate) fn wait_writable(&mut self, id: StreamId, waker: &Waker) {
+        register(
+            self.writers.entry(id).or_insert_with(|| waker.clone()),
+            waker,
+        );
+    }
+
+    /// Registers `waker` for the next incoming stream.
+    pub(crate) fn wait_incoming(&mut self, waker: &Waker) {
+        self.incoming_waker = Some(waker.clone());
+    }
+
+    /// Whether the peer's HELLO has arrived; if not, `waker` is woken when it does.
+    pub(crate) fn poll_established(&mut self, waker: &Waker) -> bool {
+        if self.established {
+            return true;
+        }
+        if !self.established_wakers.iter().any(|w| w.will_wake(waker)) {
+            self.established_wakers.push(waker.clone());
+        }
+        false
+    }
+
+    /// Whether the driver has exited and the transport is closed.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// The error that ended the session, once it ended.
+    pub(crate) fn closed_error(&self) -> Option<Error> {
+        if let Some(e) = self.core.error() {
+            return Some(session_error(e));
+        }
+        self.finished.then_some(Error::Closed)
+    }
+
+    fn take_all_wakers(&mut self) -> Vec<Waker> {
+        let mut wake: Vec<Waker> = self.readers.drain().map(|(_, w)| w).collect();
+        wake.extend(self.writers.drain().map(|(_, w)| w));
+        wake.extend(self.incoming_waker.take());
+        wake.append(&mut self.established_wakers);
+        wake.append(&mut self.close_wakers);
+        wake
+    }
+
+    /// Registers `waker` for the end of the session.
+    pub(crate) fn wait_closed(&mut self, waker: &Waker) {
+        if !self.close_wakers.iter().any(|w| w.will_wake(waker)) {
+            self.close_wakers.push(waker.clone());
+        }
+    }
+
+    /// One more handle keeps the session alive.
+    pub(crate) fn add_handle(&mut self) {
+        self.handles += 1;
+    }
+
+    /// A handle went away; the last one closes the session.
+    pub(crate) fn remove_handle(&mut self) {
+        self.handles -= 1;
+        if self.handles == 0 {
+            self.core.close(crate::proto::native::Reason::NO_ERROR, "");
+            self.wake_driver();
+        }
+    }
+}
+
+fn register(slot: &mut Waker, waker: &Waker) {
+    if !slot.will_wake(waker) {
+        *slot = waker.clone();
+    }
+}
+
+/// The public error for a session that ended.
+pub(crate) fn session_error(e: &SessionError) -> Error {
+    match e {
+        SessionError::Protocol(m) => Error::Protocol(m.clone()),
+        SessionError::MessageTooLarge { size, max } => Error::MessageTooLarge {
+            size: *size,
+            max: *max,
+        },
+        SessionError::Timeout(_) => Error::Timeout,
+        SessionError::Closed(_) | SessionError::ClosedLocally => Error::Closed,
+    }
+}
+
+/// How the connection's greeting is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Greeting {
+    /// Already exchanged by the caller (the listener and dialer, which must see it to pick
+    /// the protocol).
+    Done,
+    /// Exchange it first, symmetrically (the public multiplexer over any byte stream).
+    Exchange,
+}
+
+/// Starts the driver task for a native session over `io`. The returned handle count
+/// starts at one, owned by the caller.
+pub(crate) fn spawn<T>(io: T, config: Config, greeting: Greeting, peer: String) -> Arc<Shared>
+where
+    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let side = config.side;
+    let timeout = config.handshake_timeout;
+    let now = Instant::now().into_std();
+    let shared = Arc::new(Shared {
+        inner: Mutex::new(SharedInner {
+            core: Session::new(config, now),
+            driver: None,
+            readers: HashMap::new(),
+            writers: HashMap::new(),
+            incoming: VecDeque::new(),
+            incoming_waker: None,
+            established: false,
+            established_wakers: Vec::new(),
+            close_wakers: Vec::new(),
+            finished: false,
+            handles: 1,
+        }),
+    });
+    let task_shared = shared.clone();
+    let span = tracing::debug_span!("zocket.conn", %peer, protocol = "native", ?side);
+    tokio::spawn(
+        async move {
+            let mut io = io;
+            if greeting == Greeting::Exchange {
+                let failure = match handshake::exchange(&mut io, timeout).await {
+                    Ok(handshake::Negotiated::Native) => None,
+                    Ok(handshake::Negotiated::Zmtp(_)) => {
+                        Some("peer is a plain ZMTP peer, not a zocket multiplexer".to_owned())
+                    }
+                    Err(e) => Some(format!("greeting failed: {e}")),
+                };
+                if let Some(why) = failure {
+                    debug!(%why, "session did not start");
+                    let wake = {
+                        let mut inner = task_shared.lock();
+                        inner.core.abort(SessionError::Protocol(why));
+                        inner.finished = true;
+                        inner.take_all_wakers()
+                    };
+                    wake.into_iter().for_each(Waker::wake);
+                    return;
+                }
+            }
+            let driver = Driver {
+                io: Box::pin(io),
+                shared: task_shared,
+                read_buf: BytesMut::new(),
+                read_closed: false,
+                transmit: Transmit::new(),
+                wrote_since_flush: false,
+                timer: Box::pin(tokio::time::sleep_until(Instant::now())),
+                timer_deadline: None,
+            };
+            driver.await;
+        }
+        .instrument(span),
+    );
+    shared
+}
+
+/// Reads at most this many times per poll before letting other tasks run.
+const READS_PER_POLL: usize = 16;
+/// Read buffer growth step.
+const READ_CHUNK: usize = 64 * 1024;
+/// Most segments per vectored write.
+const MAX_IOV: usize = 64;
+
+struct Driver<T> {
+    io: Pin<Box<T>>,
+    shared: Arc<Shared>,
+    read_buf: BytesMut,
+    read_closed: bool,
+    transmit: Transmit,
+    wrote_since_flush: bool,
+    timer: Pin<Box<Sleep>>,
+    timer_deadline: Option<std::time::Instant>,
+}
+
+impl<T: AsyncRead + AsyncWrite> Driver<T> {
+    /// Reads what is available and feeds it to the core. Returns whether anything was read.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progressed = false;
+        for _ in 0..READS_PER_POLL {
+            if self.read_closed {
+                break;
+            }
+            if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK / 4 {
+                self.read_buf.reserve(READ_CHUNK);
+            }
+            match tokio_util::io::poll_read_buf(self.io.as_mut(), cx, &mut self.read_buf) {
+                Poll::Pending => break,
+                Poll::Ready(Ok(0)) => {
+                    self.read_closed = true;
+                    self.shared.lock().core.handle_eof("");
+                    progressed = true;
+                }
+                Poll::Ready(Ok(_)) => {
+                    progressed = true;
+                    let now = Instant::now().into_std();
+                    let mut inner = self.shared.lock();
+                    if let Err(e) = inner.core.handle_input(now, &mut self.read_buf) {
+                        debug!(error = %e, "closing connection");
+                    }
+                }
+                Poll::Ready(Err(e)) => {
+                    self.read_closed = true;
+                    self.shared.lock().core.handle_eof(&e.to_string());
+                    progressed = true;
+                }
+            }
+        }
+        progressed
+    }
+
+    /// Writes what the core has queued. Returns whether anything was written.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progressed = false;
+        loop {
+            if self.transmit.is_empty() {
+                let now = Instant::now().into_std();
+                if !self
+                    .shared
+                    .lock()
+                    .core
+                    .poll_transmit(now, &mut self.transmit)
+                {
+                    break;
+                }
+            }
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let n = self.transmit.io_slices(&mut slices);
+            let res = if self.io.is_write_vectored() {
+                self.io.as_mut().poll_write_vectored(cx, &slices[..n])
+            } else {
+                self.io.as_mut().poll_write(cx, self.transmit.first())
+            };
+            match res {
+                Poll::Pending => break,
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                    // The transport is gone; nothing more can be sent.
+                    self.transmit = Transmit::new();
+                    self.read_closed = true;
+                    self.shared.lock().core.handle_eof("write failed");
+                    return true;
+                }
+                Poll::Ready(Ok(n)) => {
+                    self.transmit.advance(n);
+                    self.wrote_since_flush = true;
+                    progressed = true;
+                }
+            }
+        }
+        if self.wrote_since_flush && self.transmit.is_empty() {
+            if let Poll::Ready(_) = self.io.as_mut().poll_flush(cx) {
+                self.wrote_since_flush = false;
+            }
+        }
+        progressed
+    }
+
+    /// Wakes handles for the core's events. Returns whether the session is over.
+    fn dispatch(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut wake = Vec::new();
+        let mut inner = self.shared.lock();
+        register(
+            inner.driver.get_or_insert_with(|| cx.waker().clone()),
+            cx.waker(),
+        );
+        while let Some(event) = inner.core.poll_event() {
+            match event {
+                Event::Established(_) => {
+                    inner.established = true;
+                    wake.append(&mut inner.established_wakers);
+                }
+                Event::Incoming {
+                    id,
+                    socket_type,
+                    path,
+                } => {
+                    inner.incoming.push_back((id, socket_type, path));
+                    wake.extend(inner.incoming_waker.take());
+                }
+                Event::Accepted { id, .. } | Event::Writable(id) => {
+                    wake.extend(inner.writers.remove(&id))
+                }
+                Event::Readable(id) => wake.extend(inner.readers.remove(&id)),
+            }
+        }
+        let over = inner.core.is_closed() && self.transmit.is_empty();
+        if over {
+            inner.finished = true;
+        }
+        if inner.core.error().is_some() {
+            // Everyone waiting learns the session ended.
+            wake.append(&mut inner.take_all_wakers());
+        }
+        drop(inner);
+        for w in wake {
+            w.wake();
+        }
+        over
+    }
+
+    /// Runs due timers and arms the sleep for the next one. Returns whether a timer fired.
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
+        let deadline = self.shared.lock().core.poll_timeout();
+        if deadline != self.timer_deadline {
+            self.timer_deadline = deadline;
+            if let Some(d) = deadline {
+                self.timer.as_mut().reset(Instant::from_std(d));
+            }
+        }
+        if self.timer_deadline.is_some() && self.timer.as_mut().poll(cx).is_ready() {
+            let now = Instant::now().into_std();
+            self.shared.lock().core.handle_timeout(now);
+            self.timer_deadline = None;
+            return true;
+        }
+        false
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite> Future for Driver<T> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        // Registered first, so a command issued while we run wakes us again.
+        {
+            let mut inner = this.shared.lock();
+            register(
+                inner.driver.get_or_insert_with(|| cx.waker().clone()),
+                cx.waker(),
+            );
+        }
+        for _ in 0..8 {
+            let read = this.poll_read(cx);
+            let fired = this.poll_timer(cx);
+            let wrote = this.poll_write(cx);
+            if this.dispatch(cx) {
+                let _ = this.io.as_mut().poll_shutdown(cx);
+                debug!("connection closed");
+                return Poll::Ready(());
+            }
+            if !(read || fired || wrote) {
+                return Poll::Pending;
+            }
+        }
+        // Plenty of work: yield to other tasks, then go on.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}

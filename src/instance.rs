@@ -1,0 +1,38 @@
+//! This process's random instance id, sent in every native HELLO.
+//!
+//! Peers use it to recognise one process across its connections, and a socket uses it to
+//! avoid connecting to itself (discovery finds our own announcements too).
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::OnceLock;
+use std::time::SystemTime;
+
+/// 16 random bytes, the same for the whole life of the process.
+pub(crate) fn id() -> [u8; 16] {
+    static ID: OnceLock<[u8; 16]> = OnceLock::new();
+    *ID.get_or_init(|| {
+        // std's RandomState is seeded from the OS's random source; two of them give
+        // 128 bits without another dependency. The pid and clock only add uniqueness.
+        let mut out = [0u8; 16];
+        for (i, half) in out.chunks_mut(8).enumerate() {
+            let mut h = RandomState::new().build_hasher();
+            h.write_u32(std::process::id());
+            h.write_usize(i);
+            if let Ok(t) = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) {
+                h.write_u128(t.as_nanos());
+            }
+            half.copy_from_slice(&h.finish().to_le_bytes());
+        }
+        out
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn id_is_stable_and_not_zero() {
+        assert_eq!(super::id(), super::id());
+        assert_ne!(super::id(), [0; 16]);
+    }
+}
