@@ -7,6 +7,11 @@ mod error;
 mod message;
 mod options;
 mod socket_type;
+// Not wired to sockets yet.
+#[allow(dead_code)] // used by the socket engine
+mod transport;
+
+pub mod monitor;
 
 pub use endpoint::{Endpoint, Host};
 pub use error::{Error, Result};
