@@ -427,12 +427,14 @@ mod tests {
         tasks_back_to(baseline).await;
     }
 
-    #[tokio::test]
+    // Two workers: connection tasks are dropped concurrently with the accept task.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn tcp_dialer_reconnects_across_listener_restarts() {
         reconnects_across_listener_restarts(free_tcp_endpoint(), true).await;
     }
 
-    #[tokio::test]
+    // Two workers: connection tasks are dropped concurrently with the accept task.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn ipc_dialer_reconnects_across_listener_restarts() {
         let endpoint = Endpoint::Ipc {
             file: ipc_path("dialer"),
@@ -515,7 +517,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    // Two workers: connection tasks are dropped concurrently with the accept task.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn dropping_the_dialer_closes_its_connection_and_task() {
         let baseline = tokio::runtime::Handle::current()
             .metrics()
