@@ -11,6 +11,11 @@ pub mod mux;
 mod options;
 mod proto;
 mod socket_type;
+// Not wired to sockets yet.
+#[allow(dead_code)] // used by the socket engine
+mod transport;
+
+pub mod monitor;
 
 pub use endpoint::{Endpoint, Host};
 pub use error::{Error, Result};
