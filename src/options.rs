@@ -59,7 +59,7 @@ impl Default for Options {
             router_mandatory: false,
             dns_refresh: Duration::from_secs(30),
             stream_window: DEFAULT_STREAM_WINDOW,
-            max_streams: 1024,
+            max_streams: 256,
         }
     }
 }
@@ -170,8 +170,8 @@ impl Options {
         self
     }
 
-    /// Most streams a peer may have open on one connection. Default 1024. Together with the
-    /// window it bounds the memory one connection can hold.
+    /// Most streams a peer may have open on one connection. Default 256. Together with the
+    /// window it bounds the memory one connection can hold (256 × 1 MiB by default).
     pub fn max_streams(mut self, streams: usize) -> Self {
         self.max_streams = streams.max(1);
         self

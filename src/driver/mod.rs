@@ -6,6 +6,7 @@
 //! multiplexer's streams, later the socket engine) share the core through [`Shared`] and
 //! never touch the transport. No lock is held across an `.await`.
 
+pub(crate) mod connect;
 pub(crate) mod handshake;
 mod native;
 

@@ -65,6 +65,13 @@ impl Session {
         Session { shared }
     }
 
+    /// Wraps a session whose driver already runs (from a listener or dialer); takes over
+    /// the handle `shared` came with.
+    #[cfg_attr(not(test), allow(dead_code))] // the socket engine uses sessions directly
+    pub(crate) fn from_shared(shared: Arc<Shared>) -> Session {
+        Session { shared }
+    }
+
     /// Opens a new stream. Data may be written at once, before the peer accepts it.
     ///
     /// # Errors

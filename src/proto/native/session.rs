@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use tracing::{debug, trace};
 
-use super::flow_control::cost;
+use super::flow_control::{cost, SendCredit};
 use super::frame::{
     encode_data_header, DataFlags, Frame, FrameError, Hello, MAX_PATH_LEN, RAW_STREAM,
 };
@@ -326,6 +326,10 @@ impl Session {
                 }
                 self.timers.stop(Timer::Handshake);
                 self.peer = Some(hello);
+                // Streams opened before the HELLO started without credit.
+                for s in self.streams.values_mut() {
+                    s.send.credit = SendCredit::new(hello.stream_window);
+                }
                 self.events.push_back(Event::Established(hello));
             }
             Frame::Ping { nonce } => self.pending_pong = Some(nonce),
