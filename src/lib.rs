@@ -2,6 +2,9 @@
 //!
 //! (Crate docs are written as the layers land; see `README.md` and `docs/PROTOCOL.md`.)
 
+// Parts of the driver and the protocol core (message streams, paths, socket types) are
+// used by the socket engine that sits on top of them.
+#[allow(dead_code, unused_imports)]
 mod driver;
 mod endpoint;
 mod error;
@@ -9,10 +12,10 @@ mod instance;
 mod message;
 pub mod mux;
 mod options;
+#[allow(dead_code, unused_imports)]
 mod proto;
 mod socket_type;
-// Not wired to sockets yet.
-#[allow(dead_code)] // used by the socket engine
+#[allow(dead_code)] // the dialer and listener are driven by the socket engine
 mod transport;
 
 pub mod monitor;

@@ -5,7 +5,7 @@
 //! native session starts on the connection. A plain ZMTP peer (libzmq) or an SP peer is
 //! refused for now, with a log line, a monitor event and a clean close.
 
-use std::future::{poll_fn, Future};
+use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::Poll;
 
@@ -71,21 +71,19 @@ pub(crate) async fn dial(
 
 /// Resolves when the session is over (its driver has exited), with the error that ended
 /// it, or `None` for an orderly close.
-pub(crate) fn closed(shared: Arc<Shared>) -> impl Future<Output = Option<Error>> + Send + 'static {
-    async move {
-        poll_fn(|cx| {
-            let mut inner = shared.lock();
-            if inner.is_finished() {
-                return Poll::Ready(match inner.closed_error() {
-                    Some(Error::Closed) | None => None,
-                    Some(e) => Some(e),
-                });
-            }
-            inner.wait_closed(cx.waker());
-            Poll::Pending
-        })
-        .await
-    }
+pub(crate) async fn closed(shared: Arc<Shared>) -> Option<Error> {
+    poll_fn(|cx| {
+        let mut inner = shared.lock();
+        if inner.is_finished() {
+            return Poll::Ready(match inner.closed_error() {
+                Some(Error::Closed) | None => None,
+                Some(e) => Some(e),
+            });
+        }
+        inner.wait_closed(cx.waker());
+        Poll::Pending
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -323,10 +323,11 @@ impl<T: AsyncRead + AsyncWrite> Driver<T> {
                 }
             }
         }
-        if self.wrote_since_flush && self.transmit.is_empty() {
-            if let Poll::Ready(_) = self.io.as_mut().poll_flush(cx) {
-                self.wrote_since_flush = false;
-            }
+        if self.wrote_since_flush
+            && self.transmit.is_empty()
+            && self.io.as_mut().poll_flush(cx).is_ready()
+        {
+            self.wrote_since_flush = false;
         }
         progressed
     }

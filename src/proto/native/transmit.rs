@@ -102,7 +102,7 @@ impl Transmit {
 
     /// Concatenates everything (tests).
     #[cfg(test)]
-    pub(crate) fn to_vec(&mut self) -> Vec<u8> {
+    pub(crate) fn concat(&mut self) -> Vec<u8> {
         self.seal();
         self.segments
             .iter()
