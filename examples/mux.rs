@@ -79,7 +79,9 @@ async fn answer(mut stream: Stream) -> std::io::Result<()> {
             }
             total += n as u64;
         }
-        stream.write_all(format!("received {total} bytes").as_bytes()).await?;
+        stream
+            .write_all(format!("received {total} bytes").as_bytes())
+            .await?;
     }
     stream.shutdown().await
 }
@@ -90,7 +92,10 @@ async fn request(session: Session, what: &'static str, started: Instant) -> std:
     stream.shutdown().await?;
     let mut reply = String::new();
     stream.read_to_string(&mut reply).await?;
-    println!("client: {reply:<40} after {:>6.1} ms", started.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "client: {reply:<40} after {:>6.1} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    );
     Ok(())
 }
 
