@@ -284,3 +284,56 @@ async fn peer_dropping_the_connection_fails_open_streams() {
     let mut buf = [0u8; 1];
     assert!(timeout(T, out.read(&mut buf)).await.unwrap().is_err());
 }
+
+/// Everything a session started ends when its handles are dropped: the driver task is gone
+/// and the peer sees the connection close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_every_handle_ends_the_driver_task_and_closes_the_connection() {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let baseline = metrics.num_alive_tasks();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (dialed, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+    let mut raw_peer = accepted.unwrap().0;
+    let client = Session::client(dialed.unwrap());
+    // The raw peer answers the greeting by hand so the session starts.
+    let mut greeting = [0u8; 64];
+    raw_peer.read_exact(&mut greeting).await.unwrap();
+    raw_peer.write_all(&raw_prelude()).await.unwrap();
+    let mut stream = timeout(T, client.open()).await.unwrap().unwrap();
+    stream.write_all(b"x").await.unwrap();
+    assert!(metrics.num_alive_tasks() > baseline, "the driver task runs");
+    drop(stream);
+    drop(client);
+    // The peer sees our frames, then end-of-stream.
+    let mut rest = vec![];
+    timeout(T, raw_peer.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    timeout(T, async {
+        while metrics.num_alive_tasks() > baseline {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("driver task did not end");
+}
+
+/// A peer that stops reading cannot keep a closed session's task alive forever.
+#[tokio::test(start_paused = true)]
+async fn a_closed_session_does_not_wait_forever_for_a_peer_that_never_reads() {
+    let (a, mut b) = tokio::io::duplex(128); // tiny pipe: our writes soon block
+    let session = Session::server(a);
+    b.write_all(&raw_prelude()).await.unwrap();
+    let mut s = {
+        // Let the session take our HELLO, then open a stream and stuff the pipe.
+        let mut s = timeout(T, session.open()).await.unwrap().unwrap();
+        let _ = timeout(Duration::from_millis(50), s.write_all(&[0u8; 4096])).await;
+        s
+    };
+    timeout(Duration::from_secs(5), session.close())
+        .await
+        .expect("close gives up on a peer that never reads");
+    assert!(s.write_all(b"late").await.is_err());
+}

@@ -223,6 +223,7 @@ where
                 wrote_since_flush: false,
                 timer: Box::pin(tokio::time::sleep_until(Instant::now())),
                 timer_deadline: None,
+                close_linger: None,
             };
             driver.await;
         }
@@ -235,6 +236,8 @@ where
 const READS_PER_POLL: usize = 16;
 /// Read buffer growth step.
 const READ_CHUNK: usize = 64 * 1024;
+/// How long the last frames of an ended session may wait for the peer to read them.
+const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 /// Most segments per vectored write.
 const MAX_IOV: usize = 64;
 
@@ -247,6 +250,7 @@ struct Driver<T> {
     wrote_since_flush: bool,
     timer: Pin<Box<Sleep>>,
     timer_deadline: Option<std::time::Instant>,
+    close_linger: Option<Pin<Box<Sleep>>>,
 }
 
 impl<T: AsyncRead + AsyncWrite> Driver<T> {
@@ -394,6 +398,33 @@ impl<T: AsyncRead + AsyncWrite> Driver<T> {
     }
 }
 
+impl<T> Driver<T> {
+    /// Once the session has ended, bounds how long its last frames (the GOAWAY) may wait
+    /// for a peer that does not read. Returns whether that time is up; the session is then
+    /// marked finished and everyone waiting is woken.
+    fn poll_close_linger(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.close_linger.is_none() {
+            if self.shared.lock().core.error().is_none() {
+                return false;
+            }
+            self.close_linger = Some(Box::pin(tokio::time::sleep(CLOSE_LINGER)));
+        }
+        let Some(linger) = self.close_linger.as_mut() else {
+            return false;
+        };
+        if linger.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        let wake = {
+            let mut inner = self.shared.lock();
+            inner.finished = true;
+            inner.take_all_wakers()
+        };
+        wake.into_iter().for_each(Waker::wake);
+        true
+    }
+}
+
 impl<T: AsyncRead + AsyncWrite> Future for Driver<T> {
     type Output = ();
 
@@ -414,6 +445,10 @@ impl<T: AsyncRead + AsyncWrite> Future for Driver<T> {
             if this.dispatch(cx) {
                 let _ = this.io.as_mut().poll_shutdown(cx);
                 debug!("connection closed");
+                return Poll::Ready(());
+            }
+            if this.poll_close_linger(cx) {
+                debug!("peer did not take our GOAWAY in time; dropping the connection");
                 return Poll::Ready(());
             }
             if !(read || fired || wrote) {
