@@ -327,8 +327,11 @@ impl Session {
                 self.timers.stop(Timer::Handshake);
                 self.peer = Some(hello);
                 // Streams opened before the HELLO started without credit.
-                for s in self.streams.values_mut() {
+                for (id, s) in self.streams.iter_mut() {
                     s.send.credit = SendCredit::new(hello.stream_window);
+                    if std::mem::take(&mut s.send.blocked) {
+                        self.events.push_back(Event::Writable(*id));
+                    }
                 }
                 self.events.push_back(Event::Established(hello));
             }

@@ -156,6 +156,23 @@ fn open_accept_write_read_close() {
 }
 
 #[test]
+fn a_stream_opened_before_hello_gets_credit_when_it_arrives() {
+    let now = Instant::now();
+    let mut client = Session::new(config(Side::Client), now);
+    let mut server = Session::new(config(Side::Server), now);
+    let id = client.open(RAW_STREAM, "early").unwrap();
+    assert_eq!(
+        client.write_bytes(id, b"hi").unwrap(),
+        0,
+        "no credit before HELLO"
+    );
+    transfer(&mut server, &mut client, now); // the server's HELLO
+    let events: Vec<_> = std::iter::from_fn(|| client.poll_event()).collect();
+    assert!(events.contains(&Event::Writable(id)), "{events:?}");
+    assert_eq!(client.write_bytes(id, b"hi").unwrap(), 2);
+}
+
+#[test]
 fn reject_reaches_the_opener_with_reason() {
     let mut p = Pair::new();
     let id = p.client.open(1, "nowhere").unwrap();
