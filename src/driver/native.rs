@@ -16,6 +16,29 @@ use super::handshake;
 use crate::proto::native::{Config, Event, Session, SessionError, StreamId, Transmit};
 use crate::Error;
 
+/// Someone who follows streams without polling them: told (with the token it registered)
+/// whenever a stream may have become readable or writable, until it stops observing.
+/// Called by the driver task with no lock held; must not block.
+pub(crate) trait StreamObserver: Send + Sync + std::fmt::Debug {
+    /// Data, the end of the stream, or an error may be ready to read.
+    fn readable(&self, token: u64);
+    /// Credit arrived, the stream was accepted or flushed, or it failed.
+    fn writable(&self, token: u64);
+}
+
+/// A stream the peer opened, waiting for its owner to accept or reject it.
+#[derive(Debug, Clone)]
+pub(crate) struct IncomingStream {
+    /// Its id.
+    pub(crate) id: StreamId,
+    /// The opener's socket type code.
+    pub(crate) socket_type: u8,
+    /// The path it is addressed to.
+    pub(crate) path: String,
+    /// The opener's routing id (empty: none).
+    pub(crate) identity: bytes::Bytes,
+}
+
 /// A session core and the wakers of everyone waiting on it, shared by the driver task and
 /// the handles.
 #[derive(Debug)]
@@ -31,12 +54,14 @@ pub(crate) struct SharedInner {
     driver: Option<Waker>,
     readers: HashMap<StreamId, Waker>,
     writers: HashMap<StreamId, Waker>,
-    /// Streams the peer opened, not yet taken by an owner: (id, socket type, path).
-    pub(crate) incoming: VecDeque<(StreamId, u8, String)>,
+    /// Streams the peer opened, not yet taken by an owner.
+    pub(crate) incoming: VecDeque<IncomingStream>,
     incoming_waker: Option<Waker>,
     established: bool,
     established_wakers: Vec<Waker>,
     close_wakers: Vec<Waker>,
+    /// Persistent watchers of streams (the socket engine), with their tokens.
+    observers: HashMap<StreamId, (Arc<dyn StreamObserver>, u64)>,
     /// The driver has exited: the transport is gone.
     finished: bool,
     /// Handles that keep the session alive; at zero the session closes itself.
@@ -121,6 +146,19 @@ impl SharedInner {
         }
     }
 
+    /// Starts telling `observer` about stream `id`, with `token`; it is told once at once,
+    /// so nothing that happened before is missed.
+    pub(crate) fn observe(&mut self, id: StreamId, observer: Arc<dyn StreamObserver>, token: u64) {
+        observer.readable(token);
+        observer.writable(token);
+        self.observers.insert(id, (observer, token));
+    }
+
+    /// Stops telling anyone about stream `id`.
+    pub(crate) fn unobserve(&mut self, id: StreamId) {
+        self.observers.remove(&id);
+    }
+
     /// One more handle keeps the session alive.
     pub(crate) fn add_handle(&mut self) {
         self.handles += 1;
@@ -185,6 +223,7 @@ where
             established: false,
             established_wakers: Vec::new(),
             close_wakers: Vec::new(),
+            observers: HashMap::new(),
             finished: false,
             handles: 1,
         }),
@@ -339,6 +378,7 @@ impl<T: AsyncRead + AsyncWrite> Driver<T> {
     /// Wakes handles for the core's events. Returns whether the session is over.
     fn dispatch(&mut self, cx: &mut Context<'_>) -> bool {
         let mut wake = Vec::new();
+        let mut notify = Vec::new();
         let mut inner = self.shared.lock();
         register(
             inner.driver.get_or_insert_with(|| cx.waker().clone()),
@@ -354,14 +394,28 @@ impl<T: AsyncRead + AsyncWrite> Driver<T> {
                     id,
                     socket_type,
                     path,
+                    identity,
                 } => {
-                    inner.incoming.push_back((id, socket_type, path));
+                    inner.incoming.push_back(IncomingStream {
+                        id,
+                        socket_type,
+                        path,
+                        identity,
+                    });
                     wake.extend(inner.incoming_waker.take());
                 }
                 Event::Accepted { id, .. } | Event::Writable(id) => {
-                    wake.extend(inner.writers.remove(&id))
+                    wake.extend(inner.writers.remove(&id));
+                    if let Some((o, token)) = inner.observers.get(&id) {
+                        notify.push((o.clone(), *token, false));
+                    }
                 }
-                Event::Readable(id) => wake.extend(inner.readers.remove(&id)),
+                Event::Readable(id) => {
+                    wake.extend(inner.readers.remove(&id));
+                    if let Some((o, token)) = inner.observers.get(&id) {
+                        notify.push((o.clone(), *token, true));
+                    }
+                }
             }
         }
         let over = inner.core.is_closed() && self.transmit.is_empty();
@@ -375,6 +429,13 @@ impl<T: AsyncRead + AsyncWrite> Driver<T> {
         drop(inner);
         for w in wake {
             w.wake();
+        }
+        for (observer, token, readable) in notify {
+            if readable {
+                observer.readable(token);
+            } else {
+                observer.writable(token);
+            }
         }
         over
     }

@@ -90,7 +90,7 @@ impl Session {
             if !inner.poll_established(cx.waker()) {
                 return Poll::Pending;
             }
-            match inner.core.open(RAW_STREAM, "") {
+            match inner.core.open(RAW_STREAM, "", &bytes::Bytes::new()) {
                 Ok(id) => {
                     inner.add_handle();
                     inner.wake_driver();
@@ -118,8 +118,9 @@ impl Session {
     pub async fn accept(&self) -> Result<Stream> {
         poll_fn(|cx| {
             let mut inner = self.shared.lock();
-            if let Some((id, _ty, _path)) = inner.incoming.pop_front() {
-                inner.core.accept(id, RAW_STREAM);
+            if let Some(incoming) = inner.incoming.pop_front() {
+                let id = incoming.id;
+                inner.core.accept(id, RAW_STREAM, bytes::Bytes::new());
                 inner.add_handle();
                 inner.wake_driver();
                 return Poll::Ready(Ok(Stream::new(self.shared.clone(), id)));

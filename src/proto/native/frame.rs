@@ -16,6 +16,8 @@ pub(crate) const MAX_DATA_PAYLOAD: usize = 64 * 1024;
 pub(crate) const MAX_CONTROL_PAYLOAD: usize = 4096;
 /// Longest stream path in an OPEN frame.
 pub(crate) const MAX_PATH_LEN: usize = 255;
+/// Longest routing id in an OPEN or ACCEPT frame (ZeroMQ's limit).
+pub(crate) const MAX_IDENTITY_LEN: usize = 255;
 /// Length of a HELLO payload.
 const HELLO_LEN: usize = 32;
 
@@ -88,14 +90,21 @@ pub(crate) enum Frame {
     },
     /// More credit for the peer on `stream`.
     Window { stream: StreamId, increment: u32 },
-    /// Opens a stream towards the socket at `path`.
+    /// Opens a stream towards the socket at `path`, saying who opens it.
     Open {
         stream: StreamId,
         socket_type: u8,
         path: String,
+        /// The opener's routing id (empty: none).
+        identity: Bytes,
     },
-    /// Accepts a stream the peer opened.
-    Accept { stream: StreamId, socket_type: u8 },
+    /// Accepts a stream the peer opened, saying who accepts it.
+    Accept {
+        stream: StreamId,
+        socket_type: u8,
+        /// The acceptor's routing id (empty: none).
+        identity: Bytes,
+    },
     /// Refuses a stream the peer opened.
     Reject {
         stream: StreamId,
@@ -212,17 +221,26 @@ impl Frame {
                 stream,
                 socket_type,
                 path,
+                identity,
             } => {
-                header(out, ty::OPEN, 0, *stream, 1 + path.len());
+                // Callers bound both by MAX_PATH_LEN / MAX_IDENTITY_LEN.
+                let path = truncate_utf8(path, MAX_PATH_LEN);
+                let identity = &identity[..identity.len().min(MAX_IDENTITY_LEN)];
+                header(out, ty::OPEN, 0, *stream, 2 + path.len() + identity.len());
                 out.put_u8(*socket_type);
+                out.put_u8(path.len() as u8);
                 out.extend_from_slice(path.as_bytes());
+                out.extend_from_slice(identity);
             }
             Frame::Accept {
                 stream,
                 socket_type,
+                identity,
             } => {
-                header(out, ty::ACCEPT, 0, *stream, 1);
+                let identity = &identity[..identity.len().min(MAX_IDENTITY_LEN)];
+                header(out, ty::ACCEPT, 0, *stream, 1 + identity.len());
                 out.put_u8(*socket_type);
+                out.extend_from_slice(identity);
             }
             Frame::Reject {
                 stream,
@@ -317,21 +335,31 @@ fn decode_control(kind: u8, stream: StreamId, mut p: &[u8]) -> Result<Option<Fra
             }
         }
         ty::OPEN => {
-            if p.is_empty() || p.len() > 1 + MAX_PATH_LEN {
+            if p.len() < 2 {
                 return Err(FrameError::Malformed("OPEN"));
             }
             let socket_type = p.get_u8();
+            let path_len = usize::from(p.get_u8());
+            if p.len() < path_len || p.len() - path_len > MAX_IDENTITY_LEN {
+                return Err(FrameError::Malformed("OPEN"));
+            }
+            let path = text(&p[..path_len], "OPEN")?;
             Frame::Open {
                 stream,
                 socket_type,
-                path: text(p, "OPEN")?,
+                path,
+                identity: Bytes::copy_from_slice(&p[path_len..]),
             }
         }
         ty::ACCEPT => {
-            exact(p, 1, "ACCEPT")?;
+            if p.is_empty() || p.len() > 1 + MAX_IDENTITY_LEN {
+                return Err(FrameError::Malformed("ACCEPT"));
+            }
+            let socket_type = p.get_u8();
             Frame::Accept {
                 stream,
-                socket_type: p.get_u8(),
+                socket_type,
+                identity: Bytes::copy_from_slice(p),
             }
         }
         ty::REJECT => {

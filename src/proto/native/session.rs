@@ -8,7 +8,8 @@ use tracing::{debug, trace};
 
 use super::flow_control::{cost, SendCredit};
 use super::frame::{
-    encode_data_header, DataFlags, Frame, FrameError, Hello, MAX_PATH_LEN, RAW_STREAM,
+    encode_data_header, DataFlags, Frame, FrameError, Hello, MAX_IDENTITY_LEN, MAX_PATH_LEN,
+    RAW_STREAM,
 };
 use super::stream::{Chunk, Phase, ReadBytes, Stream, StreamError};
 use super::timer::{Timer, TimerTable};
@@ -74,7 +75,7 @@ impl From<FrameError> for SessionError {
 /// Why `open` failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum OpenError {
-    /// The path is too long for an OPEN frame.
+    /// The path or the identity is too long for an OPEN frame.
     PathTooLong,
     /// The peer's stream limit is reached.
     TooManyStreams,
@@ -92,9 +93,14 @@ pub(crate) enum Event {
         id: StreamId,
         socket_type: u8,
         path: String,
+        identity: Bytes,
     },
     /// The peer accepted a stream we opened.
-    Accepted { id: StreamId, socket_type: u8 },
+    Accepted {
+        id: StreamId,
+        socket_type: u8,
+        identity: Bytes,
+    },
     /// Data, the end of the stream, or an error is ready to be read.
     Readable(StreamId),
     /// A blocked writer may write again (credit arrived or the stream failed).
@@ -351,7 +357,8 @@ impl Session {
                 stream,
                 socket_type,
                 path,
-            } => self.on_open(stream, socket_type, path)?,
+                identity,
+            } => self.on_open(stream, socket_type, path, identity)?,
             Frame::Data {
                 stream,
                 flags,
@@ -371,6 +378,7 @@ impl Session {
             Frame::Accept {
                 stream,
                 socket_type,
+                identity,
             } => {
                 if let Some(s) = self.known_stream(stream, "ACCEPT")? {
                     if s.phase != Phase::Opening {
@@ -379,9 +387,11 @@ impl Session {
                         )));
                     }
                     s.phase = Phase::Open;
+                    s.peer = Some((socket_type, identity.clone()));
                     self.events.push_back(Event::Accepted {
                         id: stream,
                         socket_type,
+                        identity,
                     });
                 }
             }
@@ -456,7 +466,13 @@ impl Session {
         }
     }
 
-    fn on_open(&mut self, id: StreamId, socket_type: u8, path: String) -> Result<(), SessionError> {
+    fn on_open(
+        &mut self,
+        id: StreamId,
+        socket_type: u8,
+        path: String,
+        identity: Bytes,
+    ) -> Result<(), SessionError> {
         if id.0 == 0 || !self.is_peer_id(id) || id.0 <= self.peer_max_id {
             return Err(SessionError::Protocol(format!(
                 "OPEN with invalid stream id {id}"
@@ -489,11 +505,15 @@ impl Session {
                 self.config.stream_window,
             ),
         );
+        if let Some(s) = self.streams.get_mut(&id) {
+            s.peer = Some((socket_type, identity.clone()));
+        }
         self.peer_opened += 1;
         self.events.push_back(Event::Incoming {
             id,
             socket_type,
             path,
+            identity,
         });
         Ok(())
     }
@@ -610,11 +630,16 @@ impl Session {
     /// Opens a stream to the socket at `path` with our `socket_type` (or
     /// [`RAW_STREAM`]). Data may be written at once; the peer's answer comes as an
     /// [`Event::Accepted`] or as the stream failing with [`StreamError::Rejected`].
-    pub(crate) fn open(&mut self, socket_type: u8, path: &str) -> Result<StreamId, OpenError> {
+    pub(crate) fn open(
+        &mut self,
+        socket_type: u8,
+        path: &str,
+        identity: &Bytes,
+    ) -> Result<StreamId, OpenError> {
         if self.error.is_some() || self.goaway.is_some() {
             return Err(OpenError::Closed);
         }
-        if path.len() > MAX_PATH_LEN {
+        if path.len() > MAX_PATH_LEN || identity.len() > MAX_IDENTITY_LEN {
             return Err(OpenError::PathTooLong);
         }
         let peer_max = self.peer.map_or(u32::MAX, |p| p.max_streams) as usize;
@@ -641,18 +666,20 @@ impl Session {
             stream: id,
             socket_type,
             path: path.to_owned(),
+            identity: identity.clone(),
         });
         Ok(id)
     }
 
     /// Accepts a stream from an [`Event::Incoming`], answering with our socket type.
-    pub(crate) fn accept(&mut self, id: StreamId, socket_type: u8) {
+    pub(crate) fn accept(&mut self, id: StreamId, socket_type: u8, identity: Bytes) {
         if let Some(s) = self.streams.get_mut(&id) {
             if s.phase == Phase::Incoming && s.error.is_none() {
                 s.phase = Phase::Open;
                 self.control.push_back(Frame::Accept {
                     stream: id,
                     socket_type,
+                    identity,
                 });
             }
         }
@@ -813,6 +840,12 @@ impl Session {
                 Ok(None)
             }
         }
+    }
+
+    /// The peer's socket type and routing id on stream `id`: known from its OPEN for a
+    /// stream it opened, from its ACCEPT for one we opened (`None` until then).
+    pub(crate) fn stream_peer(&self, id: StreamId) -> Option<(u8, Bytes)> {
+        self.streams.get(&id).and_then(|s| s.peer.clone())
     }
 
     /// Whether the peer finished the stream and everything was read.

@@ -264,6 +264,8 @@ pub(crate) struct Stream {
     pub(crate) released: bool,
     /// Whether this stream is in the data scheduler's queue.
     pub(crate) scheduled: bool,
+    /// The peer's socket type and routing id, once known (from its OPEN or ACCEPT).
+    pub(crate) peer: Option<(u8, bytes::Bytes)>,
 }
 
 impl Stream {
@@ -276,6 +278,7 @@ impl Stream {
             error: None,
             released: false,
             scheduled: false,
+            peer: None,
         }
     }
 

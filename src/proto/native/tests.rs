@@ -122,7 +122,7 @@ fn hello_is_exchanged_first() {
 #[test]
 fn open_accept_write_read_close() {
     let mut p = Pair::new();
-    let id = p.client.open(RAW_STREAM, "rpc").unwrap();
+    let id = p.client.open(RAW_STREAM, "rpc", &Bytes::new()).unwrap();
     assert_eq!(p.client.write_bytes(id, b"hello ").unwrap(), 6);
     assert_eq!(p.client.write_bytes(id, b"world").unwrap(), 5);
     p.client.finish(id).unwrap();
@@ -133,11 +133,12 @@ fn open_accept_write_read_close() {
         .any(|e| matches!(e, Event::Incoming { path, .. } if path == "rpc")));
     let sid = p.incoming();
     assert_eq!(sid, id);
-    p.server.accept(sid, RAW_STREAM);
+    p.server.accept(sid, RAW_STREAM, Bytes::new());
     p.drive();
     assert!(p.client_events.contains(&Event::Accepted {
         id,
-        socket_type: RAW_STREAM
+        socket_type: RAW_STREAM,
+        identity: Bytes::new(),
     }));
     let (data, end) = read_all(&mut p.server, sid);
     assert_eq!(data, b"hello world");
@@ -160,7 +161,7 @@ fn a_stream_opened_before_hello_gets_credit_when_it_arrives() {
     let now = Instant::now();
     let mut client = Session::new(config(Side::Client), now);
     let mut server = Session::new(config(Side::Server), now);
-    let id = client.open(RAW_STREAM, "early").unwrap();
+    let id = client.open(RAW_STREAM, "early", &Bytes::new()).unwrap();
     assert_eq!(
         client.write_bytes(id, b"hi").unwrap(),
         0,
@@ -175,7 +176,7 @@ fn a_stream_opened_before_hello_gets_credit_when_it_arrives() {
 #[test]
 fn reject_reaches_the_opener_with_reason() {
     let mut p = Pair::new();
-    let id = p.client.open(1, "nowhere").unwrap();
+    let id = p.client.open(1, "nowhere", &Bytes::new()).unwrap();
     p.drive();
     let sid = p.incoming();
     p.server
@@ -194,10 +195,10 @@ fn reject_reaches_the_opener_with_reason() {
 #[test]
 fn writer_blocks_at_window_and_resumes_after_reads() {
     let mut p = Pair::new();
-    let id = p.client.open(RAW_STREAM, "").unwrap();
+    let id = p.client.open(RAW_STREAM, "", &Bytes::new()).unwrap();
     p.drive();
     let sid = p.incoming();
-    p.server.accept(sid, RAW_STREAM);
+    p.server.accept(sid, RAW_STREAM, Bytes::new());
     let big = vec![9u8; 1024 * 1024];
     let mut sent = 0;
     loop {
@@ -221,8 +222,8 @@ fn writer_blocks_at_window_and_resumes_after_reads() {
 #[test]
 fn unread_stream_does_not_block_other_streams() {
     let mut p = Pair::new();
-    let slow = p.client.open(RAW_STREAM, "slow").unwrap();
-    let fast = p.client.open(RAW_STREAM, "fast").unwrap();
+    let slow = p.client.open(RAW_STREAM, "slow", &Bytes::new()).unwrap();
+    let fast = p.client.open(RAW_STREAM, "fast", &Bytes::new()).unwrap();
     let big = vec![1u8; 512 * 1024];
     let n = p.client.write_bytes(slow, &big).unwrap();
     assert!(n > 0);
@@ -241,7 +242,7 @@ fn unread_stream_does_not_block_other_streams() {
 #[test]
 fn message_chunks_keep_their_flags_and_empty_frames() {
     let mut p = Pair::new();
-    let id = p.client.open(3, "").unwrap();
+    let id = p.client.open(3, "", &Bytes::new()).unwrap();
     p.client
         .write_chunk(id, Bytes::new(), DataFlags::MORE)
         .unwrap();
@@ -268,7 +269,7 @@ fn oversized_message_fails_the_session() {
     let mut s = config(Side::Server);
     s.max_message_size = 100 * 1024;
     let mut p = Pair::with(c, s);
-    let id = p.client.open(3, "").unwrap();
+    let id = p.client.open(3, "", &Bytes::new()).unwrap();
     let chunk = Bytes::from(vec![0u8; 60 * 1024]);
     p.client
         .write_chunk(id, chunk.clone(), DataFlags::CONTINUED)
@@ -348,10 +349,10 @@ fn header_claiming_4_gib_is_refused_before_buffering() {
 fn stream_limit_is_kept_by_the_opener_and_enforced_by_the_acceptor() {
     let mut p = Pair::new();
     for _ in 0..8 {
-        p.client.open(RAW_STREAM, "").unwrap();
+        p.client.open(RAW_STREAM, "", &Bytes::new()).unwrap();
     }
     assert_eq!(
-        p.client.open(RAW_STREAM, "").unwrap_err(),
+        p.client.open(RAW_STREAM, "", &Bytes::new()).unwrap_err(),
         OpenError::TooManyStreams
     );
 
@@ -371,6 +372,7 @@ fn stream_limit_is_kept_by_the_opener_and_enforced_by_the_acceptor() {
             stream: StreamId(2 * i + 1),
             socket_type: RAW_STREAM,
             path: String::new(),
+            identity: Bytes::new(),
         }
         .encode(&mut buf);
     }
@@ -405,15 +407,28 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
             }),
         (id.clone(), any::<u32>())
             .prop_map(|(stream, increment)| Frame::Window { stream, increment }),
-        (id.clone(), any::<u8>(), text).prop_map(|(stream, socket_type, path)| Frame::Open {
-            stream,
-            socket_type,
-            path
-        }),
-        (id.clone(), any::<u8>()).prop_map(|(stream, socket_type)| Frame::Accept {
-            stream,
-            socket_type
-        }),
+        (
+            id.clone(),
+            any::<u8>(),
+            text,
+            proptest::collection::vec(any::<u8>(), 0..=255)
+        )
+            .prop_map(|(stream, socket_type, path, identity)| Frame::Open {
+                stream,
+                socket_type,
+                path,
+                identity: Bytes::from(identity)
+            }),
+        (
+            id.clone(),
+            any::<u8>(),
+            proptest::collection::vec(any::<u8>(), 0..=255)
+        )
+            .prop_map(|(stream, socket_type, identity)| Frame::Accept {
+                stream,
+                socket_type,
+                identity: Bytes::from(identity)
+            }),
         (id.clone(), any::<u32>(), text).prop_map(|(stream, r, text)| Frame::Reject {
             stream,
             reason: Reason(r),
