@@ -79,6 +79,8 @@ mod instance;
 mod message;
 pub mod mux;
 mod options;
+#[allow(dead_code)] // used by the socket engine
+mod pattern;
 #[allow(dead_code, unused_imports)]
 mod proto;
 mod socket_type;

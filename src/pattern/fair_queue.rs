@@ -1,0 +1,143 @@
+//! Reading in turn: Sub, Rep, Dealer, Router and Pull take one message from each ready peer.
+
+use std::collections::{HashSet, VecDeque};
+
+use super::PeerId;
+
+/// The peers that have something to read, in the order they became ready, each at most once.
+///
+/// The reader [`pop`](FairQueue::pop)s the front peer, reads one message from it and, if
+/// that peer still has data, [`push_ready`](FairQueue::push_ready)s it again, which puts it
+/// at the back: a busy peer cannot starve the others. `push_ready` and `pop` are O(1)
+/// amortised; `remove` is linear (it only happens when a peer goes away).
+#[derive(Debug, Default)]
+pub(crate) struct FairQueue {
+    /// The ready peers, front first.
+    order: VecDeque<PeerId>,
+    /// The peers in `order`, for the duplicate check.
+    queued: HashSet<PeerId>,
+}
+
+impl FairQueue {
+    /// An empty queue.
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// Marks `peer` as having something to read; a peer already queued keeps its place.
+    pub(crate) fn push_ready(&mut self, peer: PeerId) {
+        if self.queued.insert(peer) {
+            self.order.push_back(peer);
+        }
+    }
+
+    /// Takes the peer that has waited longest, or `None` if no peer is ready.
+    pub(crate) fn pop(&mut self) -> Option<PeerId> {
+        let peer = self.order.pop_front()?;
+        self.queued.remove(&peer);
+        Some(peer)
+    }
+
+    /// Forgets `peer` (it disconnected); an unqueued peer is ignored.
+    pub(crate) fn remove(&mut self, peer: PeerId) {
+        if self.queued.remove(&peer) {
+            self.order.retain(|&p| p != peer);
+        }
+    }
+
+    /// The number of ready peers.
+    pub(crate) fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Whether no peer is ready.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn ready_peers_are_read_in_turn() {
+        let mut q = FairQueue::new();
+        assert!(q.is_empty());
+        q.push_ready(PeerId(1));
+        q.push_ready(PeerId(2));
+        q.push_ready(PeerId(1));
+        assert_eq!(q.len(), 2);
+        // Peer 1 has more data: it goes to the back after each read.
+        assert_eq!(q.pop(), Some(PeerId(1)));
+        q.push_ready(PeerId(1));
+        assert_eq!(q.pop(), Some(PeerId(2)));
+        assert_eq!(q.pop(), Some(PeerId(1)));
+        assert_eq!(q.pop(), None);
+    }
+
+    #[test]
+    fn removed_peers_are_not_read() {
+        let mut q = FairQueue::new();
+        for id in 1..=3 {
+            q.push_ready(PeerId(id));
+        }
+        q.remove(PeerId(2));
+        q.remove(PeerId(9));
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.pop(), Some(PeerId(1)));
+        assert_eq!(q.pop(), Some(PeerId(3)));
+        assert!(q.is_empty());
+        q.push_ready(PeerId(2));
+        assert_eq!(q.pop(), Some(PeerId(2)));
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Push(u8),
+        Pop,
+        Remove(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (0u8..6).prop_map(Op::Push),
+            2 => Just(Op::Pop),
+            1 => (0u8..6).prop_map(Op::Remove),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn queue_is_fifo_without_duplicates(ops in prop::collection::vec(op(), 0..300)) {
+            let mut q = FairQueue::new();
+            let mut model: VecDeque<PeerId> = VecDeque::new();
+            for op in ops {
+                match op {
+                    Op::Push(p) => {
+                        let peer = PeerId(p.into());
+                        q.push_ready(peer);
+                        if !model.contains(&peer) {
+                            model.push_back(peer);
+                        }
+                    }
+                    Op::Pop => prop_assert_eq!(q.pop(), model.pop_front()),
+                    Op::Remove(p) => {
+                        let peer = PeerId(p.into());
+                        q.remove(peer);
+                        model.retain(|&m| m != peer);
+                    }
+                }
+                prop_assert_eq!(q.len(), model.len());
+                prop_assert_eq!(q.is_empty(), model.is_empty());
+            }
+            let mut drained = Vec::new();
+            while let Some(peer) = q.pop() {
+                prop_assert!(!drained.contains(&peer), "duplicate {}", peer);
+                drained.push(peer);
+            }
+            prop_assert_eq!(drained, Vec::from(model));
+        }
+    }
+}
