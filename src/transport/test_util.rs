@@ -82,8 +82,8 @@ pub(crate) async fn wait_closed(conn: crate::transport::Connection) -> Option<cr
                 }
             }
         }
-        crate::transport::Connection::Inproc(mut conn) => {
-            while conn.rx.recv().await.is_some() {}
+        crate::transport::Connection::Inproc(conn) => {
+            while conn.recv().await.is_some() {}
             None
         }
     }
