@@ -78,6 +78,36 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// A copy of the error (`io::Error` is not `Clone`; its kind and text are kept).
+    pub(crate) fn duplicate(&self) -> Error {
+        match self {
+            Error::InvalidEndpoint { input, expected } => Error::InvalidEndpoint {
+                input: input.clone(),
+                expected: expected.clone(),
+            },
+            Error::AddrInUse { endpoint } => Error::AddrInUse {
+                endpoint: endpoint.clone(),
+            },
+            Error::Io(e) => Error::Io(io::Error::new(e.kind(), e.to_string())),
+            Error::Protocol(m) => Error::Protocol(m.clone()),
+            Error::IncompatiblePeer { local, remote } => Error::IncompatiblePeer {
+                local: *local,
+                remote: *remote,
+            },
+            Error::Refused { reason } => Error::Refused {
+                reason: reason.clone(),
+            },
+            Error::MessageTooLarge { size, max } => Error::MessageTooLarge {
+                size: *size,
+                max: *max,
+            },
+            Error::Timeout => Error::Timeout,
+            Error::HostUnreachable => Error::HostUnreachable,
+            Error::Reset => Error::Reset,
+            Error::Closed => Error::Closed,
+        }
+    }
+
     pub(crate) fn invalid_endpoint(input: &str, expected: impl Into<String>) -> Self {
         Error::InvalidEndpoint {
             input: input.to_owned(),

@@ -43,8 +43,14 @@ impl fmt::Debug for Established {
 
 /// Turns a fresh transport connection into a live one (greeting, protocol, driver), or fails.
 /// Called once per successful transport connect; bounded by `options.handshake_timeout`.
-pub(crate) type Handshake =
-    Box<dyn FnMut(Connection) -> BoxFuture<'static, Result<Established, Error>> + Send>;
+pub(crate) type Handshake = HandshakeWith<Connection>;
+
+/// A handshake over any kind of fresh connection `C`.
+pub(crate) type HandshakeWith<C> =
+    Box<dyn FnMut(C) -> BoxFuture<'static, Result<Established, Error>> + Send>;
+
+/// Makes one fresh connection of kind `C` (one attempt; the dialer retries).
+pub(crate) type Connect<C> = Box<dyn FnMut() -> BoxFuture<'static, Result<C>> + Send>;
 
 /// A background task that keeps a connection to one endpoint alive.
 ///
@@ -119,17 +125,42 @@ impl Dialer {
                 )))
             }
         };
+        let target = Arc::new(target);
+        let limit = options.handshake_timeout;
+        let connect: Connect<Connection> = Box::new(move || {
+            let target = target.clone();
+            Box::pin(async move { target.connect(limit).await })
+        });
+        Ok(Self::spawn_custom(
+            endpoint, options, monitor, connect, handshake,
+        ))
+    }
+
+    /// A dialer whose transport step is `connect` (the socket engine dials through its
+    /// pool of shared connections) and whose handshake is `handshake`; the backoff, events
+    /// and lifetime are those of [`spawn`](Self::spawn).
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub(crate) fn spawn_custom<C: Send + 'static>(
+        endpoint: Endpoint,
+        options: Arc<Options>,
+        monitor: MonitorSender,
+        connect: Connect<C>,
+        handshake: HandshakeWith<C>,
+    ) -> Dialer {
         let text = endpoint.to_string();
         let span = tracing::info_span!("dialer", endpoint = %text);
         let dial_loop = DialLoop {
             endpoint: text,
-            target,
+            connect,
             options,
             monitor,
             handshake,
         };
         let task = tokio::spawn(dial_loop.run().instrument(span));
-        Ok(Dialer { endpoint, task })
+        Dialer { endpoint, task }
     }
 
     /// The endpoint being dialed.
@@ -207,15 +238,15 @@ impl Target {
 }
 
 /// The state of the dialer task.
-struct DialLoop {
+struct DialLoop<C> {
     endpoint: String,
-    target: Target,
+    connect: Connect<C>,
     options: Arc<Options>,
     monitor: MonitorSender,
-    handshake: Handshake,
+    handshake: HandshakeWith<C>,
 }
 
-impl DialLoop {
+impl<C: Send + 'static> DialLoop<C> {
     fn backoff(&self) -> ExponentialBuilder {
         // A zero interval would redial a refusing peer in a tight loop.
         let min = self
@@ -236,7 +267,7 @@ impl DialLoop {
         let mut attempt: u32 = 0;
         let limit = self.options.handshake_timeout;
         loop {
-            match self.target.connect(limit).await {
+            match (self.connect)().await {
                 Err(e) => tracing::debug!(error = %e, "dial failed"),
                 Ok(conn) => {
                     let handshake = (self.handshake)(conn);

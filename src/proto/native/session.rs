@@ -732,33 +732,42 @@ impl Session {
         Ok(n)
     }
 
-    /// Payload bytes one chunk written now may carry (0 = blocked; the next
-    /// [`Event::Writable`] says when to try again).
-    pub(crate) fn write_capacity(&mut self, id: StreamId) -> Result<usize, StreamError> {
+    /// Payload bytes one chunk written now may carry: `Ok(None)` means blocked until the
+    /// next [`Event::Writable`]; `Ok(Some(0))` still allows an empty chunk.
+    pub(crate) fn write_capacity(&mut self, id: StreamId) -> Result<Option<usize>, StreamError> {
         let s = self.writable_stream(id)?;
         let cap = s.send.capacity();
-        if cap == 0 {
+        if cap.is_none() {
             s.send.blocked = true;
         }
         Ok(cap)
     }
 
     /// Queues one chunk of a message without copying. `data.len()` must not exceed
-    /// [`write_capacity`](Self::write_capacity).
+    /// [`write_capacity`](Self::write_capacity); a chunk that does not fit is refused with
+    /// `Ok(false)` and the stream waits for credit.
     pub(crate) fn write_chunk(
         &mut self,
         id: StreamId,
         data: Bytes,
         flags: DataFlags,
-    ) -> Result<(), StreamError> {
+    ) -> Result<bool, StreamError> {
         let s = self.writable_stream(id)?;
-        if data.len() > s.send.capacity() {
+        if s.send.capacity().is_none_or(|cap| data.len() > cap) {
             s.send.blocked = true;
-            return Err(StreamError::Unknown);
+            return Ok(false);
         }
         s.send.write_chunk(data, flags);
         self.schedule(id);
-        Ok(())
+        Ok(true)
+    }
+
+    /// Whether the stream failed (reset, rejected, connection lost) and everything it
+    /// received before has been read.
+    pub(crate) fn stream_failed(&self, id: StreamId) -> bool {
+        self.streams
+            .get(&id)
+            .is_none_or(|s| s.error.is_some() && s.recv.is_empty())
     }
 
     /// Half-closes the stream: CLOSE goes out after the data already written.

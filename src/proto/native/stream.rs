@@ -82,12 +82,14 @@ impl SendHalf {
         !self.queue.is_empty() || !self.tail.is_empty() || (self.fin_queued && !self.fin_sent)
     }
 
-    /// Payload bytes a chunk written now may carry.
-    pub(crate) fn capacity(&self) -> usize {
-        let avail = self.credit.available().saturating_sub(DATA_FRAME_COST);
-        usize::try_from(avail)
-            .unwrap_or(usize::MAX)
-            .min(MAX_DATA_PAYLOAD)
+    /// Payload bytes a chunk written now may carry; `None` when not even an empty chunk fits.
+    pub(crate) fn capacity(&self) -> Option<usize> {
+        let avail = self.credit.available().checked_sub(DATA_FRAME_COST)?;
+        Some(
+            usize::try_from(avail)
+                .unwrap_or(usize::MAX)
+                .min(MAX_DATA_PAYLOAD),
+        )
     }
 
     /// Copies as much of `data` as credit allows, packing small writes into one chunk.

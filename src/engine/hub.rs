@@ -1,0 +1,588 @@
+//! Where sockets meet connections: shared listeners, the pool of outgoing connections, and
+//! attaching streams and inproc pipes to engines as peers.
+//!
+//! Sockets of one process that bind the same `tcp://host:port` (or `ipc://` file) share one
+//! listener; each claims a path (`/events`, `/rpc`; none is the default socket). Sockets of
+//! one process that connect to the same address share one native session: each socket's
+//! link is one stream on it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use bytes::Bytes;
+use futures::FutureExt;
+use tracing::{debug, warn};
+
+use super::peer::{Link, Peer, Phase, Reassembly};
+use super::Engine;
+use crate::driver::{connect, IncomingStream, Shared};
+use crate::monitor::Event;
+use crate::proto::native::Reason;
+use crate::transport::dialer::{Connect, Dialer, Established, HandshakeWith};
+use crate::transport::inproc::{InprocConn, InprocHello};
+use crate::transport::listener::{AcceptHandler, Listener};
+use crate::transport::{ipc, tcp, ByteStream, Connection};
+use crate::{Endpoint, Error, Result, SocketType};
+
+/// A socket's claim on a bound endpoint; dropping it gives the path (and, for the last
+/// path, the listener) back.
+#[derive(Debug)]
+pub(crate) struct Binding {
+    endpoint: Endpoint,
+    claim: Claim,
+}
+
+#[derive(Debug)]
+enum Claim {
+    /// A path on a shared byte-stream listener.
+    Path {
+        entry: Arc<SharedListener>,
+        path: String,
+    },
+    /// An inproc name, ours alone.
+    Inproc(#[allow(dead_code)] Listener),
+}
+
+impl Binding {
+    /// The endpoint actually bound (real port for `:0`, with the socket's path).
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+}
+
+impl Drop for Binding {
+    fn drop(&mut self) {
+        if let Claim::Path { entry, path } = &self.claim {
+            entry.paths().remove(path);
+        }
+    }
+}
+
+/// A listener shared by every socket bound to its address, routing streams by path.
+#[derive(Debug)]
+struct SharedListener {
+    key: String,
+    #[allow(dead_code)] // held: dropping it stops accepting and ends its connections
+    listener: Listener,
+    paths: Arc<Mutex<HashMap<String, Weak<Engine>>>>,
+}
+
+impl SharedListener {
+    fn paths(&self) -> std::sync::MutexGuard<'_, HashMap<String, Weak<Engine>>> {
+        self.paths.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for SharedListener {
+    fn drop(&mut self) {
+        let mut reg = listeners();
+        if reg.get(&self.key).is_some_and(|w| w.strong_count() == 0) {
+            reg.remove(&self.key);
+        }
+    }
+}
+
+fn listeners() -> std::sync::MutexGuard<'static, HashMap<String, Weak<SharedListener>>> {
+    static REG: OnceLock<Mutex<HashMap<String, Weak<SharedListener>>>> = OnceLock::new();
+    REG.get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// The listener address of an endpoint, without its path.
+fn address_key(endpoint: &Endpoint) -> Option<String> {
+    match endpoint {
+        Endpoint::Tcp { host, port, .. } => Some(format!("tcp://{host}:{port}")),
+        Endpoint::Ipc { file, .. } => Some(format!("ipc://{}", file.display())),
+        _ => None,
+    }
+}
+
+fn with_path(endpoint: &Endpoint, path: Option<String>) -> Endpoint {
+    match endpoint.clone() {
+        Endpoint::Tcp { host, port, .. } => Endpoint::Tcp { host, port, path },
+        Endpoint::Ipc { file, .. } => Endpoint::Ipc { file, path },
+        other => other,
+    }
+}
+
+/// Binds `engine` at `endpoint`.
+pub(crate) async fn bind(engine: &Arc<Engine>, endpoint: &Endpoint) -> Result<Binding> {
+    let path = endpoint.path().unwrap_or("").to_owned();
+    match endpoint {
+        Endpoint::Inproc { name } => {
+            let hello = InprocHello {
+                socket_type: Some(engine.socket_type),
+                identity: engine.options.identity.clone(),
+            };
+            let weak = Arc::downgrade(engine);
+            let text = endpoint.to_string();
+            let handler: AcceptHandler = Arc::new(move |conn| {
+                let (weak, text) = (weak.clone(), text.clone());
+                async move {
+                    if let (Some(engine), Connection::Inproc(conn)) = (weak.upgrade(), conn) {
+                        let _ = attach_inproc(&engine, conn, text);
+                    }
+                }
+                .boxed()
+            });
+            let listener = Listener::bind_with_hello(
+                endpoint,
+                engine.options.clone(),
+                engine.monitor.clone(),
+                hello,
+                handler,
+            )
+            .await?;
+            debug!(%name, "bound inproc");
+            Ok(Binding {
+                endpoint: endpoint.clone(),
+                claim: Claim::Inproc(listener),
+            })
+        }
+        Endpoint::Tcp { .. } | Endpoint::Ipc { .. } => {
+            let wanted = address_key(endpoint).unwrap_or_default();
+            let existing = match endpoint {
+                Endpoint::Tcp { port: 0, .. } => None,
+                _ => listeners().get(&wanted).and_then(Weak::upgrade),
+            };
+            let entry = match existing {
+                Some(entry) => entry,
+                None => new_listener(engine, endpoint).await?,
+            };
+            {
+                let mut paths = entry.paths();
+                if paths.get(&path).is_some_and(|w| w.strong_count() > 0) {
+                    return Err(Error::AddrInUse {
+                        endpoint: endpoint.to_string(),
+                    });
+                }
+                paths.insert(path.clone(), Arc::downgrade(engine));
+            }
+            let local = entry.listener.local_endpoint();
+            engine.emit(Event::Listening {
+                endpoint: with_path(local, endpoint.path().map(str::to_owned)).to_string(),
+            });
+            Ok(Binding {
+                endpoint: with_path(local, endpoint.path().map(str::to_owned)),
+                claim: Claim::Path { entry, path },
+            })
+        }
+        Endpoint::Dns { .. } | Endpoint::Mdns { .. } => Err(Error::Io(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "binding dns:// and mdns:// endpoints needs discovery, which is not implemented yet",
+        ))),
+    }
+}
+
+async fn new_listener(engine: &Arc<Engine>, endpoint: &Endpoint) -> Result<Arc<SharedListener>> {
+    let paths: Arc<Mutex<HashMap<String, Weak<Engine>>>> = Arc::default();
+    let options = engine.options.clone();
+    let monitor = engine.monitor.clone();
+    let routes = paths.clone();
+    let text = endpoint.to_string();
+    let handler: AcceptHandler = Arc::new(move |conn| {
+        let (options, monitor, routes, text) = (
+            options.clone(),
+            monitor.clone(),
+            routes.clone(),
+            text.clone(),
+        );
+        async move {
+            let Connection::Stream { io, peer } = conn else {
+                return;
+            };
+            let Some(shared) = connect::accept(io, peer.clone(), &text, &options, &monitor).await
+            else {
+                return;
+            };
+            serve_session(shared, peer, routes).await;
+        }
+        .boxed()
+    });
+    let listener = Listener::bind_with_hello(
+        &with_path(endpoint, None),
+        engine.options.clone(),
+        engine.monitor.clone(),
+        InprocHello::default(),
+        handler,
+    )
+    .await?;
+    let key = address_key(listener.local_endpoint()).unwrap_or_default();
+    let entry = Arc::new(SharedListener {
+        key: key.clone(),
+        listener,
+        paths,
+    });
+    listeners().insert(key, Arc::downgrade(&entry));
+    Ok(entry)
+}
+
+/// Holds one handle of a session; gives it back when dropped (also when the task holding
+/// it is aborted).
+struct HandleGuard(Arc<Shared>);
+
+impl Drop for HandleGuard {
+    fn drop(&mut self) {
+        self.0.lock().remove_handle();
+    }
+}
+
+/// Routes every stream the peer opens on an accepted session to the socket bound at its
+/// path, until the session ends.
+async fn serve_session(
+    shared: Arc<Shared>,
+    peer: String,
+    routes: Arc<Mutex<HashMap<String, Weak<Engine>>>>,
+) {
+    let guard = HandleGuard(shared);
+    while let Some(incoming) = next_incoming(&guard.0).await {
+        let engine = routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&incoming.path)
+            .and_then(Weak::upgrade);
+        match engine {
+            Some(engine) => attach_incoming(&engine, &guard.0, incoming, &peer),
+            None => {
+                debug!(path = %incoming.path, "no socket at path");
+                guard.0.lock().core.reject(
+                    incoming.id,
+                    Reason::NO_SUCH_PATH,
+                    &format!("no socket is bound at path {:?} here", incoming.path),
+                );
+                guard.0.lock().wake_driver();
+            }
+        }
+    }
+}
+
+async fn next_incoming(shared: &Arc<Shared>) -> Option<IncomingStream> {
+    std::future::poll_fn(|cx| {
+        let mut inner = shared.lock();
+        if let Some(incoming) = inner.incoming.pop_front() {
+            return std::task::Poll::Ready(Some(incoming));
+        }
+        if inner.closed_error().is_some() {
+            return std::task::Poll::Ready(None);
+        }
+        inner.wait_incoming(cx.waker());
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// Attaches a stream a peer opened to `engine`, or refuses it.
+fn attach_incoming(
+    engine: &Arc<Engine>,
+    shared: &Arc<Shared>,
+    incoming: IncomingStream,
+    peer: &str,
+) {
+    let local = engine.socket_type;
+    let remote = SocketType::from_code(incoming.socket_type);
+    let refusal = match remote {
+        Some(remote) if local.is_compatible(remote) => None,
+        Some(remote) => Some((
+            Reason::INCOMPATIBLE,
+            local.as_str().to_owned(),
+            Error::IncompatiblePeer { local, remote },
+        )),
+        None => Some((
+            Reason::INCOMPATIBLE,
+            local.as_str().to_owned(),
+            Error::Protocol(format!("unknown socket type code {}", incoming.socket_type)),
+        )),
+    };
+    let mut st = engine.lock();
+    let refusal = refusal.or_else(|| {
+        (st.closing).then(|| (Reason::SHUTDOWN, "socket closing".to_owned(), Error::Closed))
+    });
+    let refusal = refusal.or_else(|| {
+        (local == SocketType::Pair && !st.peers.is_empty()).then(|| {
+            (
+                Reason(10),
+                "this PAIR socket already has its peer".to_owned(),
+                Error::Refused {
+                    reason: "PAIR socket already has a peer".into(),
+                },
+            )
+        })
+    });
+    if let Some((reason, text, error)) = refusal {
+        warn!(%peer, %error, "refusing stream");
+        engine.emit(Event::HandshakeFailed {
+            endpoint: peer.to_owned(),
+            reason: error.to_string(),
+        });
+        let mut inner = shared.lock();
+        inner.core.reject(incoming.id, reason, &text);
+        inner.wake_driver();
+        return;
+    }
+    shared.lock().add_handle();
+    let awaiting = local == SocketType::Pub;
+    let phase = if awaiting {
+        Phase::AwaitingSubscriptions
+    } else {
+        Phase::Active
+    };
+    let identity = incoming.identity.clone();
+    let id = engine.add_peer(&mut st, |id| {
+        let mut p = Peer::new(
+            id,
+            local,
+            Link::Native {
+                session: shared.clone(),
+                stream: incoming.id,
+                reading: Reassembly::default(),
+            },
+            phase,
+            peer.to_owned(),
+        );
+        p.remote_type = remote;
+        p.identity = identity.clone();
+        p
+    });
+    if !awaiting {
+        if let Some(p) = st.peers.get_mut(&id) {
+            accept_stream(p, engine);
+        }
+    }
+}
+
+/// Accepts the native stream of `peer`, telling the opener our type and identity.
+pub(crate) fn accept_stream(peer: &mut Peer, engine: &Engine) {
+    if let Link::Native {
+        session, stream, ..
+    } = &peer.link
+    {
+        let identity = engine.options.identity.clone().unwrap_or_default();
+        let mut inner = session.lock();
+        inner
+            .core
+            .accept(*stream, engine.socket_type.code(), identity);
+        inner.wake_driver();
+    }
+}
+
+/// Attaches an inproc connection, checking the socket types.
+fn attach_inproc(engine: &Arc<Engine>, conn: InprocConn, endpoint: String) -> Result<PeerHandles> {
+    let local = engine.socket_type;
+    if let Some(remote) = conn.peer.socket_type {
+        if !local.is_compatible(remote) {
+            let error = Error::IncompatiblePeer { local, remote };
+            warn!(%endpoint, %error, "refusing inproc peer");
+            return Err(error);
+        }
+    }
+    let mut st = engine.lock();
+    if st.closing {
+        return Err(Error::Closed);
+    }
+    if local == SocketType::Pair && !st.peers.is_empty() {
+        return Err(Error::Refused {
+            reason: "PAIR socket already has a peer".into(),
+        });
+    }
+    let (active_tx, active_rx) = tokio::sync::oneshot::channel();
+    let (gone_tx, gone_rx) = tokio::sync::oneshot::channel();
+    let remote = conn.peer.socket_type;
+    let identity = conn.peer.identity.clone().unwrap_or_default();
+    engine.add_peer(&mut st, |id| {
+        let mut p = Peer::new(
+            id,
+            local,
+            Link::Inproc(conn),
+            Phase::Active,
+            endpoint.clone(),
+        );
+        p.remote_type = remote;
+        p.identity = identity.clone();
+        p.on_gone = Some(gone_tx);
+        p
+    });
+    drop(active_tx);
+    Ok(PeerHandles {
+        active: active_rx,
+        gone: gone_rx,
+    })
+}
+
+/// Receivers for a new peer's fate.
+struct PeerHandles {
+    #[allow(dead_code)]
+    active: tokio::sync::oneshot::Receiver<Result<()>>,
+    gone: tokio::sync::oneshot::Receiver<Option<Error>>,
+}
+
+// ----- dialing -----
+
+/// Starts dialing `endpoint` for `engine`.
+pub(crate) fn dial(engine: &Arc<Engine>, endpoint: Endpoint) -> Result<Dialer> {
+    let weak = Arc::downgrade(engine);
+    let options = engine.options.clone();
+    let monitor = engine.monitor.clone();
+    match &endpoint {
+        Endpoint::Inproc { .. } => {
+            let hello = InprocHello {
+                socket_type: Some(engine.socket_type),
+                identity: engine.options.identity.clone(),
+            };
+            let text = endpoint.to_string();
+            let handshake: crate::transport::dialer::Handshake = Box::new(move |conn| {
+                let (weak, text) = (weak.clone(), text.clone());
+                async move {
+                    let engine = weak.upgrade().ok_or(Error::Closed)?;
+                    let Connection::Inproc(conn) = conn else {
+                        return Err(Error::Closed);
+                    };
+                    let handles = attach_inproc(&engine, conn, text.clone())?;
+                    Ok(Established {
+                        peer: text,
+                        closed: handles.gone.map(|r| r.unwrap_or(None)).boxed(),
+                    })
+                }
+                .boxed()
+            });
+            Dialer::spawn_with_hello(endpoint, options, monitor, hello, handshake)
+        }
+        Endpoint::Tcp { .. } | Endpoint::Ipc { .. } => {
+            let key = address_key(&endpoint).unwrap_or_default();
+            let path = endpoint.path().unwrap_or("").to_owned();
+            let target = endpoint.clone();
+            let opts = options.clone();
+            let connect: Connect<Arc<Shared>> = Box::new(move || {
+                let (key, target, opts) = (key.clone(), target.clone(), opts.clone());
+                async move { pooled_session(&key, &target, &opts).await }.boxed()
+            });
+            let peer_name = endpoint.to_string();
+            let handshake: HandshakeWith<Arc<Shared>> = Box::new(move |shared| {
+                let (weak, path, peer_name) = (weak.clone(), path.clone(), peer_name.clone());
+                async move {
+                    let Some(engine) = weak.upgrade() else {
+                        shared.lock().remove_handle();
+                        return Err(Error::Closed);
+                    };
+                    let handles = attach_outgoing(&engine, shared, &path, &peer_name)?;
+                    handles.active.await.map_err(|_| Error::Closed)??;
+                    Ok(Established {
+                        peer: peer_name,
+                        closed: handles.gone.map(|r| r.unwrap_or(None)).boxed(),
+                    })
+                }
+                .boxed()
+            });
+            Ok(Dialer::spawn_custom(endpoint, options, monitor, connect, handshake))
+        }
+        Endpoint::Dns { .. } | Endpoint::Mdns { .. } => Err(Error::Io(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "connecting to dns:// and mdns:// endpoints needs discovery, which is not implemented yet",
+        ))),
+    }
+}
+
+/// Opens a stream for `engine` on `shared` (whose handle the new peer takes over).
+fn attach_outgoing(
+    engine: &Arc<Engine>,
+    shared: Arc<Shared>,
+    path: &str,
+    endpoint: &str,
+) -> Result<PeerHandles> {
+    let identity = engine.options.identity.clone().unwrap_or_default();
+    let opened = shared
+        .lock()
+        .core
+        .open(engine.socket_type.code(), path, &identity);
+    let stream = match opened {
+        Ok(stream) => stream,
+        Err(e) => {
+            shared.lock().remove_handle();
+            return Err(Error::Refused {
+                reason: format!("cannot open a stream: {e:?}"),
+            });
+        }
+    };
+    shared.lock().wake_driver();
+    let (active_tx, active_rx) = tokio::sync::oneshot::channel();
+    let (gone_tx, gone_rx) = tokio::sync::oneshot::channel();
+    let mut st = engine.lock();
+    if st.closing {
+        let mut inner = shared.lock();
+        inner.core.release(stream);
+        inner.remove_handle();
+        return Err(Error::Closed);
+    }
+    let local = engine.socket_type;
+    engine.add_peer(&mut st, |id| {
+        let mut p = Peer::new(
+            id,
+            local,
+            Link::Native {
+                session: shared.clone(),
+                stream,
+                reading: Reassembly::default(),
+            },
+            Phase::Opening,
+            endpoint.to_owned(),
+        );
+        p.on_active = Some(active_tx);
+        p.on_gone = Some(gone_tx);
+        p
+    });
+    Ok(PeerHandles {
+        active: active_rx,
+        gone: gone_rx,
+    })
+}
+
+type PoolSlot = Arc<tokio::sync::Mutex<Weak<Shared>>>;
+
+fn pool() -> std::sync::MutexGuard<'static, HashMap<String, PoolSlot>> {
+    static POOL: OnceLock<Mutex<HashMap<String, PoolSlot>>> = OnceLock::new();
+    POOL.get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// The live native session to `target`'s address, shared by every socket of this process
+/// that connects there; dials one when there is none. The caller owns one handle of it.
+async fn pooled_session(
+    key: &str,
+    target: &Endpoint,
+    options: &crate::Options,
+) -> Result<Arc<Shared>> {
+    let slot = pool().entry(key.to_owned()).or_default().clone();
+    // One dial at a time per address; the others then share its result.
+    let mut current = slot.lock().await;
+    if let Some(shared) = current.upgrade() {
+        let mut inner = shared.lock();
+        if inner.closed_error().is_none() {
+            inner.add_handle();
+            drop(inner);
+            return Ok(shared);
+        }
+    }
+    let limit = options.handshake_timeout;
+    let (io, peer) = match target {
+        Endpoint::Tcp { host, port, .. } => {
+            let (stream, addr) = tokio::time::timeout(limit, tcp::connect(host, *port))
+                .await
+                .map_err(|_| Error::Timeout)??;
+            (ByteStream::Tcp(stream), addr.to_string())
+        }
+        Endpoint::Ipc { file, .. } => {
+            let stream = tokio::time::timeout(limit, ipc::connect(file))
+                .await
+                .map_err(|_| Error::Timeout)??;
+            (ByteStream::Ipc(stream), format!("ipc://{}", file.display()))
+        }
+        _ => return Err(Error::Closed),
+    };
+    let shared = connect::dial(io, peer, options).await?;
+    *current = Arc::downgrade(&shared);
+    Ok(shared)
+}
+
+#[allow(dead_code)]
+fn _unused(_: Bytes) {}

@@ -1,0 +1,663 @@
+//! The engine every socket type shares.
+//!
+//! An [`Engine`] owns a socket's peers (one per connected peer, each with a link and a queue
+//! bounded by `send_hwm`), the routing structures of [`pattern`](crate::pattern) that pick
+//! peers, its binds and dialers, and a background task. Socket front ends call it directly:
+//! a send picks a peer and hands the message to that peer's link at once when the link has
+//! room (no task hop); the background task only finishes what the links could not take at
+//! once, accepts subscriptions, notices dead peers and lingers on close.
+//!
+//! Links report readiness through one [`Signal`] per socket; whoever takes the engine's lock
+//! next absorbs it ([`Engine::absorb`]), so a socket with a thousand peers never polls them
+//! one by one.
+
+mod hub;
+mod peer;
+mod signal;
+mod subscription;
+
+use std::collections::BTreeMap;
+use std::future::poll_fn;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tracing::{debug, warn};
+
+pub(crate) use peer::{Link, Peer, Phase, Read, Reassembly};
+pub(crate) use signal::Signal;
+
+use crate::monitor::{Event, Monitor, MonitorSender};
+use crate::pattern::fair_queue::FairQueue;
+use crate::pattern::fan_out::{FanOut, Subscriptions};
+use crate::pattern::round_robin::RoundRobin;
+use crate::pattern::router::Identities;
+use crate::pattern::PeerId;
+use crate::transport::dialer::Dialer;
+use crate::{Endpoint, Error, Message, Options, Result, SocketType};
+
+/// The shared core of one socket.
+#[derive(Debug)]
+pub(crate) struct Engine {
+    pub(crate) socket_type: SocketType,
+    pub(crate) options: Arc<Options>,
+    pub(crate) signal: Arc<Signal>,
+    pub(crate) monitor: MonitorSender,
+    state: Mutex<State>,
+}
+
+/// What the engine's lock guards.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) peers: BTreeMap<PeerId, Peer>,
+    next_peer: u64,
+    rr: RoundRobin,
+    fair: FairQueue,
+    fanout: FanOut,
+    identities: Identities,
+    /// Sub: what we subscribed to, sent to every publisher.
+    subscriptions: Subscriptions,
+    /// Sub: subscription changes in the order they were made (prefix, subscribe?), so each
+    /// publisher sees the same sequence.
+    closing: bool,
+    binds: Vec<hub::Binding>,
+    dialers: Vec<Dialer>,
+    /// Reused by fan-out.
+    matched: Vec<PeerId>,
+}
+
+impl Engine {
+    /// A new engine for a socket of `socket_type`, with its background task running.
+    pub(crate) fn new(socket_type: SocketType, options: Options) -> Arc<Engine> {
+        let engine = Arc::new(Engine {
+            socket_type,
+            options: Arc::new(options),
+            signal: Signal::new(),
+            monitor: MonitorSender::new(),
+            state: Mutex::new(State {
+                peers: BTreeMap::new(),
+                next_peer: 1,
+                rr: RoundRobin::new(),
+                fair: FairQueue::new(),
+                fanout: FanOut::new(),
+                identities: Identities::new(),
+                subscriptions: Subscriptions::new(),
+                closing: false,
+                binds: Vec::new(),
+                dialers: Vec::new(),
+                matched: Vec::new(),
+            }),
+        });
+        let weak = Arc::downgrade(&engine);
+        let span = tracing::debug_span!("zocket.socket", socket = %socket_type);
+        tokio::spawn(tracing::Instrument::instrument(background(weak), span));
+        engine
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A stream of this socket's connection events.
+    pub(crate) fn monitor(&self) -> Monitor {
+        self.monitor.subscribe()
+    }
+
+    // ----- binding and connecting -----
+
+    /// Binds `endpoint`; returns the endpoint actually bound (the real port for `:0`).
+    pub(crate) async fn bind(self: &Arc<Self>, endpoint: &str) -> Result<Endpoint> {
+        let endpoint: Endpoint = endpoint.parse()?;
+        let binding = hub::bind(self, &endpoint).await?;
+        let local = binding.endpoint().clone();
+        let mut st = self.lock();
+        if st.closing {
+            return Err(Error::Closed);
+        }
+        st.binds.push(binding);
+        Ok(local)
+    }
+
+    /// Starts connecting to `endpoint` in the background (and reconnecting when lost).
+    pub(crate) fn connect(self: &Arc<Self>, endpoint: &str) -> Result<()> {
+        let endpoint: Endpoint = endpoint.parse()?;
+        let dialer = hub::dial(self, endpoint)?;
+        let mut st = self.lock();
+        if st.closing {
+            return Err(Error::Closed);
+        }
+        st.dialers.push(dialer);
+        Ok(())
+    }
+
+    // ----- peers -----
+
+    /// Adds a peer whose link is set up; returns its id. `phase` says whether it is usable
+    /// yet. Starts observing its link.
+    pub(crate) fn add_peer(&self, st: &mut State, peer_fn: impl FnOnce(PeerId) -> Peer) -> PeerId {
+        let id = PeerId(st.next_peer);
+        st.next_peer += 1;
+        let peer = peer_fn(id);
+        let active = peer.phase == Phase::Active;
+        if let Link::Native {
+            session, stream, ..
+        } = &peer.link
+        {
+            session.lock().observe(*stream, self.signal.clone(), id.0);
+        }
+        st.peers.insert(id, peer);
+        if active {
+            self.activate(st, id);
+        } else if let Some(Peer {
+            link: Link::Inproc(_),
+            ..
+        }) = st.peers.get(&id)
+        {
+            // Inproc links report readiness through wakers registered on first read.
+            self.signal.notify();
+        }
+        // Inproc links have no observer: look at them once now.
+        self.poke(st, id);
+        id
+    }
+
+    /// Reads from a fresh inproc peer once, so its reader waker gets registered.
+    fn poke(&self, st: &mut State, id: PeerId) {
+        if let Some(peer) = st.peers.get(&id) {
+            if matches!(peer.link, Link::Inproc(_)) {
+                self.on_readable(st, id);
+            }
+        }
+    }
+
+    /// Makes a peer usable: it joins the routing structures and waiters are told.
+    fn activate(&self, st: &mut State, id: PeerId) {
+        let Some(peer) = st.peers.get_mut(&id) else {
+            return;
+        };
+        peer.phase = Phase::Active;
+        if let Some(tx) = peer.on_active.take() {
+            let _ = tx.send(Ok(()));
+        }
+        let identity = peer.identity.clone();
+        match self.socket_type {
+            SocketType::Pub => st.fanout.add_peer(id),
+            SocketType::Router => {
+                let requested = (!identity.is_empty()).then_some(identity);
+                match st.identities.insert(id, requested) {
+                    Ok(routing_id) => {
+                        if let Some(peer) = st.peers.get_mut(&id) {
+                            peer.identity = routing_id;
+                        }
+                    }
+                    Err(dup) => {
+                        warn!(identity = ?dup, "refusing a second peer with a live identity");
+                        self.remove_peer(
+                            st,
+                            id,
+                            Some(Error::Refused {
+                                reason: "another peer already uses this identity".into(),
+                            }),
+                        );
+                        return;
+                    }
+                }
+            }
+            _ => {}
+        }
+        if self.socket_type == SocketType::Sub {
+            // Every publisher learns our subscriptions first.
+            let snapshot = subscription::snapshot(&st.subscriptions);
+            if let Some(peer) = st.peers.get_mut(&id) {
+                if let Err(e) = peer.enqueue(snapshot, &self.signal) {
+                    self.remove_peer(st, id, Some(e));
+                    return;
+                }
+            }
+        }
+        st.rr.add(id);
+        st.fair.push_ready(id);
+        self.signal.notify();
+    }
+
+    /// Drops a peer: out of every structure, its link closed, its watchers told.
+    pub(crate) fn remove_peer(&self, st: &mut State, id: PeerId, why: Option<Error>) {
+        let Some(mut peer) = st.peers.remove(&id) else {
+            return;
+        };
+        st.rr.remove(id);
+        st.fair.remove(id);
+        st.fanout.remove_peer(id);
+        st.identities.remove(id);
+        debug!(peer = %peer.endpoint, reason = ?why, "peer removed");
+        peer.close(why.is_some());
+        if let Some(tx) = peer.on_active.take() {
+            let _ = tx.send(Err(why.as_ref().map_or(Error::Closed, Error::duplicate)));
+        }
+        if let Some(tx) = peer.on_gone.take() {
+            let _ = tx.send(why);
+        }
+        self.signal.notify();
+    }
+
+    /// Absorbs readiness signals: flushes peers that can take more, handles what
+    /// only the engine reads (subscriptions, links that are opening), drops dead peers.
+    pub(crate) fn absorb(&self, st: &mut State) {
+        let ready = self.signal.take();
+        for token in ready.writable {
+            self.on_writable(st, PeerId(token));
+        }
+        for token in ready.readable {
+            self.on_readable(st, PeerId(token));
+        }
+    }
+
+    fn on_writable(&self, st: &mut State, id: PeerId) {
+        let Some(peer) = st.peers.get_mut(&id) else {
+            return;
+        };
+        if peer.phase == Phase::Opening {
+            self.check_opening(st, id);
+            return;
+        }
+        if let Err(e) = peer.flush(&self.signal) {
+            self.remove_peer(st, id, Some(e));
+        }
+    }
+
+    fn on_readable(&self, st: &mut State, id: PeerId) {
+        let Some(peer) = st.peers.get_mut(&id) else {
+            return;
+        };
+        match peer.phase {
+            Phase::Opening => self.check_opening(st, id),
+            Phase::AwaitingSubscriptions => self.read_subscriptions(st, id),
+            Phase::Active => match self.socket_type {
+                SocketType::Pub => self.read_subscriptions(st, id),
+                SocketType::Push => self.drain_ignored(st, id),
+                _ => {
+                    if peer.failed() {
+                        self.remove_peer(st, id, None);
+                    } else {
+                        st.fair.push_ready(id);
+                    }
+                }
+            },
+        }
+    }
+
+    /// An outgoing native stream: activate once accepted, drop if refused.
+    fn check_opening(&self, st: &mut State, id: PeerId) {
+        let Some(peer) = st.peers.get_mut(&id) else {
+            return;
+        };
+        let Link::Native {
+            session, stream, ..
+        } = &peer.link
+        else {
+            return;
+        };
+        let (accepted, failed) = {
+            let inner = session.lock();
+            (
+                inner.core.stream_peer(*stream),
+                inner.core.stream_failed(*stream),
+            )
+        };
+        if let Some((code, identity)) = accepted {
+            peer.remote_type = SocketType::from_code(code);
+            if peer.identity.is_empty() {
+                peer.identity = identity;
+            }
+            self.activate(st, id);
+        } else if failed {
+            let why = match peer.read(&self.signal) {
+                Read::Gone(why) => why,
+                _ => None,
+            };
+            self.remove_peer(st, id, Some(why.unwrap_or(Error::Closed)));
+        }
+    }
+
+    /// Pub side: applies subscription messages from a subscriber (and accepts its stream
+    /// once its first snapshot is in).
+    fn read_subscriptions(&self, st: &mut State, id: PeerId) {
+        loop {
+            let Some(peer) = st.peers.get_mut(&id) else {
+                return;
+            };
+            match peer.read(&self.signal) {
+                Read::Message(msg) => {
+                    if peer.phase == Phase::AwaitingSubscriptions {
+                        if !subscription::is_snapshot(&msg) {
+                            continue; // nothing counts before the snapshot
+                        }
+                        hub::accept_stream(peer, self);
+                        self.activate(st, id); // joins the fan-out
+                    }
+                    subscription::apply(&mut st.fanout, id, &msg);
+                }
+                Read::Empty => return,
+                Read::Gone(why) => {
+                    self.remove_peer(st, id, why);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A peer that should send us nothing (a Pull connected to our Push): read and drop,
+    /// which also notices when it goes away.
+    fn drain_ignored(&self, st: &mut State, id: PeerId) {
+        loop {
+            let Some(peer) = st.peers.get_mut(&id) else {
+                return;
+            };
+            match peer.read(&self.signal) {
+                Read::Message(_) => {}
+                Read::Empty => return,
+                Read::Gone(why) => {
+                    self.remove_peer(st, id, why);
+                    return;
+                }
+            }
+        }
+    }
+
+    // ----- sending -----
+
+    /// Fan-out (Pub): queues `msg` for every active peer whose subscriptions match its
+    /// first frame; a peer whose queue is full misses it. Never waits.
+    pub(crate) fn send_fanout(&self, msg: Message) -> Result<()> {
+        let mut st = self.lock();
+        if st.closing {
+            return Err(Error::Closed);
+        }
+        self.absorb(&mut st);
+        let topic = msg.first().cloned().unwrap_or_default();
+        let mut matched = std::mem::take(&mut st.matched);
+        st.fanout.matching(&topic, &mut matched);
+        let hwm = self.options.send_hwm;
+        for &id in &matched {
+            let Some(peer) = st.peers.get_mut(&id) else {
+                continue;
+            };
+            if peer.phase != Phase::Active || peer.queued() >= hwm {
+                continue; // full: this subscriber misses the message
+            }
+            if let Err(e) = peer.enqueue(msg.clone(), &self.signal) {
+                self.remove_peer(&mut st, id, Some(e));
+            }
+        }
+        st.matched = matched;
+        Ok(())
+    }
+
+    /// Round-robin (Push, Dealer, Req, Pair): queues `msg` on the next active peer with
+    /// room; `Pending` (with `msg` left in place) while no peer has room.
+    pub(crate) fn poll_send_rr(
+        &self,
+        cx: &mut Context<'_>,
+        msg: &mut Option<Message>,
+    ) -> Poll<Result<PeerId>> {
+        self.signal.register(cx.waker());
+        let mut st = self.lock();
+        if st.closing {
+            return Poll::Ready(Err(Error::Closed));
+        }
+        self.absorb(&mut st);
+        let hwm = self.options.send_hwm;
+        loop {
+            let State { rr, peers, .. } = &mut *st;
+            let next = rr.next(|p| {
+                peers
+                    .get(&p)
+                    .is_some_and(|peer| peer.phase == Phase::Active && peer.queued() < hwm)
+            });
+            let Some(id) = next else { return Poll::Pending };
+            let Some(m) = msg.take() else {
+                return Poll::Ready(Ok(id));
+            };
+            let peer = st.peers.get_mut(&id).expect("round-robin peers exist");
+            match peer.enqueue(m.clone(), &self.signal) {
+                Ok(()) => return Poll::Ready(Ok(id)),
+                Err(e) => {
+                    *msg = Some(m);
+                    self.remove_peer(&mut st, id, Some(e));
+                }
+            }
+        }
+    }
+
+    /// Sends to one peer (Router, Rep). `Ok(false)` when the peer is unknown; when its
+    /// queue is full, waits if `wait`, else drops the message and returns `Ok(true)`.
+    pub(crate) fn poll_send_to(
+        &self,
+        cx: &mut Context<'_>,
+        id: PeerId,
+        msg: &mut Option<Message>,
+        wait: bool,
+    ) -> Poll<Result<bool>> {
+        self.signal.register(cx.waker());
+        let mut st = self.lock();
+        if st.closing {
+            return Poll::Ready(Err(Error::Closed));
+        }
+        self.absorb(&mut st);
+        let hwm = self.options.send_hwm;
+        let Some(peer) = st.peers.get_mut(&id) else {
+            return Poll::Ready(Ok(false));
+        };
+        if peer.queued() >= hwm {
+            if wait {
+                return Poll::Pending;
+            }
+            msg.take();
+            return Poll::Ready(Ok(true));
+        }
+        let Some(m) = msg.take() else {
+            return Poll::Ready(Ok(true));
+        };
+        if let Err(e) = peer.enqueue(m, &self.signal) {
+            self.remove_peer(&mut st, id, Some(e));
+            return Poll::Ready(Ok(false));
+        }
+        Poll::Ready(Ok(true))
+    }
+
+    /// The peer a Router identity names.
+    pub(crate) fn peer_by_identity(&self, identity: &[u8]) -> Option<PeerId> {
+        self.lock().identities.peer(identity)
+    }
+
+    // ----- receiving -----
+
+    /// Fair-queued receive: the next whole message from any peer, with the peer's id.
+    pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<(PeerId, Message)>> {
+        self.signal.register(cx.waker());
+        let mut st = self.lock();
+        self.absorb(&mut st);
+        while let Some(id) = st.fair.pop() {
+            let Some(peer) = st.peers.get_mut(&id) else {
+                continue;
+            };
+            if peer.phase != Phase::Active {
+                continue;
+            }
+            match peer.read(&self.signal) {
+                Read::Message(msg) => {
+                    st.fair.push_ready(id);
+                    if self.socket_type == SocketType::Sub
+                        && !subscription::wanted(&st.subscriptions, &msg)
+                    {
+                        continue;
+                    }
+                    return Poll::Ready(Ok((id, msg)));
+                }
+                Read::Empty => {}
+                Read::Gone(why) => self.remove_peer(&mut st, id, why),
+            }
+        }
+        if st.closing {
+            return Poll::Ready(Err(Error::Closed));
+        }
+        Poll::Pending
+    }
+
+    /// The routing id of a peer (Router).
+    pub(crate) fn identity_of(&self, id: PeerId) -> Option<Bytes> {
+        self.lock().peers.get(&id).map(|p| p.identity.clone())
+    }
+
+    /// Whether a peer is still connected.
+    pub(crate) fn is_alive(&self, id: PeerId) -> bool {
+        let mut st = self.lock();
+        self.absorb(&mut st);
+        st.peers.get(&id).is_some_and(|p| p.phase == Phase::Active)
+    }
+
+    // ----- subscriptions (Sub) -----
+
+    /// Subscribes to `prefix` and tells every publisher.
+    pub(crate) fn subscribe(&self, prefix: &[u8]) {
+        let mut st = self.lock();
+        if st.subscriptions.subscribe(prefix) {
+            self.broadcast(&mut st, subscription::command(true, prefix));
+        }
+    }
+
+    /// Cancels one subscription to `prefix` and tells every publisher.
+    pub(crate) fn unsubscribe(&self, prefix: &[u8]) {
+        let mut st = self.lock();
+        if st.subscriptions.unsubscribe(prefix) {
+            self.broadcast(&mut st, subscription::command(false, prefix));
+        }
+    }
+
+    /// Queues a command for every active peer, regardless of its HWM (commands are not
+    /// messages a slow peer may miss).
+    fn broadcast(&self, st: &mut State, msg: Message) {
+        let ids: Vec<PeerId> = st.peers.keys().copied().collect();
+        for id in ids {
+            let Some(peer) = st.peers.get_mut(&id) else {
+                continue;
+            };
+            if peer.phase == Phase::Active {
+                if let Err(e) = peer.enqueue(msg.clone(), &self.signal) {
+                    self.remove_peer(st, id, Some(e));
+                }
+            }
+        }
+    }
+
+    // ----- peers and lifecycle -----
+
+    /// Number of connected, usable peers.
+    pub(crate) fn peer_count(&self) -> usize {
+        let mut st = self.lock();
+        self.absorb(&mut st);
+        st.peers
+            .values()
+            .filter(|p| p.phase == Phase::Active)
+            .count()
+    }
+
+    /// Waits until at least `n` peers are connected and usable.
+    pub(crate) async fn wait_for_peers(&self, n: usize) -> Result<()> {
+        poll_fn(|cx| {
+            self.signal.register(cx.waker());
+            let mut st = self.lock();
+            if st.closing {
+                return Poll::Ready(Err(Error::Closed));
+            }
+            self.absorb(&mut st);
+            let active = st
+                .peers
+                .values()
+                .filter(|p| p.phase == Phase::Active)
+                .count();
+            if active >= n {
+                Poll::Ready(Ok(()))
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Stops binding and connecting, delivers queued messages for at most `linger`, then
+    /// closes every link.
+    pub(crate) async fn close(&self) {
+        let (binds, dialers) = {
+            let mut st = self.lock();
+            st.closing = true;
+            (
+                std::mem::take(&mut st.binds),
+                std::mem::take(&mut st.dialers),
+            )
+        };
+        drop(dialers);
+        drop(binds);
+        self.signal.notify();
+        let flushed = poll_fn(|cx| {
+            self.signal.register(cx.waker());
+            let mut st = self.lock();
+            self.absorb(&mut st);
+            if st.peers.values().all(Peer::is_flushed) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        });
+        match self.options.linger {
+            Some(linger) => {
+                let _ = tokio::time::timeout(linger, flushed).await;
+            }
+            None => flushed.await,
+        }
+        let mut st = self.lock();
+        let ids: Vec<PeerId> = st.peers.keys().copied().collect();
+        for id in ids {
+            self.remove_peer(&mut st, id, None);
+        }
+    }
+
+    /// Marks the socket closing so its background task lingers and ends it.
+    pub(crate) fn close_in_background(&self) {
+        self.lock().closing = true;
+        self.signal.notify();
+    }
+
+    pub(crate) fn emit(&self, event: Event) {
+        self.monitor.emit(event);
+    }
+}
+
+/// The socket's background task: finishes writes the links could not take at once, reads
+/// what only the engine reads, notices dead peers; when the socket closes, lingers and
+/// closes every link, then ends.
+async fn background(engine: Weak<Engine>) {
+    loop {
+        let closing = poll_fn(|cx| {
+            let Some(engine) = engine.upgrade() else {
+                return Poll::Ready(None);
+            };
+            engine.signal.register(cx.waker());
+            let mut st = engine.lock();
+            engine.absorb(&mut st);
+            if st.closing {
+                return Poll::Ready(Some(engine.clone()));
+            }
+            Poll::Pending
+        })
+        .await;
+        let Some(engine) = closing else { return };
+        engine.close().await;
+        return;
+    }
+}
+
+/// How long `wait_for_peers`-style helpers in tests may take at most (unused in release).
+#[allow(dead_code)]
+pub(crate) const TEST_WAIT: Duration = Duration::from_secs(10);

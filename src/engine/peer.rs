@@ -1,0 +1,362 @@
+//! One peer of a socket: its link (a native stream or an inproc pipe pair) and its queue of
+//! outgoing messages, bounded by the send high-water mark.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use super::signal::Signal;
+use crate::driver::Shared;
+use crate::pattern::PeerId;
+use crate::proto::native::{DataFlags, Reason, StreamError, StreamId};
+use crate::transport::inproc::{InprocConn, PushError};
+use crate::{Error, Message, SocketType};
+
+/// Where a peer is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// We opened the stream; the peer has not accepted it yet.
+    Opening,
+    /// A subscriber's stream we hold unaccepted until its subscriptions arrived, so that
+    /// once it is accepted the subscriber knows we filter for it.
+    AwaitingSubscriptions,
+    /// Messages flow.
+    Active,
+}
+
+/// How messages reach the peer.
+#[derive(Debug)]
+pub(crate) enum Link {
+    /// A stream of a native session (shared with other sockets' streams).
+    Native {
+        session: Arc<Shared>,
+        stream: StreamId,
+        reading: Reassembly,
+    },
+    /// Values through in-process pipes.
+    Inproc(InprocConn),
+}
+
+/// A peer of the socket.
+#[derive(Debug)]
+pub(crate) struct Peer {
+    pub(crate) id: PeerId,
+    pub(crate) link: Link,
+    pub(crate) phase: Phase,
+    /// Our socket type.
+    pub(crate) local_type: SocketType,
+    /// The peer's socket type, when it said.
+    pub(crate) remote_type: Option<SocketType>,
+    /// The routing id the peer announced (empty: none).
+    pub(crate) identity: Bytes,
+    /// Where the peer came from, for events and logs.
+    pub(crate) endpoint: String,
+    /// Messages accepted for this peer and not yet handed to its link; the front one may be
+    /// partly written (`progress`).
+    out: VecDeque<Message>,
+    /// (frame, byte offset) reached in the front message.
+    progress: (usize, usize),
+    /// Told once the peer becomes active or fails to (outgoing links).
+    pub(crate) on_active: Option<tokio::sync::oneshot::Sender<Result<(), Error>>>,
+    /// Told when the peer goes away, with why.
+    pub(crate) on_gone: Option<tokio::sync::oneshot::Sender<Option<Error>>>,
+}
+
+/// What a read found.
+#[derive(Debug)]
+pub(crate) enum Read {
+    /// A whole message.
+    Message(Message),
+    /// Nothing yet.
+    Empty,
+    /// The link is finished (closed or failed), with why.
+    Gone(Option<Error>),
+}
+
+impl Peer {
+    pub(crate) fn new(
+        id: PeerId,
+        local_type: SocketType,
+        link: Link,
+        phase: Phase,
+        endpoint: String,
+    ) -> Self {
+        Peer {
+            id,
+            link,
+            phase,
+            local_type,
+            remote_type: None,
+            identity: Bytes::new(),
+            endpoint,
+            out: VecDeque::new(),
+            progress: (0, 0),
+            on_active: None,
+            on_gone: None,
+        }
+    }
+
+    /// Messages waiting in this peer's queue.
+    pub(crate) fn queued(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Queues `msg` and writes what the link takes now.
+    pub(crate) fn enqueue(&mut self, msg: Message, signal: &Arc<Signal>) -> Result<(), Error> {
+        self.out.push_back(msg);
+        self.flush(signal)
+    }
+
+    /// Hands queued messages to the link as far as it takes them. When it stops taking
+    /// them, the link's writable signal says when to try again.
+    pub(crate) fn flush(&mut self, signal: &Arc<Signal>) -> Result<(), Error> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        match &mut self.link {
+            Link::Native {
+                session, stream, ..
+            } => {
+                let mut inner = session.lock();
+                let mut wrote = false;
+                while let Some(msg) = self.out.front() {
+                    match write_native(&mut inner.core, *stream, msg, &mut self.progress) {
+                        Ok(true) => {
+                            self.out.pop_front();
+                            self.progress = (0, 0);
+                            wrote = true;
+                        }
+                        Ok(false) => {
+                            wrote |= self.progress != (0, 0);
+                            break;
+                        }
+                        Err(e) => return Err(stream_error(e, self.local_type)),
+                    }
+                }
+                if wrote {
+                    inner.wake_driver();
+                }
+                Ok(())
+            }
+            Link::Inproc(conn) => {
+                while let Some(msg) = self.out.pop_front() {
+                    match conn.tx.try_push(msg) {
+                        Ok(()) => {}
+                        Err(PushError::Full(msg)) => {
+                            conn.tx.register_writer(&signal.writer_waker(self.id.0));
+                            // Room may have freed before the registration: try once more.
+                            match conn.tx.try_push(msg) {
+                                Ok(()) => {}
+                                Err(PushError::Full(msg)) => {
+                                    self.out.push_front(msg);
+                                    break;
+                                }
+                                Err(PushError::Closed(_)) => return Err(Error::Closed),
+                            }
+                        }
+                        Err(PushError::Closed(_)) => return Err(Error::Closed),
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Reads the next whole message, if one has arrived.
+    pub(crate) fn read(&mut self, signal: &Arc<Signal>) -> Read {
+        match &mut self.link {
+            Link::Native {
+                session,
+                stream,
+                reading,
+            } => {
+                let mut inner = session.lock();
+                let mut consumed = false;
+                let res = loop {
+                    match inner.core.read_chunk(*stream) {
+                        Ok(Some((chunk, flags))) => {
+                            consumed = true;
+                            if let Some(msg) = reading.push(chunk, flags) {
+                                break Read::Message(msg);
+                            }
+                        }
+                        Ok(None) => break Read::Empty,
+                        Err(e) => break Read::Gone(gone_reason(e, self.local_type)),
+                    }
+                };
+                if consumed {
+                    inner.wake_driver(); // a window update may be due
+                }
+                res
+            }
+            Link::Inproc(conn) => match conn.rx.try_pop() {
+                Ok(Some(msg)) => Read::Message(msg),
+                Ok(None) => {
+                    conn.rx.register_reader(&signal.reader_waker(self.id.0));
+                    // A message may have arrived before the registration.
+                    match conn.rx.try_pop() {
+                        Ok(Some(msg)) => Read::Message(msg),
+                        Ok(None) => Read::Empty,
+                        Err(_) => Read::Gone(None),
+                    }
+                }
+                Err(_) => Read::Gone(None),
+            },
+        }
+    }
+
+    /// Whether the link has failed (and holds nothing more to read).
+    pub(crate) fn failed(&self) -> bool {
+        match &self.link {
+            Link::Native {
+                session, stream, ..
+            } => session.lock().core.stream_failed(*stream),
+            Link::Inproc(conn) => conn.rx.is_closed() && conn.rx.len() == 0,
+        }
+    }
+
+    /// Ends the link: a native stream is finished after its queued data (or reset, when
+    /// `abort`), an inproc pipe pair is closed.
+    pub(crate) fn close(&mut self, abort: bool) {
+        if let Link::Native {
+            session, stream, ..
+        } = &self.link
+        {
+            let mut inner = session.lock();
+            inner.unobserve(*stream);
+            if abort {
+                inner.core.reset(*stream, Reason::CANCEL);
+            } else {
+                let _ = inner.core.finish(*stream);
+            }
+            inner.core.release(*stream);
+            inner.remove_handle();
+            inner.wake_driver();
+        }
+        // Inproc pipes close when the connection is dropped with the peer.
+    }
+
+    /// Whether everything queued has been handed to the link (and, for native streams,
+    /// to the connection).
+    pub(crate) fn is_flushed(&self) -> bool {
+        if !self.out.is_empty() {
+            return false;
+        }
+        match &self.link {
+            Link::Native {
+                session, stream, ..
+            } => session.lock().core.poll_flushed(*stream).unwrap_or(true),
+            Link::Inproc(_) => true,
+        }
+    }
+}
+
+/// Writes as much of `msg` as credit allows, from `progress` on. `Ok(true)` when the whole
+/// message is written.
+fn write_native(
+    core: &mut crate::proto::native::Session,
+    id: StreamId,
+    msg: &Message,
+    progress: &mut (usize, usize),
+) -> Result<bool, StreamError> {
+    let frames = msg.frames();
+    let empty = [Bytes::new()];
+    let frames = if frames.is_empty() {
+        &empty[..]
+    } else {
+        frames
+    };
+    let last = frames.len() - 1;
+    while progress.0 < frames.len() {
+        let frame = &frames[progress.0];
+        let remaining = frame.len() - progress.1;
+        let Some(cap) = core.write_capacity(id)? else {
+            return Ok(false);
+        };
+        let n = remaining.min(cap);
+        if n == 0 && remaining > 0 {
+            return Ok(false);
+        }
+        let frame_done = progress.1 + n == frame.len();
+        let flags = if !frame_done {
+            DataFlags::CONTINUED
+        } else if progress.0 < last {
+            DataFlags::MORE
+        } else {
+            DataFlags::default()
+        };
+        let chunk = frame.slice(progress.1..progress.1 + n);
+        if !core.write_chunk(id, chunk, flags)? {
+            return Ok(false);
+        }
+        if frame_done {
+            *progress = (progress.0 + 1, 0);
+        } else {
+            progress.1 += n;
+        }
+    }
+    Ok(true)
+}
+
+/// The error a failed native stream means for the socket.
+fn stream_error(e: StreamError, local: SocketType) -> Error {
+    gone_reason(e, local).unwrap_or(Error::Closed)
+}
+
+fn gone_reason(e: StreamError, local: SocketType) -> Option<Error> {
+    match e {
+        StreamError::Reset(_) | StreamError::Finished | StreamError::Unknown => None,
+        StreamError::Rejected { reason, text } => Some(rejected(reason, &text, local)),
+        StreamError::ConnectionLost(why) => Some(Error::Io(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            why,
+        ))),
+    }
+}
+
+/// The error for a REJECT: for incompatible socket types the REJECT's text is the
+/// acceptor's type name (see docs/PROTOCOL.md), so the error names both types.
+pub(crate) fn rejected(reason: Reason, text: &str, local: SocketType) -> Error {
+    if reason == Reason::INCOMPATIBLE {
+        if let Some(remote) = SocketType::from_name(text.trim().as_bytes()) {
+            return Error::IncompatiblePeer { local, remote };
+        }
+    }
+    Error::Refused {
+        reason: text.to_owned(),
+    }
+}
+
+/// Collects a message's frames from DATA chunks.
+#[derive(Debug, Default)]
+pub(crate) struct Reassembly {
+    frames: Vec<Bytes>,
+    pieces: Vec<Bytes>,
+}
+
+impl Reassembly {
+    /// Adds one chunk; returns the message when this chunk completes one.
+    pub(crate) fn push(&mut self, chunk: Bytes, flags: DataFlags) -> Option<Message> {
+        if flags.contains(DataFlags::CONTINUED) {
+            self.pieces.push(chunk);
+            return None;
+        }
+        let frame = if self.pieces.is_empty() {
+            chunk
+        } else {
+            let len = self.pieces.iter().map(Bytes::len).sum::<usize>() + chunk.len();
+            let mut joined = BytesMut::with_capacity(len);
+            for piece in self.pieces.drain(..) {
+                joined.extend_from_slice(&piece);
+            }
+            joined.extend_from_slice(&chunk);
+            joined.freeze()
+        };
+        self.frames.push(frame);
+        if flags.contains(DataFlags::MORE) {
+            return None;
+        }
+        Some(Message::from(std::mem::take(&mut self.frames)))
+    }
+}
