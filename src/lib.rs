@@ -74,7 +74,6 @@
 #[allow(dead_code, unused_imports)]
 mod driver;
 mod endpoint;
-#[allow(dead_code)] // parts are for the socket front ends still to come
 mod engine;
 mod error;
 mod instance;
@@ -85,6 +84,7 @@ mod options;
 mod pattern;
 #[allow(dead_code, unused_imports)]
 mod proto;
+mod socket;
 mod socket_type;
 #[allow(dead_code)] // the dialer and listener are driven by the socket engine
 mod transport;
@@ -95,4 +95,5 @@ pub use endpoint::{Endpoint, Host};
 pub use error::{Error, Result};
 pub use message::Message;
 pub use options::{Options, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_STREAM_WINDOW};
+pub use socket::{proxy, Dealer, Pair, Pub, Pull, Push, Rep, Req, Request, Router, Socket, Sub};
 pub use socket_type::SocketType;

@@ -352,7 +352,15 @@ fn attach_incoming(
 }
 
 /// Accepts the native stream of `peer`, telling the opener our type and identity.
+///
+/// An inproc subscriber has no stream to accept: it is sent the acknowledgement it waits
+/// for (a snapshot frame, see `subscription`) instead.
 pub(crate) fn accept_stream(peer: &mut Peer, engine: &Engine) {
+    if let Link::Inproc(_) = &peer.link {
+        peer.enqueue_now(super::subscription::acknowledgement());
+        let _ = peer.flush(&engine.signal);
+        return;
+    }
     if let Link::Native {
         session, stream, ..
     } = &peer.link
@@ -389,14 +397,15 @@ fn attach_inproc(engine: &Arc<Engine>, conn: InprocConn, endpoint: String) -> Re
     let (gone_tx, gone_rx) = tokio::sync::oneshot::channel();
     let remote = conn.peer.socket_type;
     let identity = conn.peer.identity.clone().unwrap_or_default();
+    // As over native streams: a publisher counts a subscriber once it has its
+    // subscriptions, and a subscriber counts a publisher once it acknowledged them.
+    let phase = match (local, remote) {
+        (SocketType::Pub, Some(SocketType::Sub)) => Phase::AwaitingSubscriptions,
+        (SocketType::Sub, _) => Phase::Opening,
+        _ => Phase::Active,
+    };
     engine.add_peer(&mut st, |id| {
-        let mut p = Peer::new(
-            id,
-            local,
-            Link::Inproc(conn),
-            Phase::Active,
-            endpoint.clone(),
-        );
+        let mut p = Peer::new(id, local, Link::Inproc(conn), phase, endpoint.clone());
         p.remote_type = remote;
         p.identity = identity.clone();
         p.on_gone = Some(gone_tx);

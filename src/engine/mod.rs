@@ -20,12 +20,11 @@ use std::collections::BTreeMap;
 use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use tracing::{debug, warn};
 
-pub(crate) use peer::{Link, Peer, Phase, Read, Reassembly};
+pub(crate) use peer::{Link, Peer, Phase, Read};
 pub(crate) use signal::Signal;
 
 use crate::monitor::{Event, Monitor, MonitorSender};
@@ -138,8 +137,13 @@ impl Engine {
     pub(crate) fn add_peer(&self, st: &mut State, peer_fn: impl FnOnce(PeerId) -> Peer) -> PeerId {
         let id = PeerId(st.next_peer);
         st.next_peer += 1;
-        let peer = peer_fn(id);
+        let mut peer = peer_fn(id);
         let active = peer.phase == Phase::Active;
+        if self.socket_type == SocketType::Sub {
+            // A publisher learns our subscriptions before anything else, even before it
+            // accepts our stream: it accepts only once it has them.
+            peer.enqueue_now(subscription::snapshot(&st.subscriptions));
+        }
         if let Link::Native {
             session, stream, ..
         } = &peer.link
@@ -157,8 +161,10 @@ impl Engine {
             // Inproc links report readiness through wakers registered on first read.
             self.signal.notify();
         }
-        // Inproc links have no observer: look at them once now.
+        // Inproc links have no observer: look at them once now (which also registers
+        // their wakers), and write what was queued before the peer was added.
         self.poke(st, id);
+        self.on_writable(st, id);
         id
     }
 
@@ -206,16 +212,6 @@ impl Engine {
             }
             _ => {}
         }
-        if self.socket_type == SocketType::Sub {
-            // Every publisher learns our subscriptions first.
-            let snapshot = subscription::snapshot(&st.subscriptions);
-            if let Some(peer) = st.peers.get_mut(&id) {
-                if let Err(e) = peer.enqueue(snapshot, &self.signal) {
-                    self.remove_peer(st, id, Some(e));
-                    return;
-                }
-            }
-        }
         st.rr.add(id);
         st.fair.push_ready(id);
         self.signal.notify();
@@ -257,12 +253,13 @@ impl Engine {
         let Some(peer) = st.peers.get_mut(&id) else {
             return;
         };
-        if peer.phase == Phase::Opening {
-            self.check_opening(st, id);
-            return;
-        }
+        let opening = peer.phase == Phase::Opening;
         if let Err(e) = peer.flush(&self.signal) {
             self.remove_peer(st, id, Some(e));
+            return;
+        }
+        if opening {
+            self.check_opening(st, id);
         }
     }
 
@@ -296,6 +293,12 @@ impl Engine {
             session, stream, ..
         } = &peer.link
         else {
+            // An inproc subscriber waits for the publisher's acknowledgement.
+            match peer.read(&self.signal) {
+                Read::Message(msg) if subscription::is_snapshot(&msg) => self.activate(st, id),
+                Read::Message(_) | Read::Empty => {}
+                Read::Gone(why) => self.remove_peer(st, id, Some(why.unwrap_or(Error::Closed))),
+            }
             return;
         };
         let (accepted, failed) = {
@@ -535,15 +538,15 @@ impl Engine {
         }
     }
 
-    /// Queues a command for every active peer, regardless of its HWM (commands are not
-    /// messages a slow peer may miss).
+    /// Queues a command for every peer, opening ones included, regardless of its HWM
+    /// (commands are not messages a slow peer may miss).
     fn broadcast(&self, st: &mut State, msg: Message) {
         let ids: Vec<PeerId> = st.peers.keys().copied().collect();
         for id in ids {
             let Some(peer) = st.peers.get_mut(&id) else {
                 continue;
             };
-            if peer.phase == Phase::Active {
+            {
                 if let Err(e) = peer.enqueue(msg.clone(), &self.signal) {
                     self.remove_peer(st, id, Some(e));
                 }
@@ -623,10 +626,23 @@ impl Engine {
         }
     }
 
-    /// Marks the socket closing so its background task lingers and ends it.
-    pub(crate) fn close_in_background(&self) {
-        self.lock().closing = true;
-        self.signal.notify();
+    /// Closes the socket in a task of its own (lingering as [`close`](Self::close) does);
+    /// without a runtime, closes every link at once.
+    pub(crate) fn close_in_background(self: &Arc<Self>) {
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let engine = self.clone();
+                runtime.spawn(async move { engine.close().await });
+            }
+            Err(_) => {
+                let mut st = self.lock();
+                st.closing = true;
+                let ids: Vec<PeerId> = st.peers.keys().copied().collect();
+                for id in ids {
+                    self.remove_peer(&mut st, id, None);
+                }
+            }
+        }
     }
 
     pub(crate) fn emit(&self, event: Event) {
@@ -635,29 +651,21 @@ impl Engine {
 }
 
 /// The socket's background task: finishes writes the links could not take at once, reads
-/// what only the engine reads, notices dead peers; when the socket closes, lingers and
-/// closes every link, then ends.
+/// what only the engine reads (subscriptions), notices dead peers. Ends when the socket
+/// starts closing (the close itself lingers in [`Engine::close`]).
 async fn background(engine: Weak<Engine>) {
-    loop {
-        let closing = poll_fn(|cx| {
-            let Some(engine) = engine.upgrade() else {
-                return Poll::Ready(None);
-            };
-            engine.signal.register(cx.waker());
-            let mut st = engine.lock();
-            engine.absorb(&mut st);
-            if st.closing {
-                return Poll::Ready(Some(engine.clone()));
-            }
+    poll_fn(|cx| {
+        let Some(engine) = engine.upgrade() else {
+            return Poll::Ready(());
+        };
+        engine.signal.register(cx.waker());
+        let mut st = engine.lock();
+        engine.absorb(&mut st);
+        if st.closing {
+            Poll::Ready(())
+        } else {
             Poll::Pending
-        })
-        .await;
-        let Some(engine) = closing else { return };
-        engine.close().await;
-        return;
-    }
+        }
+    })
+    .await;
 }
-
-/// How long `wait_for_peers`-style helpers in tests may take at most (unused in release).
-#[allow(dead_code)]
-pub(crate) const TEST_WAIT: Duration = Duration::from_secs(10);

@@ -61,6 +61,8 @@ pub(crate) struct Peer {
     pub(crate) on_active: Option<tokio::sync::oneshot::Sender<Result<(), Error>>>,
     /// Told when the peer goes away, with why.
     pub(crate) on_gone: Option<tokio::sync::oneshot::Sender<Option<Error>>>,
+    /// The link was closed (by `close` or on drop).
+    closed: bool,
 }
 
 /// What a read found.
@@ -94,12 +96,19 @@ impl Peer {
             progress: (0, 0),
             on_active: None,
             on_gone: None,
+            closed: false,
         }
     }
 
     /// Messages waiting in this peer's queue.
     pub(crate) fn queued(&self) -> usize {
         self.out.len()
+    }
+
+    /// Queues `msg` without writing it yet (the link is not observed yet; the first
+    /// writable signal flushes it).
+    pub(crate) fn enqueue_now(&mut self, msg: Message) {
+        self.out.push_back(msg);
     }
 
     /// Queues `msg` and writes what the link takes now.
@@ -219,6 +228,9 @@ impl Peer {
     /// Ends the link: a native stream is finished after its queued data (or reset, when
     /// `abort`), an inproc pipe pair is closed.
     pub(crate) fn close(&mut self, abort: bool) {
+        if std::mem::replace(&mut self.closed, true) {
+            return;
+        }
         if let Link::Native {
             session, stream, ..
         } = &self.link
@@ -249,6 +261,13 @@ impl Peer {
             } => session.lock().core.poll_flushed(*stream).unwrap_or(true),
             Link::Inproc(_) => true,
         }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        // Gives the session handle back however the peer goes away.
+        self.close(false);
     }
 }
 

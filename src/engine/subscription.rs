@@ -31,7 +31,13 @@ pub(super) fn command(subscribe: bool, prefix: &[u8]) -> Message {
     Message::from(vec![frame.freeze()])
 }
 
-/// Whether `msg` is a snapshot.
+/// What a publisher sends an inproc subscriber once it applied its snapshot (native
+/// streams use the stream's ACCEPT instead): a snapshot frame alone.
+pub(super) fn acknowledgement() -> Message {
+    Message::from(vec![Bytes::from_static(&[SNAPSHOT])])
+}
+
+/// Whether `msg` is a snapshot (or, from a publisher, the acknowledgement of one).
 pub(super) fn is_snapshot(msg: &Message) -> bool {
     msg.first().is_some_and(|f| f.as_ref() == [SNAPSHOT])
 }

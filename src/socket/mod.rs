@@ -1,0 +1,258 @@
+//! The typed sockets: thin front ends over the [engine](crate::engine), each exposing only
+//! what its pattern allows (a `Pub` has no `recv`, a `Sub` no `send`).
+
+mod pair;
+mod pipeline;
+mod pubsub;
+mod reqrep;
+mod routing;
+
+pub use pair::Pair;
+pub use pipeline::{Pull, Push};
+pub use pubsub::{Pub, Sub};
+pub use reqrep::{Rep, Req, Request};
+pub use routing::{proxy, Dealer, Router};
+
+use std::fmt;
+use std::future::poll_fn;
+use std::sync::Arc;
+
+use crate::engine::Engine;
+use crate::monitor::Monitor;
+use crate::pattern::PeerId;
+use crate::{Endpoint, Message, Options, Result, SocketType};
+
+/// What every socket can do: bind, connect, watch its connections, count its peers.
+///
+/// Each socket type dereferences to `Socket`, so these are called on any of them:
+/// `pub_.bind("tcp://127.0.0.1:0")`, `sub.connect(...)`, `req.monitor()`.
+pub struct Socket {
+    engine: Arc<Engine>,
+}
+
+impl Socket {
+    fn new(socket_type: SocketType, options: Options) -> Socket {
+        Socket {
+            engine: Engine::new(socket_type, options),
+        }
+    }
+
+    /// The socket's type.
+    pub fn socket_type(&self) -> SocketType {
+        self.engine.socket_type
+    }
+
+    /// Binds an endpoint and returns the endpoint actually bound (with the real port when
+    /// `:0` was asked). A socket may bind any number of endpoints, of any transport.
+    /// Sockets of one process may bind the same `tcp://host:port` with different paths.
+    ///
+    /// # Errors
+    /// `Error::InvalidEndpoint` for a malformed endpoint; `Error::AddrInUse` when the
+    /// address (or the path on it) is taken; `Error::Io` for other failures.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a cancelled bind leaves nothing bound.
+    pub async fn bind(&self, endpoint: &str) -> Result<Endpoint> {
+        self.engine.bind(endpoint).await
+    }
+
+    /// Connects to an endpoint: returns at once and dials in the background, before the
+    /// peer exists if need be, and again whenever the connection is lost (exponential
+    /// backoff with jitter, see [`Options::reconnect_interval`]).
+    ///
+    /// # Errors
+    /// `Error::InvalidEndpoint` for a malformed endpoint.
+    pub fn connect(&self, endpoint: &str) -> Result<()> {
+        self.engine.connect(endpoint)
+    }
+
+    /// A stream of this socket's connection events (listening, connected, retrying,
+    /// handshake failures, ...). Events before the call are not replayed.
+    pub fn monitor(&self) -> Monitor {
+        self.engine.monitor()
+    }
+
+    /// Number of peers connected and ready to exchange messages.
+    pub fn peers(&self) -> usize {
+        self.engine.peer_count()
+    }
+
+    /// Waits until at least `n` peers are connected and ready. For a `Sub`, "ready" means
+    /// the publisher has applied its subscriptions, so nothing published afterwards is
+    /// missed (ZeroMQ's "slow joiner" problem).
+    ///
+    /// # Errors
+    /// `Error::Closed` if the socket closes first.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn wait_for_peers(&self, n: usize) -> Result<()> {
+        self.engine.wait_for_peers(n).await
+    }
+
+    async fn close(&self) {
+        self.engine.close().await;
+    }
+
+    async fn recv(&self) -> Result<(PeerId, Message)> {
+        poll_fn(|cx| self.engine.poll_recv(cx)).await
+    }
+
+    async fn send_rr(&self, msg: Message) -> Result<PeerId> {
+        let mut slot = Some(msg);
+        poll_fn(|cx| self.engine.poll_send_rr(cx, &mut slot)).await
+    }
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        // Queued messages are still delivered, for at most `linger`, by the engine's task.
+        self.engine.close_in_background();
+    }
+}
+
+impl fmt::Debug for Socket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Socket")
+            .field("type", &self.engine.socket_type)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The constructors, shorthands, `close` and `Deref<Target = Socket>` every type has.
+macro_rules! socket_type {
+    ($name:ident, $ty:expr, $kind:literal) => {
+        impl $name {
+            #[doc = concat!("A new ", $kind, " socket with default options; bind or connect it next.")]
+            ///
+            /// # Panics
+            /// Outside a tokio runtime.
+            pub fn new() -> Self {
+                Self::with_options($crate::Options::default())
+            }
+
+            #[doc = concat!("A new ", $kind, " socket with `options`.")]
+            ///
+            /// # Panics
+            /// Outside a tokio runtime.
+            pub fn with_options(options: $crate::Options) -> Self {
+                Self::from_socket($crate::socket::Socket::new($ty, options))
+            }
+
+            #[doc = concat!("A new ", $kind, " socket bound to `endpoint` (shorthand for `new` then `bind`).")]
+            ///
+            /// # Errors
+            /// As [`Socket::bind`](crate::Socket::bind).
+            pub async fn bind(endpoint: &str) -> $crate::Result<Self> {
+                let socket = Self::new();
+                $crate::socket::Socket::bind(&socket, endpoint).await?;
+                Ok(socket)
+            }
+
+            #[doc = concat!("A new ", $kind, " socket connecting to `endpoint` (shorthand for `new` then `connect`); returns at once.")]
+            ///
+            /// # Errors
+            /// As [`Socket::connect`](crate::Socket::connect).
+            pub async fn connect(endpoint: &str) -> $crate::Result<Self> {
+                let socket = Self::new();
+                $crate::socket::Socket::connect(&socket, endpoint)?;
+                Ok(socket)
+            }
+
+            /// Closes the socket: stops binding and connecting, delivers queued outgoing
+            /// messages for at most [`Options::linger`](crate::Options::linger), then
+            /// closes every connection. Dropping the socket does the same in the
+            /// background.
+            pub async fn close(self) {
+                self.as_socket().close().await;
+            }
+
+            fn as_socket(&self) -> &$crate::socket::Socket {
+                &self.socket
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = $crate::socket::Socket;
+            fn deref(&self) -> &$crate::socket::Socket {
+                &self.socket
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($name)).finish_non_exhaustive()
+            }
+        }
+    };
+}
+pub(crate) use socket_type;
+
+/// `futures::Stream` for a receiving socket: whole messages until the socket closes.
+macro_rules! impl_stream {
+    ($name:ident, $map:expr) => {
+        impl futures::Stream for $name {
+            type Item = $crate::Result<$crate::Message>;
+            fn poll_next(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Option<Self::Item>> {
+                let this = self.get_mut();
+                match this.socket.engine.poll_recv(cx) {
+                    std::task::Poll::Ready(Ok((peer, msg))) => {
+                        #[allow(clippy::redundant_closure_call)]
+                        let msg = ($map)(&*this, peer, msg);
+                        std::task::Poll::Ready(Some(Ok(msg)))
+                    }
+                    std::task::Poll::Ready(Err($crate::Error::Closed)) => {
+                        std::task::Poll::Ready(None)
+                    }
+                    std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Some(Err(e))),
+                    std::task::Poll::Pending => std::task::Poll::Pending,
+                }
+            }
+        }
+    };
+}
+pub(crate) use impl_stream;
+
+/// `futures::Sink<Message>` for a sending socket, through a one-message slot.
+macro_rules! impl_sink {
+    ($name:ident, $push:ident) => {
+        impl futures::Sink<$crate::Message> for $name {
+            type Error = $crate::Error;
+            fn poll_ready(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<$crate::Result<()>> {
+                self.get_mut().$push(cx)
+            }
+            fn start_send(
+                self: std::pin::Pin<&mut Self>,
+                item: $crate::Message,
+            ) -> $crate::Result<()> {
+                self.get_mut().sink_slot = Some(item);
+                Ok(())
+            }
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<$crate::Result<()>> {
+                self.get_mut().$push(cx)
+            }
+            fn poll_close(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<$crate::Result<()>> {
+                self.get_mut().$push(cx)
+            }
+        }
+    };
+}
+pub(crate) use impl_sink;

@@ -1,0 +1,58 @@
+//! Exclusive pair.
+
+use std::task::{Context, Poll};
+
+use super::{impl_sink, impl_stream, socket_type, Socket};
+use crate::{Message, Result, SocketType};
+
+/// One end of an exclusive pair: talks to exactly one other [`Pair`]; a second peer is
+/// refused while the first is connected.
+pub struct Pair {
+    socket: Socket,
+    sink_slot: Option<Message>,
+}
+
+impl Pair {
+    fn from_socket(socket: Socket) -> Self {
+        Pair {
+            socket,
+            sink_slot: None,
+        }
+    }
+
+    /// Sends `msg` to the peer, waiting while its queue is full or there is no peer.
+    ///
+    /// # Errors
+    /// `Error::Closed` once the socket is closed.
+    ///
+    /// # Cancel safety
+    /// If cancelled before it completes, the message was not queued.
+    pub async fn send(&mut self, msg: impl Into<Message>) -> Result<()> {
+        self.socket.send_rr(msg.into()).await.map(|_| ())
+    }
+
+    /// Receives the next message from the peer.
+    ///
+    /// # Errors
+    /// `Error::Closed` once the socket is closed.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn recv(&mut self) -> Result<Message> {
+        self.socket.recv().await.map(|(_, msg)| msg)
+    }
+
+    fn poll_push_slot(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        if self.sink_slot.is_none() {
+            return Poll::Ready(Ok(()));
+        }
+        self.socket
+            .engine
+            .poll_send_rr(cx, &mut self.sink_slot)
+            .map(|r| r.map(|_| ()))
+    }
+}
+
+socket_type!(Pair, SocketType::Pair, "pair");
+impl_sink!(Pair, poll_push_slot);
+impl_stream!(Pair, |_: &Pair, _, msg| msg);

@@ -1,0 +1,104 @@
+//! Publish/subscribe.
+
+use std::task::{Context, Poll};
+
+use super::{impl_sink, impl_stream, socket_type, Socket};
+use crate::{Message, Result, SocketType};
+
+/// Publisher: sends every message to each connected [`Sub`] whose subscriptions match its
+/// first frame.
+///
+/// Filtering happens here, at the publisher, so unwanted messages never cross the network.
+/// A subscriber that cannot keep up loses messages once its queue holds `send_hwm` of them;
+/// the publisher never waits and the other subscribers are not slowed down.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> zocket::Result<()> {
+/// use futures::StreamExt;
+/// let publisher = zocket::Pub::bind("inproc://doc-pub").await?;
+/// let mut sub = zocket::Sub::connect("inproc://doc-pub").await?;
+/// sub.subscribe("weather.");
+/// sub.wait_for_peers(1).await?; // the publisher now filters for us
+/// publisher.send(["sports.results", "1-0"]).await?; // filtered out
+/// publisher.send(["weather.paris", "sunny"]).await?;
+/// let msg = sub.next().await.unwrap()?;
+/// assert_eq!(msg.frames()[1], "sunny");
+/// # Ok(()) }
+/// ```
+pub struct Pub {
+    socket: Socket,
+    sink_slot: Option<Message>,
+}
+
+impl Pub {
+    fn from_socket(socket: Socket) -> Self {
+        Pub {
+            socket,
+            sink_slot: None,
+        }
+    }
+
+    /// Publishes `msg` to every subscriber whose subscriptions match its first frame.
+    /// Never waits: a subscriber whose queue is full misses the message.
+    ///
+    /// # Errors
+    /// `Error::Closed` once the socket is closed.
+    ///
+    /// # Cancel safety
+    /// Cancel safe (it completes without waiting).
+    pub async fn send(&self, msg: impl Into<Message>) -> Result<()> {
+        self.socket.engine.send_fanout(msg.into())
+    }
+
+    fn poll_push_slot(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
+        match self.sink_slot.take() {
+            Some(msg) => Poll::Ready(self.socket.engine.send_fanout(msg)),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+socket_type!(Pub, SocketType::Pub, "publisher");
+impl_sink!(Pub, poll_push_slot);
+
+/// Subscriber: receives, fair-queued from every connected [`Pub`], the messages whose first
+/// frame starts with one of its subscribed prefixes.
+///
+/// Subscriptions are sent to every publisher, and again after every reconnect; a new
+/// subscriber receives nothing until it subscribes (the empty prefix matches everything).
+/// `Sub` is a `futures::Stream` of messages.
+pub struct Sub {
+    socket: Socket,
+}
+
+impl Sub {
+    fn from_socket(socket: Socket) -> Self {
+        Sub { socket }
+    }
+
+    /// Subscribes to messages whose first frame starts with `prefix` (`""` for all).
+    /// Subscriptions are counted: subscribing twice needs two `unsubscribe`s.
+    pub fn subscribe(&self, prefix: impl AsRef<[u8]>) {
+        self.socket.engine.subscribe(prefix.as_ref());
+    }
+
+    /// Cancels one subscription to `prefix`.
+    pub fn unsubscribe(&self, prefix: impl AsRef<[u8]>) {
+        self.socket.engine.unsubscribe(prefix.as_ref());
+    }
+
+    /// Receives the next message.
+    ///
+    /// # Errors
+    /// `Error::Closed` once the socket is closed.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a message is taken only when `recv` completes.
+    pub async fn recv(&mut self) -> Result<Message> {
+        self.socket.recv().await.map(|(_, msg)| msg)
+    }
+}
+
+socket_type!(Sub, SocketType::Sub, "subscriber");
+impl_stream!(Sub, |_: &Sub, _, msg| msg);

@@ -1,0 +1,173 @@
+//! Request/reply: one request in flight, checked by the borrow checker.
+
+use std::future::poll_fn;
+use std::task::Poll;
+
+use bytes::Bytes;
+use tracing::debug;
+
+use super::{socket_type, Socket};
+use crate::pattern::request::{
+    check_reply, join_envelope, split_envelope, wrap_request, ReplyCheck, RequestIds,
+};
+use crate::pattern::PeerId;
+use crate::{Error, Message, Result, SocketType};
+
+/// Requester: sends a request to one [`Rep`] (or `Router`), round-robin, and waits for its
+/// reply. [`request`](Req::request) borrows the socket mutably until the reply arrives, so a
+/// second request cannot start before the first is answered:
+///
+/// ```compile_fail
+/// # async fn f(req: &mut zocket::Req) {
+/// let first = req.request("a");
+/// let second = req.request("b"); // error: `req` is already borrowed by `first`
+/// # drop((first, second)); }
+/// ```
+///
+/// Unlike libzmq's REQ, a request whose peer disconnects is sent again to another peer at
+/// once, [`Options::request_timeout`](crate::Options::request_timeout) bounds the wait, and
+/// a cancelled request leaves the socket usable: its late reply is recognised by its id and
+/// dropped.
+pub struct Req {
+    socket: Socket,
+    ids: RequestIds,
+}
+
+impl Req {
+    fn from_socket(socket: Socket) -> Self {
+        let seed = u32::from_le_bytes(crate::instance::id()[..4].try_into().unwrap_or([1; 4]));
+        Req {
+            socket,
+            ids: RequestIds::with_seed(seed),
+        }
+    }
+
+    /// Sends `msg` as a request and returns the reply.
+    ///
+    /// # Errors
+    /// `Error::Timeout` after `request_timeout`; `Error::Closed` once the socket is closed.
+    ///
+    /// # Cancel safety
+    /// Cancel safe in the sense that the socket stays usable: the cancelled request may
+    /// still reach a peer, and its reply is discarded.
+    pub async fn request(&mut self, msg: impl Into<Message>) -> Result<Message> {
+        let id = self.ids.next();
+        let request = wrap_request(id, msg.into());
+        let engine = &self.socket.engine;
+        let exchange = async {
+            loop {
+                let peer = self.socket.send_rr(request.clone()).await?;
+                let reply = poll_fn(|cx| loop {
+                    match engine.poll_recv(cx) {
+                        Poll::Ready(Ok((_, reply))) => match check_reply(id, reply) {
+                            ReplyCheck::Matched(body) => return Poll::Ready(Some(Ok(body))),
+                            ReplyCheck::Stale => debug!("dropping a stale reply"),
+                            ReplyCheck::Malformed => debug!("dropping a malformed reply"),
+                        },
+                        Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
+                        Poll::Pending if engine.is_alive(peer) => return Poll::Pending,
+                        Poll::Pending => return Poll::Ready(None),
+                    }
+                })
+                .await;
+                match reply {
+                    Some(reply) => return reply,
+                    None => debug!("the peer holding the request left; sending it again"),
+                }
+            }
+        };
+        match self.socket.engine.options.request_timeout {
+            Some(limit) => tokio::time::timeout(limit, exchange)
+                .await
+                .map_err(|_| Error::Timeout)?,
+            None => exchange.await,
+        }
+    }
+}
+
+socket_type!(Req, SocketType::Req, "request");
+
+/// Replier: receives requests fair-queued from every [`Req`] (or `Dealer`) and answers each
+/// one. [`recv`](Rep::recv) gives a [`Request`] that borrows the socket until it is answered
+/// (or dropped, which sends nothing), so one request is served at a time:
+///
+/// ```compile_fail
+/// # async fn f(rep: &mut zocket::Rep) -> zocket::Result<()> {
+/// let first = rep.recv().await?;
+/// let second = rep.recv().await?; // error: `rep` is still borrowed by `first`
+/// # drop((first, second)); Ok(()) }
+/// ```
+pub struct Rep {
+    socket: Socket,
+}
+
+impl Rep {
+    fn from_socket(socket: Socket) -> Self {
+        Rep { socket }
+    }
+
+    /// Waits for the next request. A request without a ZeroMQ envelope is dropped.
+    ///
+    /// # Errors
+    /// `Error::Closed` once the socket is closed.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn recv(&mut self) -> Result<Request<'_>> {
+        loop {
+            let (peer, msg) = self.socket.recv().await?;
+            match split_envelope(msg) {
+                Some((envelope, message)) => {
+                    return Ok(Request {
+                        rep: self,
+                        peer,
+                        envelope,
+                        message,
+                    })
+                }
+                None => debug!("dropping a request without an envelope"),
+            }
+        }
+    }
+}
+
+socket_type!(Rep, SocketType::Rep, "reply");
+
+/// A request being served by a [`Rep`]; answer it with [`reply`](Request::reply).
+pub struct Request<'a> {
+    rep: &'a mut Rep,
+    peer: PeerId,
+    envelope: Vec<Bytes>,
+    message: Message,
+}
+
+impl Request<'_> {
+    /// The request's body.
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+
+    /// Sends `reply` to the requester. If it has gone away, the reply is dropped (its
+    /// request will be, or was, resent to another replier).
+    ///
+    /// # Errors
+    /// `Error::Closed` once the socket is closed.
+    ///
+    /// # Cancel safety
+    /// If cancelled before it completes, the reply was not sent.
+    pub async fn reply(self, reply: impl Into<Message>) -> Result<()> {
+        let msg = join_envelope(self.envelope, reply.into());
+        let mut slot = Some(msg);
+        let engine = &self.rep.socket.engine;
+        poll_fn(|cx| engine.poll_send_to(cx, self.peer, &mut slot, true)).await?;
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Request<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("message", &self.message)
+            .finish_non_exhaustive()
+    }
+}
