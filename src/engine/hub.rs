@@ -40,13 +40,31 @@ enum Claim {
         path: String,
     },
     /// An inproc name, ours alone.
-    Inproc(#[allow(dead_code)] Listener),
+    Inproc(Listener),
+    /// Given back already.
+    Released,
 }
 
 impl Binding {
     /// The endpoint actually bound (real port for `:0`, with the socket's path).
     pub(crate) fn endpoint(&self) -> &Endpoint {
         &self.endpoint
+    }
+
+    /// Gives the claim back and, when it was the listener's last, waits until the
+    /// listening socket is closed, so the address can be bound again at once.
+    pub(crate) async fn close(mut self) {
+        let claim = std::mem::replace(&mut self.claim, Claim::Released);
+        match claim {
+            Claim::Path { entry, path } => {
+                entry.paths().remove(&path);
+                if let Ok(entry) = Arc::try_unwrap(entry) {
+                    entry.close().await;
+                }
+            }
+            Claim::Inproc(listener) => listener.close().await,
+            Claim::Released => {}
+        }
     }
 }
 
@@ -62,12 +80,27 @@ impl Drop for Binding {
 #[derive(Debug)]
 struct SharedListener {
     key: String,
-    #[allow(dead_code)] // held: dropping it stops accepting and ends its connections
-    listener: Listener,
+    /// Dropping it stops accepting and ends its connections.
+    listener: Option<Listener>,
     paths: Arc<Mutex<HashMap<String, Weak<Engine>>>>,
 }
 
 impl SharedListener {
+    fn local_endpoint(&self) -> Endpoint {
+        self.listener
+            .as_ref()
+            .map(|l| l.local_endpoint().clone())
+            .unwrap_or(Endpoint::Inproc {
+                name: String::new(),
+            })
+    }
+
+    async fn close(mut self) {
+        if let Some(listener) = self.listener.take() {
+            listener.close().await;
+        }
+    }
+
     fn paths(&self) -> std::sync::MutexGuard<'_, HashMap<String, Weak<Engine>>> {
         self.paths.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -159,12 +192,12 @@ pub(crate) async fn bind(engine: &Arc<Engine>, endpoint: &Endpoint) -> Result<Bi
                 }
                 paths.insert(path.clone(), Arc::downgrade(engine));
             }
-            let local = entry.listener.local_endpoint();
+            let local = entry.local_endpoint();
             engine.emit(Event::Listening {
-                endpoint: with_path(local, endpoint.path().map(str::to_owned)).to_string(),
+                endpoint: with_path(&local, endpoint.path().map(str::to_owned)).to_string(),
             });
             Ok(Binding {
-                endpoint: with_path(local, endpoint.path().map(str::to_owned)),
+                endpoint: with_path(&local, endpoint.path().map(str::to_owned)),
                 claim: Claim::Path { entry, path },
             })
         }
@@ -211,7 +244,7 @@ async fn new_listener(engine: &Arc<Engine>, endpoint: &Endpoint) -> Result<Arc<S
     let key = address_key(listener.local_endpoint()).unwrap_or_default();
     let entry = Arc::new(SharedListener {
         key: key.clone(),
-        listener,
+        listener: Some(listener),
         paths,
     });
     listeners().insert(key, Arc::downgrade(&entry));

@@ -118,6 +118,15 @@ impl Engine {
         Ok(local)
     }
 
+    /// The endpoints bound, in order.
+    pub(crate) fn endpoints(&self) -> Vec<Endpoint> {
+        self.lock()
+            .binds
+            .iter()
+            .map(|b| b.endpoint().clone())
+            .collect()
+    }
+
     /// Starts connecting to `endpoint` in the background (and reconnecting when lost).
     pub(crate) fn connect(self: &Arc<Self>, endpoint: &str) -> Result<()> {
         let endpoint: Endpoint = endpoint.parse()?;
@@ -601,7 +610,9 @@ impl Engine {
             )
         };
         drop(dialers);
-        drop(binds);
+        for binding in binds {
+            binding.close().await;
+        }
         self.signal.notify();
         let flushed = poll_fn(|cx| {
             self.signal.register(cx.waker());

@@ -290,11 +290,10 @@ fn write_native(
     while progress.0 < frames.len() {
         let frame = &frames[progress.0];
         let remaining = frame.len() - progress.1;
-        let Some(cap) = core.write_capacity(id)? else {
-            return Ok(false);
-        };
-        let n = remaining.min(cap);
-        if n == 0 && remaining > 0 {
+        let cap = core.write_capacity(id)?;
+        let n = remaining.min(cap.unwrap_or(0));
+        if cap.is_none() || (n == 0 && remaining > 0) {
+            core.wait_for_credit(id);
             return Ok(false);
         }
         let frame_done = progress.1 + n == frame.len();

@@ -56,6 +56,21 @@ impl Socket {
         self.engine.bind(endpoint).await
     }
 
+    /// The endpoints this socket is bound to, as [`bind`](Self::bind) returned them (real
+    /// ports, paths included), in the order they were bound.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> zocket::Result<()> {
+    /// let pull = zocket::Pull::bind("tcp://127.0.0.1:0").await?;
+    /// let ep = pull.endpoints()[0].to_string(); // e.g. "tcp://127.0.0.1:41873"
+    /// let _push = zocket::Push::connect(&ep).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        self.engine.endpoints()
+    }
+
     /// Connects to an endpoint: returns at once and dials in the background, before the
     /// peer exists if need be, and again whenever the connection is lost (exponential
     /// backoff with jitter, see [`Options::reconnect_interval`]).

@@ -743,6 +743,14 @@ impl Session {
         Ok(cap)
     }
 
+    /// Marks the stream's writer as waiting: the next credit brings an
+    /// [`Event::Writable`].
+    pub(crate) fn wait_for_credit(&mut self, id: StreamId) {
+        if let Some(s) = self.streams.get_mut(&id) {
+            s.send.blocked = true;
+        }
+    }
+
     /// Queues one chunk of a message without copying. `data.len()` must not exceed
     /// [`write_capacity`](Self::write_capacity); a chunk that does not fit is refused with
     /// `Ok(false)` and the stream waits for credit.

@@ -1,0 +1,406 @@
+//! Socket semantics over real sockets: reconnects, resends, limits, refusals, sharing.
+
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::timeout;
+use zocket::monitor::Event;
+use zocket::{Error, Message, Options, Pub, Pull, Push, Rep, Req, Router, Sub};
+
+const T: Duration = Duration::from_secs(10);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn text(msg: &Message) -> String {
+    msg.frames()
+        .iter()
+        .map(|f| String::from_utf8_lossy(f).into_owned())
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+fn fast_reconnect() -> Options {
+    Options::new()
+        .reconnect_interval(Duration::from_millis(10))
+        .reconnect_interval_max(Duration::from_millis(200))
+}
+
+async fn until_event(
+    monitor: &mut zocket::monitor::Monitor,
+    pred: impl Fn(&Event) -> bool,
+) -> Event {
+    timeout(T, async {
+        loop {
+            let e = monitor.next().await.expect("monitor ended");
+            if pred(&e) {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("event never came")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriber_connects_before_the_publisher_exists_and_survives_its_restart() {
+    let ep = format!("tcp://127.0.0.1:{}", free_port());
+    let mut sub = Sub::with_options(fast_reconnect());
+    sub.subscribe("a.");
+    sub.connect(&ep).unwrap(); // nobody listens yet
+
+    let first = Pub::bind(&ep).await.unwrap();
+    timeout(T, first.wait_for_peers(1)).await.unwrap().unwrap();
+    first.send(["a.1", "first life"]).await.unwrap();
+    assert_eq!(
+        text(&timeout(T, sub.recv()).await.unwrap().unwrap()),
+        "a.1|first life"
+    );
+    first.close().await;
+
+    // A new publisher on the same address: the subscriber reconnects and resends its
+    // subscriptions by itself.
+    let second = Pub::bind(&ep).await.unwrap();
+    timeout(T, second.wait_for_peers(1)).await.unwrap().unwrap();
+    second.send(["b.1", "not subscribed"]).await.unwrap();
+    second.send(["a.2", "second life"]).await.unwrap();
+    assert_eq!(
+        text(&timeout(T, sub.recv()).await.unwrap().unwrap()),
+        "a.2|second life"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_is_resent_when_the_rep_holding_it_dies() {
+    let dying_ep = format!("tcp://127.0.0.1:{}", free_port());
+    let healthy_ep = format!("tcp://127.0.0.1:{}", free_port());
+    let mut dying = Rep::bind(&dying_ep).await.unwrap();
+    let mut req = Req::with_options(fast_reconnect());
+    req.connect(&dying_ep).unwrap();
+    timeout(T, req.wait_for_peers(1)).await.unwrap().unwrap();
+    req.connect(&healthy_ep).unwrap(); // not there yet
+
+    let (got_it, request_arrived) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let request = dying.recv().await.unwrap();
+        assert_eq!(text(request.message()), "work");
+        drop(request);
+        let _ = got_it.send(());
+        // Dies without replying.
+        drop(dying);
+    });
+    let requester = tokio::spawn(async move { req.request("work").await });
+    timeout(T, request_arrived).await.unwrap().unwrap();
+
+    let mut healthy = Rep::bind(&healthy_ep).await.unwrap();
+    let request = timeout(T, healthy.recv()).await.unwrap().unwrap();
+    assert_eq!(text(request.message()), "work");
+    request.reply("done").await.unwrap();
+    let reply = timeout(T, requester).await.unwrap().unwrap().unwrap();
+    assert_eq!(text(&reply), "done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_timeout_fails_and_a_late_reply_does_not_poison_the_next_request() {
+    let mut rep = Rep::bind("tcp://127.0.0.1:0").await.unwrap();
+    let ep = rep.endpoints()[0].to_string();
+    let mut req =
+        Req::with_options(Options::new().request_timeout(Some(Duration::from_millis(200))));
+    req.connect(&ep).unwrap();
+    timeout(T, req.wait_for_peers(1)).await.unwrap().unwrap();
+
+    let (release, held) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        // Hold the first request until the requester gave up, then answer it late.
+        let first = rep.recv().await.unwrap();
+        held.await.unwrap();
+        first.reply("late answer to first").await.unwrap();
+        let second = rep.recv().await.unwrap();
+        let body = text(second.message());
+        second.reply(format!("answer to {body}")).await.unwrap();
+    });
+    assert!(matches!(req.request("first").await, Err(Error::Timeout)));
+    release.send(()).unwrap();
+    let reply = timeout(T, req.request("second")).await.unwrap().unwrap();
+    assert_eq!(
+        text(&reply),
+        "answer to second",
+        "the stale reply was dropped"
+    );
+    server.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_request_leaves_the_socket_usable() {
+    let mut rep = Rep::bind("tcp://127.0.0.1:0").await.unwrap();
+    let ep = rep.endpoints()[0].to_string();
+    let mut req = Req::connect(&ep).await.unwrap();
+    timeout(T, req.wait_for_peers(1)).await.unwrap().unwrap();
+    // Poll the request once (it is sent), then drop it.
+    assert!(req.request("abandoned").now_or_never().is_none());
+    let server = tokio::spawn(async move {
+        for _ in 0..2 {
+            let r = rep.recv().await.unwrap();
+            let body = text(r.message());
+            r.reply(format!("re {body}")).await.unwrap();
+        }
+    });
+    let reply = timeout(T, req.request("kept")).await.unwrap().unwrap();
+    assert_eq!(text(&reply), "re kept");
+    server.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_waits_at_the_high_water_mark_and_resumes_when_the_puller_reads() {
+    let opts = Options::new().send_hwm(5).stream_window(64 * 1024);
+    let mut pull = Pull::with_options(Options::new().stream_window(64 * 1024));
+    let ep = pull.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let mut push = Push::with_options(opts);
+    push.connect(&ep).unwrap();
+    timeout(T, push.wait_for_peers(1)).await.unwrap().unwrap();
+    let payload = bytes::Bytes::from(vec![7u8; 1024]);
+    let mut sent = 0usize;
+    // Fill the window and the queue until a send has to wait.
+    let blocked = timeout(T, async {
+        loop {
+            let mut send = Box::pin(push.send(Message::from(payload.clone())));
+            // Give the connection a moment to move data between attempts.
+            match timeout(Duration::from_millis(200), &mut send).await {
+                Ok(r) => {
+                    r.unwrap();
+                    sent += 1;
+                }
+                Err(_) => return,
+            }
+            assert!(sent < 10_000, "push never waited");
+        }
+    })
+    .await;
+    assert!(blocked.is_ok());
+    assert!(sent >= 5, "at least the HWM was accepted ({sent})");
+    assert!(
+        sent < 200,
+        "memory is bounded by the window and the HWM ({sent})"
+    );
+    // Reading everything lets the pusher go on.
+    for _ in 0..sent {
+        timeout(T, pull.recv()).await.unwrap().unwrap();
+    }
+    timeout(T, push.send(Message::from(payload.clone())))
+        .await
+        .expect("push resumed")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incompatible_peers_are_refused_with_both_types_named_and_not_retried_in_a_tight_loop() {
+    let publisher = Pub::bind("tcp://127.0.0.1:0").await.unwrap();
+    let ep = publisher.endpoints()[0].to_string();
+    let req = Req::with_options(
+        Options::new()
+            .reconnect_interval(Duration::from_millis(20))
+            .reconnect_interval_max(Duration::from_secs(5)),
+    );
+    let mut monitor = req.monitor();
+    req.connect(&ep).unwrap();
+    let e = until_event(&mut monitor, |e| matches!(e, Event::HandshakeFailed { .. })).await;
+    let Event::HandshakeFailed { reason, .. } = e else {
+        unreachable!()
+    };
+    assert!(reason.contains("REQ") && reason.contains("PUB"), "{reason}");
+    // Delays grow: the fourth retry waits longer than the first interval doubled.
+    let mut delays = vec![];
+    while delays.len() < 4 {
+        if let Event::Retrying { delay, .. } =
+            until_event(&mut monitor, |e| matches!(e, Event::Retrying { .. })).await
+        {
+            delays.push(delay);
+        }
+    }
+    assert!(delays[3] >= Duration::from_millis(40), "{delays:?}");
+    assert_eq!(publisher.peers(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_bytes_close_that_connection_while_good_peers_are_served() {
+    let mut pull = Pull::bind("tcp://127.0.0.1:0").await.unwrap();
+    let ep = pull.endpoints()[0].to_string();
+    let mut push = Push::connect(&ep).await.unwrap();
+    timeout(T, push.wait_for_peers(1)).await.unwrap().unwrap();
+    push.send("before").await.unwrap();
+    assert_eq!(
+        text(&timeout(T, pull.recv()).await.unwrap().unwrap()),
+        "before"
+    );
+
+    let addr = ep.trim_start_matches("tcp://").to_owned();
+    for garbage in [
+        &b"GET / HTTP/1.1\r\n\r\n"[..],
+        &[0xFF; 200][..],
+        &[0u8, b'S', b'P', 0, 0, 0x10, 0, 0][..],
+    ] {
+        let mut raw = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let _ = raw.write_all(garbage).await;
+        let mut sink = vec![];
+        // The listener closes the connection (maybe after sending its greeting).
+        timeout(T, raw.read_to_end(&mut sink))
+            .await
+            .expect("closed, not hung")
+            .ok();
+    }
+    push.send("after").await.unwrap();
+    assert_eq!(
+        text(&timeout(T, pull.recv()).await.unwrap().unwrap()),
+        "after"
+    );
+}
+
+/// Counts established TCP connections whose local port is `port` (IPv4).
+fn established_on(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            cols.len() > 3 && cols[1].ends_with(&format!(":{port:04X}")) && cols[3] == "01"
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_sockets_of_one_process_share_one_tcp_connection() {
+    let port = free_port();
+    let mut pulls = vec![];
+    for i in 0..64 {
+        pulls.push(
+            Pull::bind(&format!("tcp://127.0.0.1:{port}/q{i}"))
+                .await
+                .unwrap(),
+        );
+    }
+    // A second bind of a taken path is refused.
+    let dup = Pull::bind(&format!("tcp://127.0.0.1:{port}/q0")).await;
+    assert!(matches!(dup, Err(Error::AddrInUse { .. })), "{dup:?}");
+    let mut pushes = vec![];
+    for i in 0..64 {
+        pushes.push(
+            Push::connect(&format!("tcp://127.0.0.1:{port}/q{i}"))
+                .await
+                .unwrap(),
+        );
+    }
+    for (i, push) in pushes.iter_mut().enumerate() {
+        timeout(T, push.wait_for_peers(1)).await.unwrap().unwrap();
+        push.send(format!("to q{i}")).await.unwrap();
+    }
+    for (i, pull) in pulls.iter_mut().enumerate() {
+        assert_eq!(
+            text(&timeout(T, pull.recv()).await.unwrap().unwrap()),
+            format!("to q{i}")
+        );
+    }
+    assert_eq!(
+        established_on(port),
+        1,
+        "one TCP connection carries all 64 links"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_nobody_bound_is_refused_and_named() {
+    let port = free_port();
+    let _pull = Pull::bind(&format!("tcp://127.0.0.1:{port}/real"))
+        .await
+        .unwrap();
+    let push = Push::with_options(fast_reconnect());
+    let mut monitor = push.monitor();
+    push.connect(&format!("tcp://127.0.0.1:{port}/typo"))
+        .unwrap();
+    let e = until_event(&mut monitor, |e| matches!(e, Event::HandshakeFailed { .. })).await;
+    let Event::HandshakeFailed { reason, .. } = e else {
+        unreachable!()
+    };
+    assert!(reason.contains("typo"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn router_drops_or_refuses_messages_to_unknown_peers() {
+    let mut router = Router::bind("tcp://127.0.0.1:0").await.unwrap();
+    router.send("nobody", "lost").await.unwrap();
+    let mut strict = Router::with_options(Options::new().router_mandatory(true));
+    strict.bind("tcp://127.0.0.1:0").await.unwrap();
+    assert!(matches!(
+        strict.send("nobody", "x").await,
+        Err(Error::HostUnreachable)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_peer_claiming_a_live_identity_is_refused() {
+    let mut router = Router::bind("tcp://127.0.0.1:0").await.unwrap();
+    let ep = router.endpoints()[0].to_string();
+    let mut first = zocket::Dealer::with_options(Options::new().identity("same"));
+    first.connect(&ep).unwrap();
+    timeout(T, router.wait_for_peers(1)).await.unwrap().unwrap();
+    let mut second = zocket::Dealer::with_options(fast_reconnect().identity("same"));
+    let mut monitor = second.monitor();
+    second.connect(&ep).unwrap();
+    until_event(&mut monitor, |e| {
+        matches!(
+            e,
+            Event::HandshakeFailed { .. } | Event::Disconnected { .. }
+        )
+    })
+    .await;
+    assert_eq!(router.peers(), 1);
+    first.send("from the first").await.unwrap();
+    let (id, msg) = timeout(T, router.recv()).await.unwrap().unwrap();
+    assert_eq!(
+        (&id[..], text(&msg).as_str()),
+        (&b"same"[..], "from the first")
+    );
+    drop(second.send("ignored").now_or_never());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fair_queueing_does_not_starve_a_pusher() {
+    let small = Options::new().stream_window(64 * 1024);
+    let mut pull = Pull::with_options(small.clone());
+    let ep = pull.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(3));
+    let mut pushers = vec![];
+    for name in ["a", "b"] {
+        let mut push = Push::with_options(small.clone());
+        push.connect(&ep).unwrap();
+        timeout(T, push.wait_for_peers(1)).await.unwrap().unwrap();
+        let start = start.clone();
+        pushers.push(tokio::spawn(async move {
+            start.wait().await;
+            // Far more than the flow-control window holds: both stay backlogged.
+            for _ in 0..20_000 {
+                if push.send(name).await.is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+    start.wait().await;
+    let mut counts = std::collections::HashMap::new();
+    for _ in 0..10_000 {
+        let m = timeout(T, pull.recv()).await.unwrap().unwrap();
+        *counts.entry(text(&m)).or_insert(0usize) += 1;
+    }
+    let a = counts.get("a").copied().unwrap_or(0);
+    let b = counts.get("b").copied().unwrap_or(0);
+    assert!(a >= 3_000 && b >= 3_000, "a={a} b={b}");
+    for p in pushers {
+        p.abort();
+    }
+}
