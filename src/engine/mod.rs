@@ -565,6 +565,12 @@ impl Engine {
 
     // ----- peers and lifecycle -----
 
+    /// Messages waiting in each peer's queue (tests check the high-water marks with it).
+    #[cfg(test)]
+    pub(crate) fn queue_lengths(&self) -> Vec<usize> {
+        self.lock().peers.values().map(Peer::queued).collect()
+    }
+
     /// Number of connected, usable peers.
     pub(crate) fn peer_count(&self) -> usize {
         let mut st = self.lock();

@@ -6,6 +6,8 @@ mod pipeline;
 mod pubsub;
 mod reqrep;
 mod routing;
+#[cfg(test)]
+mod tests;
 
 pub use pair::Pair;
 pub use pipeline::{Pull, Push};

@@ -1,0 +1,169 @@
+//! Socket tests that look inside the engine (queue lengths, tasks).
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use tokio::time::timeout;
+
+use crate::{Dealer, Message, Options, Pub, Pull, Push, Rep, Req, Router, Sub};
+
+const T: Duration = Duration::from_secs(10);
+
+/// A subscriber that never reads neither blocks the publisher nor slows a subscriber that
+/// does, and what the publisher holds for it stays within the high-water mark.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_subscriber_neither_blocks_the_publisher_nor_starves_the_fast_one() {
+    let hwm = 50;
+    let publisher = Pub::with_options(Options::new().send_hwm(hwm).stream_window(64 * 1024));
+    let ep = publisher
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .to_string();
+    let slow = Sub::with_options(Options::new().stream_window(64 * 1024));
+    slow.subscribe("");
+    slow.connect(&ep).unwrap();
+    let mut fast = Sub::connect(&ep).await.unwrap();
+    fast.subscribe("");
+    timeout(T, publisher.wait_for_peers(2))
+        .await
+        .unwrap()
+        .unwrap();
+    timeout(T, fast.wait_for_peers(1)).await.unwrap().unwrap();
+
+    let payload = bytes::Bytes::from(vec![1u8; 1024]);
+    for i in 0..5_000u32 {
+        let msg = Message::from(vec![
+            bytes::Bytes::from(i.to_be_bytes().to_vec()),
+            payload.clone(),
+        ]);
+        // Never waits, even though one subscriber reads nothing.
+        timeout(Duration::from_secs(1), publisher.send(msg))
+            .await
+            .expect("publisher blocked")
+            .unwrap();
+        // The fast subscriber keeps up and gets every message.
+        let got = timeout(T, fast.recv()).await.unwrap().unwrap();
+        assert_eq!(got.frames()[0], i.to_be_bytes()[..]);
+        let queues = publisher.engine.queue_lengths();
+        assert!(queues.iter().all(|&q| q <= hwm), "{queues:?}");
+    }
+    // The slow subscriber's queue is full, the fast one's empty.
+    let mut queues = publisher.engine.queue_lengths();
+    queues.sort();
+    assert_eq!(queues, vec![0, hwm]);
+    drop(slow);
+}
+
+/// Closing sockets ends every task they started and every connection they held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_sockets_leave_no_task_behind() {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let baseline = metrics.num_alive_tasks();
+    {
+        let mut pull = Pull::new();
+        let ep = pull.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+        let ipc = std::env::temp_dir().join(format!("zocket-leak-{}.sock", std::process::id()));
+        let ipc = format!("ipc://{}", ipc.display());
+        pull.bind(&ipc).await.unwrap();
+        let mut push = Push::connect(&ep).await.unwrap();
+        push.connect(&ipc).unwrap();
+        push.connect("inproc://leak-check").unwrap();
+        timeout(T, push.wait_for_peers(2)).await.unwrap().unwrap();
+        push.send("x").await.unwrap();
+        timeout(T, pull.recv()).await.unwrap().unwrap();
+        push.close().await;
+        pull.close().await;
+    }
+    timeout(T, async {
+        while metrics.num_alive_tasks() > baseline {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{} tasks left", metrics.num_alive_tasks() - baseline));
+}
+
+/// `close` delivers what is still queued (within the linger time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_delivers_queued_messages() {
+    let mut pull = Pull::with_options(Options::new().stream_window(64 * 1024));
+    let ep = pull.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let mut push = Push::with_options(Options::new().send_hwm(10_000));
+    push.connect(&ep).unwrap();
+    timeout(T, push.wait_for_peers(1)).await.unwrap().unwrap();
+    let payload = bytes::Bytes::from(vec![3u8; 4096]);
+    for _ in 0..500 {
+        push.send(Message::from(payload.clone())).await.unwrap();
+    }
+    assert!(
+        push.engine.queue_lengths()[0] > 0,
+        "more than the window was written, so some wait in the queue"
+    );
+    let closing = tokio::spawn(push.close());
+    for _ in 0..500 {
+        timeout(T, pull.recv()).await.unwrap().unwrap();
+    }
+    timeout(T, closing).await.unwrap().unwrap();
+}
+
+/// A Req talks to a Router and a Dealer to a Rep, envelopes and all; the proxy joins them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn req_through_a_router_dealer_proxy_to_rep_workers() {
+    let mut frontend = Router::new();
+    let front = frontend
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .to_string();
+    let mut backend = Dealer::new();
+    let back = backend
+        .bind("inproc://proxy-backend")
+        .await
+        .unwrap()
+        .to_string();
+    tokio::spawn(async move { crate::proxy(&mut frontend, &mut backend).await });
+    for w in 0..2 {
+        let mut rep = Rep::connect(&back).await.unwrap();
+        tokio::spawn(async move {
+            while let Ok(request) = rep.recv().await {
+                let body = String::from_utf8_lossy(&request.message().frames()[0]).into_owned();
+                if request
+                    .reply(format!("{body} by worker {w}"))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+    }
+    let mut req = Req::connect(&front).await.unwrap();
+    timeout(T, req.wait_for_peers(1)).await.unwrap().unwrap();
+    let mut served_by = std::collections::HashSet::new();
+    for i in 0..6 {
+        let reply = timeout(T, req.request(format!("job {i}")))
+            .await
+            .unwrap()
+            .unwrap();
+        let text = String::from_utf8_lossy(&reply.frames()[0]).into_owned();
+        assert!(text.starts_with(&format!("job {i} by worker")), "{text}");
+        served_by.insert(text.chars().last());
+    }
+    assert_eq!(served_by.len(), 2, "both workers served");
+}
+
+/// Sockets are `Sink`s and `Stream`s.
+#[tokio::test]
+async fn sockets_are_sinks_and_streams() {
+    let mut pull = Pull::bind("inproc://sink-stream").await.unwrap();
+    let mut push = Push::connect("inproc://sink-stream").await.unwrap();
+    let mut items = futures::stream::iter((0..3).map(|i| Ok(Message::from(format!("m{i}")))));
+    push.send_all(&mut items).await.unwrap();
+    let got: Vec<_> = pull.by_ref().take(3).collect().await;
+    let got: Vec<_> = got
+        .into_iter()
+        .map(|m| m.unwrap().frames()[0].clone())
+        .collect();
+    assert_eq!(got, ["m0", "m1", "m2"]);
+}
