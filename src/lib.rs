@@ -1,40 +1,57 @@
 //! zocket: ZeroMQ-style messaging for tokio.
 //!
-//! zocket gives typed socket patterns (coming next: `Pub`/`Sub`, `Req`/`Rep`,
-//! `Dealer`/`Router`, `Push`/`Pull`, `Pair`) over a transport that reconnects by itself and
-//! carries many sockets over one multiplexed connection. This release has the foundation they
-//! stand on: the [`mux`] stream multiplexer, the native wire protocol (`docs/PROTOCOL.md`),
-//! the tcp/ipc/inproc transports with a reconnecting dialer, and the core types
-//! [`Message`], [`Endpoint`], [`Options`] and [`Error`].
+//! Typed sockets — [`Pub`]/[`Sub`], [`Req`]/[`Rep`], [`Dealer`]/[`Router`], [`Push`]/[`Pull`],
+//! [`Pair`] — that connect before or after their peer exists, reconnect by themselves, and
+//! share one multiplexed connection per remote process. Each type has only the operations its
+//! pattern allows; all of them deref to [`Socket`] for `bind`, `connect`, `monitor`, `peers` and
+//! `wait_for_peers`. Underneath is the [`mux`] stream multiplexer, also usable on its own.
 //!
 //! # Quick start
 //!
 //! ```
-//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//! use futures::StreamExt;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> zocket::Result<()> {
-//! let (a, b) = tokio::io::duplex(64 * 1024); // or a TcpStream, a UnixStream, ...
-//! let client = zocket::mux::Session::client(a);
-//! let server = zocket::mux::Session::server(b);
-//! tokio::spawn(async move {
-//!     while let Ok(mut stream) = server.accept().await {
-//!         tokio::spawn(async move {
-//!             let mut req = String::new();
-//!             stream.read_to_string(&mut req).await?;
-//!             stream.write_all(req.to_uppercase().as_bytes()).await?;
-//!             stream.shutdown().await
-//!         });
-//!     }
+//! // pub/sub in one process; `tcp://127.0.0.1:0` or `ipc:///tmp/x.sock` work the same way
+//! let publisher = zocket::Pub::bind("inproc://quickstart").await?;
+//! let mut sub = zocket::Sub::connect("inproc://quickstart").await?;
+//! sub.subscribe("orders.");
+//! sub.wait_for_peers(1).await?;                  // the publisher now filters for us
+//! publisher.send(["orders.eu", "{\"id\":1}"]).await?; // a two-frame message
+//! let msg = sub.next().await.unwrap()?;
+//! assert_eq!(msg.frames()[0], "orders.eu");
+//!
+//! // req/rep: one request in flight, enforced by the borrow checker
+//! let mut rep = zocket::Rep::bind("inproc://quickstart-rpc").await?;
+//! let mut req = zocket::Req::connect("inproc://quickstart-rpc").await?;
+//! let server = tokio::spawn(async move {
+//!     let request = rep.recv().await?;
+//!     let answer = format!("got {} frame(s)", request.message().len());
+//!     request.reply(answer).await
 //! });
-//! let mut stream = client.open().await?;
-//! stream.write_all(b"hello").await?;
-//! stream.shutdown().await?;
-//! let mut reply = String::new();
-//! stream.read_to_string(&mut reply).await?;
-//! assert_eq!(reply, "HELLO");
+//! let reply = req.request("hello").await?;
+//! assert_eq!(reply.frames()[0], "got 1 frame(s)");
+//! server.await.unwrap()?;
 //! # Ok(()) }
 //! ```
+//!
+//! # Patterns
+//!
+//! | type | send | receive | when a peer's queue is full (`send_hwm`) |
+//! |---|---|---|---|
+//! | [`Pub`] | to every subscriber whose prefix matches the first frame | — | that subscriber misses the message |
+//! | [`Sub`] | — | fair-queued | backpressure to the publisher |
+//! | [`Req`] | round-robin, one request in flight | its reply only | wait |
+//! | [`Rep`] | the reply to the request being served | fair-queued, one at a time | wait |
+//! | [`Dealer`] | round-robin over peers with room | fair-queued | wait |
+//! | [`Router`] | to the peer a routing id names | fair-queued, with the routing id | drop (or `HostUnreachable`) |
+//! | [`Push`] | round-robin over peers with room | — | wait |
+//! | [`Pull`] | — | fair-queued | backpressure |
+//! | [`Pair`] | to its one peer | from its one peer | wait |
+//!
+//! [`proxy`] joins a [`Router`] and a [`Dealer`] into a broker. Messages follow ZeroMQ's
+//! envelope rules, so the same programs will talk to libzmq peers once ZMTP lands.
 //!
 //! # Endpoints
 //!
@@ -44,7 +61,7 @@
 //!
 //! # Reconnect
 //!
-//! Connections are dialed in the background and redialed after a failure with exponential
+//! [`Socket::connect`] returns at once. Connections are dialed in the background and redialed after a failure with exponential
 //! backoff and jitter, from [`Options::reconnect_interval`] (100 ms) up to
 //! [`Options::reconnect_interval_max`] (10 s); the delay resets after a successful handshake.
 //! A [`monitor::Monitor`] reports every step.

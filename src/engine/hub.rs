@@ -334,7 +334,7 @@ fn attach_incoming(
     let refusal = refusal.or_else(|| {
         (local == SocketType::Pair && !st.peers.is_empty()).then(|| {
             (
-                Reason(10),
+                Reason::PAIR_TAKEN,
                 "this PAIR socket already has its peer".to_owned(),
                 Error::Refused {
                     reason: "PAIR socket already has a peer".into(),

@@ -1021,4 +1021,6 @@ impl Reason {
     pub(crate) const CANCEL: Reason = Reason(8);
     /// The session is shutting down.
     pub(crate) const SHUTDOWN: Reason = Reason(9);
+    /// A `PAIR` socket already has its one peer.
+    pub(crate) const PAIR_TAKEN: Reason = Reason(10);
 }
