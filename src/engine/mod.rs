@@ -335,39 +335,41 @@ impl Engine {
     /// Pub side: applies subscription messages from a subscriber (and accepts its stream
     /// once its first snapshot is in).
     fn read_subscriptions(&self, st: &mut State, id: PeerId) {
-        loop {
+        self.drain(st, id, |engine, st, msg| {
             let Some(peer) = st.peers.get_mut(&id) else {
                 return;
             };
-            match peer.read(&self.signal) {
-                Read::Message(msg) => {
-                    if peer.phase == Phase::AwaitingSubscriptions {
-                        if !subscription::is_snapshot(&msg) {
-                            continue; // nothing counts before the snapshot
-                        }
-                        hub::accept_stream(peer, self);
-                        self.activate(st, id); // joins the fan-out
-                    }
-                    subscription::apply(&mut st.fanout, id, &msg);
+            if peer.phase == Phase::AwaitingSubscriptions {
+                if !subscription::is_snapshot(&msg) {
+                    return; // nothing counts before the snapshot
                 }
-                Read::Empty => return,
-                Read::Gone(why) => {
-                    self.remove_peer(st, id, why);
-                    return;
-                }
+                hub::accept_stream(peer, engine);
+                engine.activate(st, id); // joins the fan-out
             }
-        }
+            subscription::apply(&mut st.fanout, id, &msg);
+        });
     }
 
     /// A peer that should send us nothing (a Pull connected to our Push): read and drop,
     /// which also notices when it goes away.
     fn drain_ignored(&self, st: &mut State, id: PeerId) {
+        self.drain(st, id, |_, _, _| {});
+    }
+
+    /// Reads every message peer `id` has sent into `handle`; drops the peer when its link
+    /// is gone.
+    fn drain(
+        &self,
+        st: &mut State,
+        id: PeerId,
+        mut handle: impl FnMut(&Self, &mut State, Message),
+    ) {
         loop {
             let Some(peer) = st.peers.get_mut(&id) else {
                 return;
             };
             match peer.read(&self.signal) {
-                Read::Message(_) => {}
+                Read::Message(msg) => handle(self, st, msg),
                 Read::Empty => return,
                 Read::Gone(why) => {
                     self.remove_peer(st, id, why);
@@ -398,7 +400,7 @@ impl Engine {
             if peer.phase != Phase::Active || peer.queued() >= hwm {
                 continue; // full: this subscriber misses the message
             }
-            if let Err(e) = peer.enqueue(msg.clone(), &self.signal) {
+            if let Err((e, _)) = peer.enqueue(msg.clone(), &self.signal) {
                 self.remove_peer(&mut st, id, Some(e));
             }
         }
@@ -431,12 +433,20 @@ impl Engine {
             let Some(m) = msg.take() else {
                 return Poll::Ready(Ok(id));
             };
-            let peer = st.peers.get_mut(&id).expect("round-robin peers exist");
-            match peer.enqueue(m.clone(), &self.signal) {
+            let Some(peer) = st.peers.get_mut(&id) else {
+                *msg = Some(m);
+                st.rr.remove(id);
+                continue;
+            };
+            match peer.enqueue(m, &self.signal) {
                 Ok(()) => return Poll::Ready(Ok(id)),
-                Err(e) => {
-                    *msg = Some(m);
+                Err((e, back)) => {
+                    // Lost with the peer if part of it was written already.
+                    *msg = back;
                     self.remove_peer(&mut st, id, Some(e));
+                    if msg.is_none() {
+                        return Poll::Ready(Ok(id));
+                    }
                 }
             }
         }
@@ -471,7 +481,7 @@ impl Engine {
         let Some(m) = msg.take() else {
             return Poll::Ready(Ok(true));
         };
-        if let Err(e) = peer.enqueue(m, &self.signal) {
+        if let Err((e, _)) = peer.enqueue(m, &self.signal) {
             self.remove_peer(&mut st, id, Some(e));
             return Poll::Ready(Ok(false));
         }
@@ -556,7 +566,7 @@ impl Engine {
                 continue;
             };
             {
-                if let Err(e) = peer.enqueue(msg.clone(), &self.signal) {
+                if let Err((e, _)) = peer.enqueue(msg.clone(), &self.signal) {
                     self.remove_peer(st, id, Some(e));
                 }
             }

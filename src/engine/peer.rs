@@ -111,10 +111,18 @@ impl Peer {
         self.out.push_back(msg);
     }
 
-    /// Queues `msg` and writes what the link takes now.
-    pub(crate) fn enqueue(&mut self, msg: Message, signal: &Arc<Signal>) -> Result<(), Error> {
+    /// Queues `msg` and writes what the link takes now. When the link has failed, the
+    /// error comes back with `msg` if none of it was written, so it can go to another peer.
+    pub(crate) fn enqueue(
+        &mut self,
+        msg: Message,
+        signal: &Arc<Signal>,
+    ) -> Result<(), (Error, Option<Message>)> {
         self.out.push_back(msg);
-        self.flush(signal)
+        self.flush(signal).map_err(|e| {
+            let untouched = self.out.len() > 1 || self.progress == (0, 0);
+            (e, if untouched { self.out.pop_back() } else { None })
+        })
     }
 
     /// Hands queued messages to the link as far as it takes them. When it stops taking

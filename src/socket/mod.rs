@@ -115,6 +115,18 @@ impl Socket {
         poll_fn(|cx| self.engine.poll_recv(cx)).await
     }
 
+    /// Sends what a `Sink` left in `slot`, round-robin.
+    fn poll_flush_slot(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        slot: &mut Option<Message>,
+    ) -> std::task::Poll<Result<()>> {
+        if slot.is_none() {
+            return std::task::Poll::Ready(Ok(()));
+        }
+        self.engine.poll_send_rr(cx, slot).map(|r| r.map(|_| ()))
+    }
+
     async fn send_rr(&self, msg: Message) -> Result<PeerId> {
         let mut slot = Some(msg);
         poll_fn(|cx| self.engine.poll_send_rr(cx, &mut slot)).await

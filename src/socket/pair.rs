@@ -43,13 +43,7 @@ impl Pair {
     }
 
     fn poll_push_slot(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        if self.sink_slot.is_none() {
-            return Poll::Ready(Ok(()));
-        }
-        self.socket
-            .engine
-            .poll_send_rr(cx, &mut self.sink_slot)
-            .map(|r| r.map(|_| ()))
+        self.socket.poll_flush_slot(cx, &mut self.sink_slot)
     }
 }
 
