@@ -13,6 +13,7 @@ use tokio::time::{Instant, Sleep};
 use tracing::{debug, Instrument};
 
 use super::handshake;
+use crate::proto::native::frame::MAX_FRAME_LEN;
 use crate::proto::native::{Config, Event, Session, SessionError, StreamId, Transmit};
 use crate::Error;
 
@@ -274,7 +275,7 @@ where
 /// Reads at most this many times per poll before letting other tasks run.
 const READS_PER_POLL: usize = 16;
 /// Read buffer growth step.
-const READ_CHUNK: usize = 64 * 1024;
+const READ_CHUNK: usize = 256 * 1024;
 /// How long the last frames of an ended session may wait for the peer to read them.
 const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 /// Most segments per vectored write.
@@ -300,7 +301,9 @@ impl<T: AsyncRead + AsyncWrite> Driver<T> {
             if self.read_closed {
                 break;
             }
-            if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK / 4 {
+            // Room for a whole frame of the largest size past what we hold, so a frame is
+            // never moved once part of it is in (only at this reserve, rarely).
+            if self.read_buf.capacity() - self.read_buf.len() < MAX_FRAME_LEN {
                 self.read_buf.reserve(READ_CHUNK);
             }
             match tokio_util::io::poll_read_buf(self.io.as_mut(), cx, &mut self.read_buf) {

@@ -16,6 +16,9 @@ pub(crate) const MAX_DATA_PAYLOAD: usize = 64 * 1024;
 pub(crate) const MAX_CONTROL_PAYLOAD: usize = 4096;
 /// Longest stream path in an OPEN frame.
 pub(crate) const MAX_PATH_LEN: usize = 255;
+/// Longest frame on the wire: a reader that keeps this much room past what it holds never
+/// has to move a partly received frame.
+pub(crate) const MAX_FRAME_LEN: usize = HEADER_LEN + MAX_DATA_PAYLOAD;
 /// Longest routing id in an OPEN or ACCEPT frame (ZeroMQ's limit).
 pub(crate) const MAX_IDENTITY_LEN: usize = 255;
 /// Length of a HELLO payload.
@@ -174,7 +177,8 @@ impl Frame {
                 }
             };
             if buf.len() - HEADER_LEN < len {
-                buf.reserve(HEADER_LEN + len - buf.len());
+                // The caller's buffer always has room for a whole frame of the largest
+                // size (see `MAX_FRAME_LEN`); nothing is reserved on the peer's say-so.
                 return Ok(None);
             }
             let frame = match kind {
