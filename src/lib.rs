@@ -93,6 +93,7 @@ mod driver;
 mod endpoint;
 mod engine;
 mod error;
+mod id_hash;
 mod instance;
 mod message;
 pub mod mux;

@@ -1,6 +1,8 @@
 //! The driver of a native session.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::id_hash::IdMap;
 use std::future::Future;
 use std::io::IoSlice;
 use std::pin::Pin;
@@ -53,8 +55,8 @@ pub(crate) struct SharedInner {
     /// The protocol core.
     pub(crate) core: Session,
     driver: Option<Waker>,
-    readers: HashMap<StreamId, Waker>,
-    writers: HashMap<StreamId, Waker>,
+    readers: IdMap<StreamId, Waker>,
+    writers: IdMap<StreamId, Waker>,
     /// Streams the peer opened, not yet taken by an owner.
     pub(crate) incoming: VecDeque<IncomingStream>,
     incoming_waker: Option<Waker>,
@@ -62,7 +64,7 @@ pub(crate) struct SharedInner {
     established_wakers: Vec<Waker>,
     close_wakers: Vec<Waker>,
     /// Persistent watchers of streams (the socket engine), with their tokens.
-    observers: HashMap<StreamId, (Arc<dyn StreamObserver>, u64)>,
+    observers: IdMap<StreamId, (Arc<dyn StreamObserver>, u64)>,
     /// The driver has exited: the transport is gone.
     finished: bool,
     /// Handles that keep the session alive; at zero the session closes itself.
@@ -217,14 +219,14 @@ where
         inner: Mutex::new(SharedInner {
             core: Session::new(config, now),
             driver: None,
-            readers: HashMap::new(),
-            writers: HashMap::new(),
+            readers: IdMap::default(),
+            writers: IdMap::default(),
             incoming: VecDeque::new(),
             incoming_waker: None,
             established: false,
             established_wakers: Vec::new(),
             close_wakers: Vec::new(),
-            observers: HashMap::new(),
+            observers: IdMap::default(),
             finished: false,
             handles: 1,
         }),

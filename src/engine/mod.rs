@@ -64,6 +64,8 @@ pub(crate) struct State {
     dialers: Vec<Dialer>,
     /// Reused by fan-out.
     matched: Vec<PeerId>,
+    /// Reused by `absorb`.
+    ready: signal::Ready,
 }
 
 impl Engine {
@@ -86,6 +88,7 @@ impl Engine {
                 binds: Vec::new(),
                 dialers: Vec::new(),
                 matched: Vec::new(),
+                ready: signal::Ready::default(),
             }),
         });
         let weak = Arc::downgrade(&engine);
@@ -249,13 +252,15 @@ impl Engine {
     /// Absorbs readiness signals: flushes peers that can take more, handles what
     /// only the engine reads (subscriptions, links that are opening), drops dead peers.
     pub(crate) fn absorb(&self, st: &mut State) {
-        let ready = self.signal.take();
-        for token in ready.writable {
+        let mut ready = std::mem::take(&mut st.ready);
+        self.signal.take_into(&mut ready);
+        for &token in &ready.writable {
             self.on_writable(st, PeerId(token));
         }
-        for token in ready.readable {
+        for &token in &ready.readable {
             self.on_readable(st, PeerId(token));
         }
+        st.ready = ready;
     }
 
     fn on_writable(&self, st: &mut State, id: PeerId) {

@@ -297,26 +297,10 @@ fn write_native(
     let last = frames.len() - 1;
     while progress.0 < frames.len() {
         let frame = &frames[progress.0];
-        let remaining = frame.len() - progress.1;
-        let cap = core.write_capacity(id)?;
-        let n = remaining.min(cap.unwrap_or(0));
-        if cap.is_none() || (n == 0 && remaining > 0) {
-            core.wait_for_credit(id);
+        let Some(n) = core.write_frame_part(id, frame, progress.1, progress.0 < last)? else {
             return Ok(false);
-        }
-        let frame_done = progress.1 + n == frame.len();
-        let flags = if !frame_done {
-            DataFlags::CONTINUED
-        } else if progress.0 < last {
-            DataFlags::MORE
-        } else {
-            DataFlags::default()
         };
-        let chunk = frame.slice(progress.1..progress.1 + n);
-        if !core.write_chunk(id, chunk, flags)? {
-            return Ok(false);
-        }
-        if frame_done {
+        if progress.1 + n == frame.len() {
             *progress = (progress.0 + 1, 0);
         } else {
             progress.1 += n;

@@ -52,14 +52,15 @@ impl Signal {
         }
     }
 
-    /// Takes the pending tokens.
-    pub(crate) fn take(&self) -> Ready {
+    /// Moves the pending tokens into `ready` (emptied first); the buffers are swapped, not
+    /// reallocated, so absorbing allocates nothing in the steady state.
+    pub(crate) fn take_into(&self, ready: &mut Ready) {
+        ready.readable.clear();
+        ready.writable.clear();
         let mut inner = self.lock();
         inner.changed = false;
-        Ready {
-            readable: std::mem::take(&mut inner.readable),
-            writable: std::mem::take(&mut inner.writable),
-        }
+        std::mem::swap(&mut inner.readable, &mut ready.readable);
+        std::mem::swap(&mut inner.writable, &mut ready.writable);
     }
 
     fn push(&self, token: Option<u64>, readable: bool) {

@@ -1,6 +1,8 @@
 //! Reading in turn: Sub, Rep, Dealer, Router and Pull take one message from each ready peer.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use crate::id_hash::IdSet;
 
 use super::PeerId;
 
@@ -15,7 +17,7 @@ pub(crate) struct FairQueue {
     /// The ready peers, front first.
     order: VecDeque<PeerId>,
     /// The peers in `order`, for the duplicate check.
-    queued: HashSet<PeerId>,
+    queued: IdSet<PeerId>,
 }
 
 impl FairQueue {

@@ -1,6 +1,6 @@
 //! The native session core: one connection's streams, flow control and heartbeats.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -15,6 +15,7 @@ use super::stream::{Chunk, Phase, ReadBytes, Stream, StreamError};
 use super::timer::{Timer, TimerTable};
 use super::transmit::Transmit;
 use super::{Reason, StreamId};
+use crate::id_hash::IdMap;
 
 /// Which end of the connection we are: the dialer opens odd stream ids, the listener even.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,7 +121,7 @@ pub(crate) enum Event {
 pub(crate) struct Session {
     config: Config,
     peer: Option<Hello>,
-    streams: HashMap<StreamId, Stream>,
+    streams: IdMap<StreamId, Stream>,
     next_local_id: u32,
     /// Highest id the peer has opened.
     peer_max_id: u32,
@@ -164,7 +165,7 @@ impl Session {
         Session {
             config,
             peer: None,
-            streams: HashMap::new(),
+            streams: IdMap::default(),
             next_local_id,
             peer_max_id: 0,
             peer_opened: 0,
@@ -741,6 +742,40 @@ impl Session {
             s.send.blocked = true;
         }
         Ok(cap)
+    }
+
+    /// Queues the next chunk of one message frame, `frame[start..]`, as much as credit
+    /// allows, without copying; flags say whether the frame continues and whether another
+    /// frame follows (`more`). Returns how many bytes were queued, or `None` when the stream
+    /// is out of credit (an [`Event::Writable`] follows when credit comes).
+    pub(crate) fn write_frame_part(
+        &mut self,
+        id: StreamId,
+        frame: &Bytes,
+        start: usize,
+        more: bool,
+    ) -> Result<Option<usize>, StreamError> {
+        let s = self.writable_stream(id)?;
+        let remaining = frame.len() - start;
+        let cap = s.send.capacity().unwrap_or(0);
+        let n = remaining.min(cap);
+        if s.send.capacity().is_none() || (n == 0 && remaining > 0) {
+            s.send.blocked = true;
+            return Ok(None);
+        }
+        let flags = if n < remaining {
+            DataFlags::CONTINUED
+        } else if more {
+            DataFlags::MORE
+        } else {
+            DataFlags::default()
+        };
+        s.send.write_chunk(frame.slice(start..start + n), flags);
+        if !s.scheduled {
+            s.scheduled = true;
+            self.ready.push_back(id);
+        }
+        Ok(Some(n))
     }
 
     /// Marks the stream's writer as waiting: the next credit brings an
