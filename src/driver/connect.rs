@@ -14,6 +14,7 @@ use tracing::warn;
 use super::{handshake, session_config, spawn, Greeting, Shared};
 use crate::monitor::{Event, MonitorSender};
 use crate::proto::native::Side;
+use crate::transport::shared::SharedStream;
 use crate::transport::ByteStream;
 use crate::{Error, Options};
 
@@ -31,7 +32,9 @@ pub(crate) async fn accept(
     let refused = match handshake::accept(&mut io, options.handshake_timeout).await {
         Ok(handshake::Negotiated::Native) => {
             let config = session_config(options, Side::Server);
-            return Some(spawn(io, config, Greeting::Done, peer));
+            let io = SharedStream::new(io);
+            let direct = io.direct();
+            return Some(spawn(io, config, Greeting::Done, peer, Some(direct)));
         }
         Ok(handshake::Negotiated::Zmtp(g)) => format!(
             "peer speaks plain ZMTP {}.{} (libzmq?), which this version of zocket does not serve yet",
@@ -60,7 +63,9 @@ pub(crate) async fn dial(
     match handshake::dial(&mut io, options.handshake_timeout).await? {
         handshake::Negotiated::Native => {
             let config = session_config(options, Side::Client);
-            Ok(spawn(io, config, Greeting::Done, peer))
+            let io = SharedStream::new(io);
+            let direct = io.direct();
+            Ok(spawn(io, config, Greeting::Done, peer, Some(direct)))
         }
         handshake::Negotiated::Zmtp(g) => Err(Error::Protocol(format!(
             "{peer} speaks plain ZMTP {}.{} (libzmq?), which this version of zocket cannot talk to yet",

@@ -15,6 +15,7 @@ use tokio::time::{Instant, Sleep};
 use tracing::{debug, Instrument};
 
 use super::handshake;
+use crate::transport::shared::DirectWrite;
 use crate::proto::native::frame::MAX_FRAME_LEN;
 use crate::proto::native::{Config, Event, Session, SessionError, StreamId, Transmit};
 use crate::Error;
@@ -25,8 +26,18 @@ use crate::Error;
 pub(crate) trait StreamObserver: Send + Sync + std::fmt::Debug {
     /// Data, the end of the stream, or an error may be ready to read.
     fn readable(&self, token: u64);
-    /// Credit arrived, the stream was accepted or flushed, or it failed.
+    /// Credit arrived, the stream was accepted or flushed.
     fn writable(&self, token: u64);
+    /// The stream failed (reset, refused, connection lost).
+    fn failed(&self, token: u64);
+}
+
+/// What the driver tells an observer.
+#[derive(Debug, Clone, Copy)]
+enum Notice {
+    Readable,
+    Writable,
+    Failed,
 }
 
 /// A stream the peer opened, waiting for its owner to accept or reject it.
@@ -63,6 +74,10 @@ pub(crate) struct SharedInner {
     established: bool,
     established_wakers: Vec<Waker>,
     close_wakers: Vec<Waker>,
+    /// Encoded frames not yet written, shared by the driver and direct writers.
+    transmit: Transmit,
+    /// Lets a handle write to the connection itself (byte-stream transports only).
+    direct: Option<Arc<dyn DirectWrite>>,
     /// Persistent watchers of streams (the socket engine), with their tokens.
     observers: IdMap<StreamId, (Arc<dyn StreamObserver>, u64)>,
     /// The driver has exited: the transport is gone.
@@ -81,6 +96,34 @@ impl Shared {
 }
 
 impl SharedInner {
+    /// Writes what commands queued straight to the connection from the calling task, when
+    /// the transport allows it; what the kernel does not take now is left to the driver.
+    /// For a handle about to wait for an answer: it saves waking the driver and waiting
+    /// for it to run. A burst of sends should not use it: the driver batches them into
+    /// fewer syscalls.
+    pub(crate) fn flush_now(&mut self) {
+        let Some(direct) = self.direct.clone() else {
+            self.wake_driver();
+            return;
+        };
+        let now = Instant::now().into_std();
+        loop {
+            if self.transmit.is_empty() && !self.core.poll_transmit(now, &mut self.transmit) {
+                break;
+            }
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let n = self.transmit.io_slices(&mut slices);
+            match direct.try_write_vectored(&slices[..n]) {
+                Ok(n) if n > 0 => self.transmit.advance(n),
+                // Full, or failed: the driver takes over (and sees any error itself).
+                _ => break,
+            }
+        }
+        if !self.transmit.is_empty() || self.core.has_events() {
+            self.wake_driver();
+        }
+    }
+
     /// Wakes the driver so it transmits what commands queued.
     pub(crate) fn wake_driver(&mut self) {
         if let Some(w) = &self.driver {
@@ -154,6 +197,9 @@ impl SharedInner {
     pub(crate) fn observe(&mut self, id: StreamId, observer: Arc<dyn StreamObserver>, token: u64) {
         observer.readable(token);
         observer.writable(token);
+        if self.core.stream_errored(id) {
+            observer.failed(token);
+        }
         self.observers.insert(id, (observer, token));
     }
 
@@ -208,7 +254,13 @@ pub(crate) enum Greeting {
 
 /// Starts the driver task for a native session over `io`. The returned handle count
 /// starts at one, owned by the caller.
-pub(crate) fn spawn<T>(io: T, config: Config, greeting: Greeting, peer: String) -> Arc<Shared>
+pub(crate) fn spawn<T>(
+    io: T,
+    config: Config,
+    greeting: Greeting,
+    peer: String,
+    direct: Option<Arc<dyn DirectWrite>>,
+) -> Arc<Shared>
 where
     T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
@@ -227,6 +279,8 @@ where
             established_wakers: Vec::new(),
             close_wakers: Vec::new(),
             observers: IdMap::default(),
+            transmit: Transmit::new(),
+            direct,
             finished: false,
             handles: 1,
         }),
@@ -261,7 +315,6 @@ where
                 shared: task_shared,
                 read_buf: BytesMut::new(),
                 read_closed: false,
-                transmit: Transmit::new(),
                 wrote_since_flush: false,
                 timer: Box::pin(tokio::time::sleep_until(Instant::now())),
                 timer_deadline: None,
@@ -288,7 +341,6 @@ struct Driver<T> {
     shared: Arc<Shared>,
     read_buf: BytesMut,
     read_closed: bool,
-    transmit: Transmit,
     wrote_since_flush: bool,
     timer: Pin<Box<Sleep>>,
     timer_deadline: Option<std::time::Instant>,
@@ -334,45 +386,46 @@ impl<T: AsyncRead + AsyncWrite> Driver<T> {
     }
 
     /// Writes what the core has queued. Returns whether anything was written.
+    ///
+    /// The bytes wait in the shared [`Transmit`], so a handle that writes directly (see
+    /// [`SharedInner::flush_now`]) and this task never interleave frames: both only touch it
+    /// under the lock.
     fn poll_write(&mut self, cx: &mut Context<'_>) -> bool {
         let mut progressed = false;
+        let mut inner = self.shared.lock();
+        let inner = &mut *inner;
         loop {
-            if self.transmit.is_empty() {
+            if inner.transmit.is_empty() {
                 let now = Instant::now().into_std();
-                if !self
-                    .shared
-                    .lock()
-                    .core
-                    .poll_transmit(now, &mut self.transmit)
-                {
+                if !inner.core.poll_transmit(now, &mut inner.transmit) {
                     break;
                 }
             }
             let mut slices = [IoSlice::new(&[]); MAX_IOV];
-            let n = self.transmit.io_slices(&mut slices);
+            let n = inner.transmit.io_slices(&mut slices);
             let res = if self.io.is_write_vectored() {
                 self.io.as_mut().poll_write_vectored(cx, &slices[..n])
             } else {
-                self.io.as_mut().poll_write(cx, self.transmit.first())
+                self.io.as_mut().poll_write(cx, inner.transmit.first())
             };
             match res {
                 Poll::Pending => break,
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
                     // The transport is gone; nothing more can be sent.
-                    self.transmit = Transmit::new();
+                    inner.transmit = Transmit::new();
                     self.read_closed = true;
-                    self.shared.lock().core.handle_eof("write failed");
+                    inner.core.handle_eof("write failed");
                     return true;
                 }
                 Poll::Ready(Ok(n)) => {
-                    self.transmit.advance(n);
+                    inner.transmit.advance(n);
                     self.wrote_since_flush = true;
                     progressed = true;
                 }
             }
         }
         if self.wrote_since_flush
-            && self.transmit.is_empty()
+            && inner.transmit.is_empty()
             && self.io.as_mut().poll_flush(cx).is_ready()
         {
             self.wrote_since_flush = false;
@@ -412,20 +465,26 @@ impl<T: AsyncRead + AsyncWrite> Driver<T> {
                 Event::Accepted { id, .. } | Event::Writable(id) => {
                     wake.extend(inner.writers.remove(&id));
                     if let Some((o, token)) = inner.observers.get(&id) {
-                        notify.push((o.clone(), *token, false));
+                        notify.push((o.clone(), *token, Notice::Writable));
                     }
                 }
                 Event::Readable(id) => {
                     wake.extend(inner.readers.remove(&id));
                     if let Some((o, token)) = inner.observers.get(&id) {
-                        notify.push((o.clone(), *token, true));
+                        let what = if inner.core.stream_errored(id) {
+                            Notice::Failed
+                        } else {
+                            Notice::Readable
+                        };
+                        notify.push((o.clone(), *token, what));
                     }
                 }
             }
         }
-        let over = inner.core.is_closed() && self.transmit.is_empty();
+        let over = inner.core.is_closed() && inner.transmit.is_empty();
         if over {
             inner.finished = true;
+            inner.direct = None; // the connection closes with the driver's handle
         }
         if inner.core.error().is_some() {
             // Everyone waiting learns the session ended.
@@ -435,11 +494,11 @@ impl<T: AsyncRead + AsyncWrite> Driver<T> {
         for w in wake {
             w.wake();
         }
-        for (observer, token, readable) in notify {
-            if readable {
-                observer.readable(token);
-            } else {
-                observer.writable(token);
+        for (observer, token, what) in notify {
+            match what {
+                Notice::Readable => observer.readable(token),
+                Notice::Writable => observer.writable(token),
+                Notice::Failed => observer.failed(token),
             }
         }
         over

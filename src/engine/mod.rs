@@ -74,7 +74,7 @@ impl Engine {
         let engine = Arc::new(Engine {
             socket_type,
             options: Arc::new(options),
-            signal: Signal::new(),
+            signal: Signal::new(matches!(socket_type, SocketType::Pub | SocketType::Push)),
             monitor: MonitorSender::new(),
             state: Mutex::new(State {
                 peers: BTreeMap::new(),
@@ -493,6 +493,14 @@ impl Engine {
         Poll::Ready(Ok(true))
     }
 
+    /// Writes what is queued for `id` right away from the calling task, instead of leaving
+    /// it to the connection's driver: for request/reply, where the caller waits next.
+    pub(crate) fn flush_now(&self, id: PeerId) {
+        if let Some(peer) = self.lock().peers.get(&id) {
+            peer.flush_now();
+        }
+    }
+
     /// The peer a Router identity names.
     pub(crate) fn peer_by_identity(&self, identity: &[u8]) -> Option<PeerId> {
         self.lock().identities.peer(identity)
@@ -690,7 +698,7 @@ async fn background(engine: Weak<Engine>) {
         let Some(engine) = engine.upgrade() else {
             return Poll::Ready(());
         };
-        engine.signal.register(cx.waker());
+        engine.signal.register_background(cx.waker());
         let mut st = engine.lock();
         engine.absorb(&mut st);
         if st.closing {

@@ -180,6 +180,14 @@ impl Peer {
         }
     }
 
+    /// Writes what this peer's connection has queued from the calling task (see
+    /// `SharedInner::flush_now`): for a socket about to wait for the answer.
+    pub(crate) fn flush_now(&self) {
+        if let Link::Native { session, .. } = &self.link {
+            session.lock().flush_now();
+        }
+    }
+
     /// Reads the next whole message, if one has arrived.
     pub(crate) fn read(&mut self, signal: &Arc<Signal>) -> Read {
         match &mut self.link {

@@ -1,9 +1,15 @@
 //! Readiness signals from a socket's links to the socket.
 //!
-//! Every link (a stream of a native session, an inproc pipe) reports "may be readable" and
-//! "may be writable" with its peer's token. The signal collects the tokens and wakes whoever
-//! waits on the socket: its handle (in `send`/`recv`) and its background task. Whoever next
-//! takes the engine's lock absorbs the tokens; nothing polls links one by one.
+//! Every link (a stream of a native session, an inproc pipe) reports "may be readable",
+//! "may be writable" and "failed" with its peer's token. The signal collects the tokens and
+//! wakes whoever waits on the socket: its handle (in `send`/`recv`) and, for what only the
+//! engine handles, its background task. Whoever next takes the engine's lock absorbs the
+//! tokens; nothing polls links one by one.
+//!
+//! Plain "readable" does not wake the background task of a socket whose handle reads (a
+//! `Pull`, a `Rep`, ...): the handle reads when it wants to, and waking a second task per
+//! message cost a context switch on every message. Failures, writability and the reads
+//! only the engine does (subscriptions at a `Pub`) do wake it.
 
 use std::sync::{Arc, Mutex};
 use std::task::{Wake, Waker};
@@ -22,7 +28,12 @@ struct Inner {
     writable: Vec<u64>,
     /// Any change at all (peer set, closing) that waiters should look at.
     changed: bool,
+    /// The handle's tasks waiting in `send`, `recv`, `wait_for_peers`, ...
     waiters: Vec<Waker>,
+    /// The engine's background task.
+    background: Option<Waker>,
+    /// Whether plain readability concerns the background task (the engine reads itself).
+    engine_reads: bool,
 }
 
 /// Tokens taken from a [`Signal`].
@@ -35,9 +46,20 @@ pub(crate) struct Ready {
 }
 
 impl Signal {
-    /// A new signal, shared with the links.
-    pub(crate) fn new() -> Arc<Signal> {
-        Arc::new(Signal::default())
+    /// A new signal, shared with the links. `engine_reads`: the engine, not the handle,
+    /// reads what peers send (a `Pub` reads subscriptions, a `Push` nothing at all).
+    pub(crate) fn new(engine_reads: bool) -> Arc<Signal> {
+        let signal = Signal::default();
+        signal.lock().engine_reads = engine_reads;
+        Arc::new(signal)
+    }
+
+    /// Wakes the background task at the next signal that concerns it.
+    pub(crate) fn register_background(&self, waker: &Waker) {
+        let mut inner = self.lock();
+        if !inner.background.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            inner.background = Some(waker.clone());
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -63,22 +85,29 @@ impl Signal {
         std::mem::swap(&mut inner.writable, &mut ready.writable);
     }
 
-    fn push(&self, token: Option<u64>, readable: bool) {
-        let waiters = {
+    fn push(&self, token: Option<u64>, kind: Kind) {
+        let (waiters, background) = {
             let mut inner = self.lock();
-            match token {
-                Some(t) if readable => inner.readable.push(t),
-                Some(t) => inner.writable.push(t),
-                None => inner.changed = true,
+            match (token, kind) {
+                (Some(t), Kind::Readable | Kind::Failed) => inner.readable.push(t),
+                (Some(t), Kind::Writable) => inner.writable.push(t),
+                (None, _) => inner.changed = true,
             }
-            std::mem::take(&mut inner.waiters)
+            let background = match kind {
+                Kind::Readable if !inner.engine_reads => None,
+                _ => inner.background.take(),
+            };
+            (std::mem::take(&mut inner.waiters), background)
         };
         waiters.into_iter().for_each(Waker::wake);
+        if let Some(w) = background {
+            w.wake();
+        }
     }
 
     /// Wakes every waiter without a token (the peer set or the socket's state changed).
     pub(crate) fn notify(&self) {
-        self.push(None, false);
+        self.push(None, Kind::Failed);
     }
 
     /// A waker that reports `token` as readable (for links that take wakers, like inproc
@@ -101,13 +130,25 @@ impl Signal {
     }
 }
 
+/// What a token says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Readable,
+    Writable,
+    Failed,
+}
+
 impl StreamObserver for Signal {
     fn readable(&self, token: u64) {
-        self.push(Some(token), true);
+        self.push(Some(token), Kind::Readable);
     }
 
     fn writable(&self, token: u64) {
-        self.push(Some(token), false);
+        self.push(Some(token), Kind::Writable);
+    }
+
+    fn failed(&self, token: u64) {
+        self.push(Some(token), Kind::Failed);
     }
 }
 
@@ -119,6 +160,13 @@ struct TokenWaker {
 
 impl Wake for TokenWaker {
     fn wake(self: Arc<Self>) {
-        self.signal.push(Some(self.token), self.readable);
+        // An inproc pipe wakes its reader for data and for its close alike, so the
+        // background task looks too (it must notice a peer that went away).
+        let kind = if self.readable {
+            Kind::Failed
+        } else {
+            Kind::Writable
+        };
+        self.signal.push(Some(self.token), kind);
     }
 }

@@ -61,7 +61,7 @@ impl Session {
     {
         let side = if server { Side::Server } else { Side::Client };
         let config = driver::session_config(options, side);
-        let shared = driver::spawn(io, config, Greeting::Exchange, "mux".into());
+        let shared = driver::spawn(io, config, Greeting::Exchange, "mux".into(), None);
         Session { shared }
     }
 

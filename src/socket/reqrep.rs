@@ -57,6 +57,7 @@ impl Req {
         let exchange = async {
             loop {
                 let peer = self.socket.send_rr(request.clone()).await?;
+                engine.flush_now(peer); // we wait for the answer next: send it now
                 let reply = poll_fn(|cx| loop {
                     match engine.poll_recv(cx) {
                         Poll::Ready(Ok((_, reply))) => match check_reply(id, reply) {
@@ -160,6 +161,7 @@ impl Request<'_> {
         let mut slot = Some(msg);
         let engine = &self.rep.socket.engine;
         poll_fn(|cx| engine.poll_send_to(cx, self.peer, &mut slot, true)).await?;
+        engine.flush_now(self.peer); // the next request is what we wait for now
         Ok(())
     }
 }

@@ -16,6 +16,7 @@ pub(crate) mod dialer;
 pub(crate) mod inproc;
 pub(crate) mod ipc;
 pub(crate) mod listener;
+pub(crate) mod shared;
 pub(crate) mod tcp;
 
 #[cfg(test)]

@@ -805,6 +805,11 @@ impl Session {
         Ok(true)
     }
 
+    /// Whether the stream failed (reset, rejected, connection lost), read to the end or not.
+    pub(crate) fn stream_errored(&self, id: StreamId) -> bool {
+        self.streams.get(&id).is_none_or(|s| s.error.is_some())
+    }
+
     /// Whether the stream failed (reset, rejected, connection lost) and everything it
     /// received before has been read.
     pub(crate) fn stream_failed(&self, id: StreamId) -> bool {
@@ -1029,6 +1034,11 @@ impl Session {
     /// When [`handle_timeout`](Self::handle_timeout) should next be called.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         self.timers.next()
+    }
+
+    /// Whether events wait to be polled.
+    pub(crate) fn has_events(&self) -> bool {
+        !self.events.is_empty()
     }
 
     /// The next event, if any.
