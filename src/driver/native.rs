@@ -15,9 +15,9 @@ use tokio::time::{Instant, Sleep};
 use tracing::{debug, Instrument};
 
 use super::handshake;
-use crate::transport::shared::DirectWrite;
 use crate::proto::native::frame::MAX_FRAME_LEN;
 use crate::proto::native::{Config, Event, Session, SessionError, StreamId, Transmit};
+use crate::transport::shared::DirectWrite;
 use crate::Error;
 
 /// Someone who follows streams without polling them: told (with the token it registered)

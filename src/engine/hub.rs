@@ -391,7 +391,7 @@ fn attach_incoming(
 pub(crate) fn accept_stream(peer: &mut Peer, engine: &Engine) {
     if let Link::Inproc(_) = &peer.link {
         peer.enqueue_now(super::subscription::acknowledgement());
-        let _ = peer.flush(&engine.signal);
+        let _ = peer.flush(&engine.signal, false);
         return;
     }
     if let Link::Native {

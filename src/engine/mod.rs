@@ -268,7 +268,7 @@ impl Engine {
             return;
         };
         let opening = peer.phase == Phase::Opening;
-        if let Err(e) = peer.flush(&self.signal) {
+        if let Err(e) = peer.flush(&self.signal, false) {
             self.remove_peer(st, id, Some(e));
             return;
         }
@@ -405,7 +405,7 @@ impl Engine {
             if peer.phase != Phase::Active || peer.queued() >= hwm {
                 continue; // full: this subscriber misses the message
             }
-            if let Err((e, _)) = peer.enqueue(msg.clone(), &self.signal) {
+            if let Err((e, _)) = peer.enqueue(msg.clone(), &self.signal, false) {
                 self.remove_peer(&mut st, id, Some(e));
             }
         }
@@ -414,11 +414,14 @@ impl Engine {
     }
 
     /// Round-robin (Push, Dealer, Req, Pair): queues `msg` on the next active peer with
-    /// room; `Pending` (with `msg` left in place) while no peer has room.
+    /// room; `Pending` (with `msg` left in place) while no peer has room. `direct`: the
+    /// caller waits for an answer next, so the message is written to the connection from
+    /// this task at once rather than by the connection's driver.
     pub(crate) fn poll_send_rr(
         &self,
         cx: &mut Context<'_>,
         msg: &mut Option<Message>,
+        direct: bool,
     ) -> Poll<Result<PeerId>> {
         self.signal.register(cx.waker());
         let mut st = self.lock();
@@ -443,7 +446,7 @@ impl Engine {
                 st.rr.remove(id);
                 continue;
             };
-            match peer.enqueue(m, &self.signal) {
+            match peer.enqueue(m, &self.signal, direct) {
                 Ok(()) => return Poll::Ready(Ok(id)),
                 Err((e, back)) => {
                     // Lost with the peer if part of it was written already.
@@ -459,12 +462,14 @@ impl Engine {
 
     /// Sends to one peer (Router, Rep). `Ok(false)` when the peer is unknown; when its
     /// queue is full, waits if `wait`, else drops the message and returns `Ok(true)`.
+    /// `direct` as for [`poll_send_rr`](Self::poll_send_rr).
     pub(crate) fn poll_send_to(
         &self,
         cx: &mut Context<'_>,
         id: PeerId,
         msg: &mut Option<Message>,
         wait: bool,
+        direct: bool,
     ) -> Poll<Result<bool>> {
         self.signal.register(cx.waker());
         let mut st = self.lock();
@@ -486,19 +491,11 @@ impl Engine {
         let Some(m) = msg.take() else {
             return Poll::Ready(Ok(true));
         };
-        if let Err((e, _)) = peer.enqueue(m, &self.signal) {
+        if let Err((e, _)) = peer.enqueue(m, &self.signal, direct) {
             self.remove_peer(&mut st, id, Some(e));
             return Poll::Ready(Ok(false));
         }
         Poll::Ready(Ok(true))
-    }
-
-    /// Writes what is queued for `id` right away from the calling task, instead of leaving
-    /// it to the connection's driver: for request/reply, where the caller waits next.
-    pub(crate) fn flush_now(&self, id: PeerId) {
-        if let Some(peer) = self.lock().peers.get(&id) {
-            peer.flush_now();
-        }
     }
 
     /// The peer a Router identity names.
@@ -579,7 +576,7 @@ impl Engine {
                 continue;
             };
             {
-                if let Err((e, _)) = peer.enqueue(msg.clone(), &self.signal) {
+                if let Err((e, _)) = peer.enqueue(msg.clone(), &self.signal, false) {
                     self.remove_peer(st, id, Some(e));
                 }
             }

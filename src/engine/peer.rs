@@ -117,9 +117,10 @@ impl Peer {
         &mut self,
         msg: Message,
         signal: &Arc<Signal>,
+        direct: bool,
     ) -> Result<(), (Error, Option<Message>)> {
         self.out.push_back(msg);
-        self.flush(signal).map_err(|e| {
+        self.flush(signal, direct).map_err(|e| {
             let untouched = self.out.len() > 1 || self.progress == (0, 0);
             (e, if untouched { self.out.pop_back() } else { None })
         })
@@ -127,7 +128,10 @@ impl Peer {
 
     /// Hands queued messages to the link as far as it takes them. When it stops taking
     /// them, the link's writable signal says when to try again.
-    pub(crate) fn flush(&mut self, signal: &Arc<Signal>) -> Result<(), Error> {
+    ///
+    /// `direct`: write to the connection from this task now (see
+    /// `SharedInner::flush_now`) instead of waking the connection's driver.
+    pub(crate) fn flush(&mut self, signal: &Arc<Signal>, direct: bool) -> Result<(), Error> {
         if self.out.is_empty() {
             return Ok(());
         }
@@ -151,7 +155,9 @@ impl Peer {
                         Err(e) => return Err(stream_error(e, self.local_type)),
                     }
                 }
-                if wrote {
+                if wrote && direct {
+                    inner.flush_now();
+                } else if wrote {
                     inner.wake_driver();
                 }
                 Ok(())
@@ -177,14 +183,6 @@ impl Peer {
                 }
                 Ok(())
             }
-        }
-    }
-
-    /// Writes what this peer's connection has queued from the calling task (see
-    /// `SharedInner::flush_now`): for a socket about to wait for the answer.
-    pub(crate) fn flush_now(&self) {
-        if let Link::Native { session, .. } = &self.link {
-            session.lock().flush_now();
         }
     }
 

@@ -57,7 +57,11 @@ impl Signal {
     /// Wakes the background task at the next signal that concerns it.
     pub(crate) fn register_background(&self, waker: &Waker) {
         let mut inner = self.lock();
-        if !inner.background.as_ref().is_some_and(|w| w.will_wake(waker)) {
+        if !inner
+            .background
+            .as_ref()
+            .is_some_and(|w| w.will_wake(waker))
+        {
             inner.background = Some(waker.clone());
         }
     }

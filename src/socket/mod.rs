@@ -124,12 +124,14 @@ impl Socket {
         if slot.is_none() {
             return std::task::Poll::Ready(Ok(()));
         }
-        self.engine.poll_send_rr(cx, slot).map(|r| r.map(|_| ()))
+        self.engine
+            .poll_send_rr(cx, slot, false)
+            .map(|r| r.map(|_| ()))
     }
 
-    async fn send_rr(&self, msg: Message) -> Result<PeerId> {
+    async fn send_rr(&self, msg: Message, direct: bool) -> Result<PeerId> {
         let mut slot = Some(msg);
-        poll_fn(|cx| self.engine.poll_send_rr(cx, &mut slot)).await
+        poll_fn(|cx| self.engine.poll_send_rr(cx, &mut slot, direct)).await
     }
 }
 

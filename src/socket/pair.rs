@@ -28,7 +28,7 @@ impl Pair {
     /// # Cancel safety
     /// If cancelled before it completes, the message was not queued.
     pub async fn send(&mut self, msg: impl Into<Message>) -> Result<()> {
-        self.socket.send_rr(msg.into()).await.map(|_| ())
+        self.socket.send_rr(msg.into(), false).await.map(|_| ())
     }
 
     /// Receives the next message from the peer.

@@ -56,8 +56,8 @@ impl Req {
         let engine = &self.socket.engine;
         let exchange = async {
             loop {
-                let peer = self.socket.send_rr(request.clone()).await?;
-                engine.flush_now(peer); // we wait for the answer next: send it now
+                // We wait for the answer next: the request goes out from this task at once.
+                let peer = self.socket.send_rr(request.clone(), true).await?;
                 let reply = poll_fn(|cx| loop {
                     match engine.poll_recv(cx) {
                         Poll::Ready(Ok((_, reply))) => match check_reply(id, reply) {
@@ -160,8 +160,8 @@ impl Request<'_> {
         let msg = join_envelope(self.envelope, reply.into());
         let mut slot = Some(msg);
         let engine = &self.rep.socket.engine;
-        poll_fn(|cx| engine.poll_send_to(cx, self.peer, &mut slot, true)).await?;
-        engine.flush_now(self.peer); // the next request is what we wait for now
+        // The next request is what we wait for now: the reply goes out from this task.
+        poll_fn(|cx| engine.poll_send_to(cx, self.peer, &mut slot, true, true)).await?;
         Ok(())
     }
 }

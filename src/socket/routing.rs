@@ -31,7 +31,7 @@ impl Dealer {
     /// # Cancel safety
     /// If cancelled before it completes, the message was not queued.
     pub async fn send(&mut self, msg: impl Into<Message>) -> Result<()> {
-        self.socket.send_rr(msg.into()).await.map(|_| ())
+        self.socket.send_rr(msg.into(), false).await.map(|_| ())
     }
 
     /// Receives the next message from any peer.
@@ -123,7 +123,7 @@ impl Router {
                 Ok(())
             });
         };
-        match engine.poll_send_to(cx, id, slot, mandatory) {
+        match engine.poll_send_to(cx, id, slot, mandatory, false) {
             Poll::Ready(Ok(true)) => Poll::Ready(Ok(())),
             Poll::Ready(Ok(false)) => Poll::Ready(if mandatory {
                 Err(Error::HostUnreachable)
