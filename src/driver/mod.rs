@@ -10,7 +10,7 @@ pub(crate) mod connect;
 pub(crate) mod handshake;
 mod native;
 
-pub(crate) use native::{spawn, Greeting, IncomingStream, Shared, StreamObserver};
+pub(crate) use native::{spawn, AnyIo, Greeting, IncomingStream, Shared, StreamObserver};
 
 use std::time::Duration;
 

@@ -17,7 +17,7 @@ use tracing::{debug, Instrument};
 use super::handshake;
 use crate::proto::native::frame::MAX_FRAME_LEN;
 use crate::proto::native::{Config, Event, Session, SessionError, StreamId, Transmit};
-use crate::transport::shared::DirectWrite;
+use crate::transport::shared::{DirectWrite, SharedStream};
 use crate::Error;
 
 /// Someone who follows streams without polling them: told (with the token it registered)
@@ -30,6 +30,78 @@ pub(crate) trait StreamObserver: Send + Sync + std::fmt::Debug {
     fn writable(&self, token: u64);
     /// The stream failed (reset, refused, connection lost).
     fn failed(&self, token: u64);
+}
+
+/// A connection the driver can run: a byte stream that also reads straight into a
+/// `BytesMut`'s spare capacity (without zeroing it first, which `AsyncRead` over a fresh
+/// buffer must do).
+pub(crate) trait Transport: AsyncRead + AsyncWrite + Send + Unpin + 'static {
+    /// Reads what is available into `buf`'s spare capacity; `Ok(0)` at end of stream.
+    fn poll_read_into(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<std::io::Result<usize>>;
+}
+
+impl Transport for SharedStream {
+    fn poll_read_into(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<std::io::Result<usize>> {
+        self.get_mut().poll_read_buf(cx, buf)
+    }
+}
+
+/// Any `AsyncRead + AsyncWrite` (what the public multiplexer runs over).
+#[derive(Debug)]
+pub(crate) struct AnyIo<T>(pub(crate) T);
+
+impl<T: AsyncRead + Unpin> AsyncRead for AnyIo<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for AnyIo<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Transport for AnyIo<T> {
+    fn poll_read_into(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<std::io::Result<usize>> {
+        tokio_util::io::poll_read_buf(self, cx, buf)
+    }
 }
 
 /// What the driver tells an observer.
@@ -262,7 +334,7 @@ pub(crate) fn spawn<T>(
     direct: Option<Arc<dyn DirectWrite>>,
 ) -> Arc<Shared>
 where
-    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    T: Transport,
 {
     let side = config.side;
     let timeout = config.handshake_timeout;
@@ -347,7 +419,7 @@ struct Driver<T> {
     close_linger: Option<Pin<Box<Sleep>>>,
 }
 
-impl<T: AsyncRead + AsyncWrite> Driver<T> {
+impl<T: Transport> Driver<T> {
     /// Reads what is available and feeds it to the core. Returns whether anything was read.
     fn poll_read(&mut self, cx: &mut Context<'_>) -> bool {
         let mut progressed = false;
@@ -360,7 +432,7 @@ impl<T: AsyncRead + AsyncWrite> Driver<T> {
             if self.read_buf.capacity() - self.read_buf.len() < MAX_FRAME_LEN {
                 self.read_buf.reserve(READ_CHUNK);
             }
-            match tokio_util::io::poll_read_buf(self.io.as_mut(), cx, &mut self.read_buf) {
+            match self.io.as_mut().poll_read_into(cx, &mut self.read_buf) {
                 Poll::Pending => break,
                 Poll::Ready(Ok(0)) => {
                     self.read_closed = true;
@@ -550,7 +622,7 @@ impl<T> Driver<T> {
     }
 }
 
-impl<T: AsyncRead + AsyncWrite> Future for Driver<T> {
+impl<T: Transport> Future for Driver<T> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {

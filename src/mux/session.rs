@@ -8,7 +8,7 @@ use std::task::Poll;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Stream;
-use crate::driver::{self, Greeting, Shared};
+use crate::driver::{self, AnyIo, Greeting, Shared};
 use crate::proto::native::{OpenError, Reason, Side, RAW_STREAM};
 use crate::{Error, Options, Result};
 
@@ -61,7 +61,7 @@ impl Session {
     {
         let side = if server { Side::Server } else { Side::Client };
         let config = driver::session_config(options, side);
-        let shared = driver::spawn(io, config, Greeting::Exchange, "mux".into(), None);
+        let shared = driver::spawn(AnyIo(io), config, Greeting::Exchange, "mux".into(), None);
         Session { shared }
     }
 

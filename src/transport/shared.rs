@@ -46,6 +46,32 @@ impl SharedStream {
     }
 }
 
+impl SharedStream {
+    /// Reads what is available into `buf`'s spare capacity (growing it if it has none),
+    /// without zeroing the memory first; `Ok(0)` at end of stream.
+    pub(crate) fn poll_read_buf(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut bytes::BytesMut,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            let ready = match &*self.0 {
+                ByteStream::Tcp(s) => s.poll_read_ready(cx),
+                ByteStream::Ipc(s) => s.poll_read_ready(cx),
+            };
+            ready!(ready)?;
+            let res = match &*self.0 {
+                ByteStream::Tcp(s) => s.try_read_buf(buf),
+                ByteStream::Ipc(s) => s.try_read_buf(buf),
+            };
+            match res {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                res => return Poll::Ready(res),
+            }
+        }
+    }
+}
+
 impl AsyncRead for SharedStream {
     fn poll_read(
         self: Pin<&mut Self>,
