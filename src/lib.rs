@@ -86,9 +86,6 @@
 //! cancel safe; a cancelled read or write of a [`mux::Stream`] loses nothing that was not
 //! reported as read or written.
 
-// Parts of the driver and the protocol core (message streams, paths, socket types) are
-// used by the socket engine that sits on top of them.
-#[allow(dead_code, unused_imports)]
 mod driver;
 mod endpoint;
 mod engine;
@@ -98,13 +95,10 @@ mod instance;
 mod message;
 pub mod mux;
 mod options;
-#[allow(dead_code)] // used by the socket engine
 mod pattern;
-#[allow(dead_code, unused_imports)]
 mod proto;
 mod socket;
 mod socket_type;
-#[allow(dead_code)] // the dialer and listener are driven by the socket engine
 mod transport;
 
 pub mod monitor;

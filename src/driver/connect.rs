@@ -5,8 +5,10 @@
 //! native session starts on the connection. A plain ZMTP peer (libzmq) or an SP peer is
 //! refused for now, with a log line, a monitor event and a clean close.
 
+#[cfg(test)]
 use std::future::poll_fn;
 use std::sync::Arc;
+#[cfg(test)]
 use std::task::Poll;
 
 use tracing::warn;
@@ -74,6 +76,7 @@ pub(crate) async fn dial(
     }
 }
 
+#[cfg(test)]
 /// Resolves when the session is over (its driver has exited), with the error that ended
 /// it, or `None` for an orderly close.
 pub(crate) async fn closed(shared: Arc<Shared>) -> Option<Error> {

@@ -49,16 +49,20 @@ pub(crate) struct Engine {
 /// What the engine's lock guards.
 #[derive(Debug)]
 pub(crate) struct State {
+    /// Every peer, in any phase.
     pub(crate) peers: BTreeMap<PeerId, Peer>,
     next_peer: u64,
+    /// Active peers, for round-robin sends.
     rr: RoundRobin,
+    /// Peers that may have something to read.
     fair: FairQueue,
+    /// Pub: each subscriber's subscriptions.
     fanout: FanOut,
+    /// Router: routing ids.
     identities: Identities,
     /// Sub: what we subscribed to, sent to every publisher.
     subscriptions: Subscriptions,
-    /// Sub: subscription changes in the order they were made (prefix, subscribe?), so each
-    /// publisher sees the same sequence.
+    /// `close` began: no more binds, connects or sends.
     closing: bool,
     binds: Vec<hub::Binding>,
     dialers: Vec<Dialer>,

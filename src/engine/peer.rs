@@ -175,10 +175,16 @@ impl Peer {
                                     self.out.push_front(msg);
                                     break;
                                 }
-                                Err(PushError::Closed(_)) => return Err(Error::Closed),
+                                Err(PushError::Closed(msg)) => {
+                                    self.out.push_front(msg);
+                                    return Err(Error::Closed);
+                                }
                             }
                         }
-                        Err(PushError::Closed(_)) => return Err(Error::Closed),
+                        Err(PushError::Closed(msg)) => {
+                            self.out.push_front(msg);
+                            return Err(Error::Closed);
+                        }
                     }
                 }
                 Ok(())

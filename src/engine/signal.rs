@@ -26,8 +26,6 @@ pub(crate) struct Signal {
 struct Inner {
     readable: Vec<u64>,
     writable: Vec<u64>,
-    /// Any change at all (peer set, closing) that waiters should look at.
-    changed: bool,
     /// The handle's tasks waiting in `send`, `recv`, `wait_for_peers`, ...
     waiters: Vec<Waker>,
     /// The engine's background task.
@@ -84,7 +82,6 @@ impl Signal {
         ready.readable.clear();
         ready.writable.clear();
         let mut inner = self.lock();
-        inner.changed = false;
         std::mem::swap(&mut inner.readable, &mut ready.readable);
         std::mem::swap(&mut inner.writable, &mut ready.writable);
     }
@@ -95,7 +92,7 @@ impl Signal {
             match (token, kind) {
                 (Some(t), Kind::Readable | Kind::Failed) => inner.readable.push(t),
                 (Some(t), Kind::Writable) => inner.writable.push(t),
-                (None, _) => inner.changed = true,
+                (None, _) => {}
             }
             let background = match kind {
                 Kind::Readable if !inner.engine_reads => None,

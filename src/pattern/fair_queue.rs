@@ -47,11 +47,13 @@ impl FairQueue {
         }
     }
 
+    #[cfg(test)]
     /// The number of ready peers.
     pub(crate) fn len(&self) -> usize {
         self.order.len()
     }
 
+    #[cfg(test)]
     /// Whether no peer is ready.
     pub(crate) fn is_empty(&self) -> bool {
         self.order.is_empty()

@@ -230,6 +230,7 @@ impl Subscriptions {
         }
     }
 
+    #[cfg(test)]
     /// Whether no prefix is subscribed.
     pub(crate) fn is_empty(&self) -> bool {
         self.root.count == 0 && self.root.children.is_empty()
@@ -254,6 +255,7 @@ impl Subscriptions {
         out
     }
 
+    #[cfg(test)]
     /// Removes every subscription.
     pub(crate) fn clear(&mut self) {
         self.root = Node::default();
@@ -321,6 +323,7 @@ impl FanOut {
         );
     }
 
+    #[cfg(test)]
     /// The number of peers.
     pub(crate) fn peer_count(&self) -> usize {
         self.peers.len()

@@ -58,11 +58,13 @@ impl RoundRobin {
         None
     }
 
+    #[cfg(test)]
     /// The number of peers.
     pub(crate) fn len(&self) -> usize {
         self.peers.len()
     }
 
+    #[cfg(test)]
     /// Whether there are no peers.
     pub(crate) fn is_empty(&self) -> bool {
         self.peers.is_empty()

@@ -100,6 +100,7 @@ impl Identities {
         self.by_identity.get(identity).copied()
     }
 
+    #[cfg(test)]
     /// The identity of `peer`, if it has one (what a Router prepends to its messages).
     pub(crate) fn identity(&self, peer: PeerId) -> Option<&Bytes> {
         self.by_peer.get(&peer)
@@ -112,6 +113,7 @@ impl Identities {
         }
     }
 
+    #[cfg(test)]
     /// The number of peers with an identity.
     pub(crate) fn len(&self) -> usize {
         self.by_peer.len()

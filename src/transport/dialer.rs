@@ -62,6 +62,7 @@ pub(crate) struct Dialer {
 }
 
 impl Dialer {
+    #[cfg(test)]
     /// Starts dialing `endpoint` in the background; `handshake` runs on every new connection.
     ///
     /// Emits [`Event::Retrying`] before every wait, [`Event::HandshakeFailed`],
@@ -163,6 +164,7 @@ impl Dialer {
         Dialer { endpoint, task }
     }
 
+    #[cfg(test)]
     /// The endpoint being dialed.
     pub(crate) fn endpoint(&self) -> &Endpoint {
         &self.endpoint

@@ -11,12 +11,15 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+#[cfg(test)]
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::task::{Poll, Waker};
+#[cfg(test)]
+use std::task::Poll;
+use std::task::Waker;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, Notify};
@@ -187,6 +190,7 @@ pub(crate) struct InprocConn {
 }
 
 impl InprocConn {
+    #[cfg(test)]
     /// Sends `msg`, waiting for room in `tx`.
     ///
     /// Uses `tx`'s writer waker slot: only one task may wait to send on a connection at a
@@ -222,6 +226,7 @@ impl InprocConn {
         .await
     }
 
+    #[cfg(test)]
     /// The next message from the other end, or `None` once the connection is closed and
     /// everything sent before has been received.
     ///
@@ -333,6 +338,7 @@ impl InprocListener {
         self.incoming.recv().await
     }
 
+    #[cfg(test)]
     /// The bound name.
     pub(crate) fn name(&self) -> &str {
         &self.name

@@ -92,6 +92,7 @@ impl IpcListener {
         Ok(stream)
     }
 
+    #[cfg(test)]
     /// The socket file.
     pub(crate) fn file(&self) -> &Path {
         &self.file

@@ -40,6 +40,7 @@ pub(crate) struct Listener {
 }
 
 impl Listener {
+    #[cfg(test)]
     /// Binds `endpoint` and starts accepting; `handler` runs each accepted connection.
     ///
     /// Emits [`Event::Listening`] once bound and [`Event::Accepted`] per connection. An inproc

@@ -55,11 +55,6 @@ impl DataFlags {
         self.0 & other.0 == other.0
     }
 
-    /// Both flags together.
-    pub(crate) fn union(self, other: DataFlags) -> DataFlags {
-        DataFlags(self.0 | other.0)
-    }
-
     /// Whether this chunk ends a message (neither MORE nor CONTINUED).
     pub(crate) fn ends_message(self) -> bool {
         self.0 & Self::KNOWN == 0

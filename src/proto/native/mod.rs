@@ -20,7 +20,9 @@ mod tests;
 
 use std::fmt;
 
-pub(crate) use frame::{DataFlags, Hello, RAW_STREAM};
+#[cfg(test)]
+pub(crate) use frame::Hello;
+pub(crate) use frame::{DataFlags, RAW_STREAM};
 pub(crate) use session::{Config, Event, OpenError, Session, SessionError, Side};
 pub(crate) use stream::{ReadBytes, StreamError};
 pub(crate) use transmit::Transmit;

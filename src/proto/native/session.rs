@@ -187,6 +187,7 @@ impl Session {
 
     // ----- getters -----
 
+    #[cfg(test)]
     /// The peer's HELLO, once received.
     pub(crate) fn peer(&self) -> Option<&Hello> {
         self.peer.as_ref()
@@ -203,6 +204,7 @@ impl Session {
         self.error.is_some() && (self.goaway_sent || self.goaway.is_none())
     }
 
+    #[cfg(test)]
     /// Number of live streams.
     pub(crate) fn stream_count(&self) -> usize {
         self.streams.len()
@@ -733,17 +735,6 @@ impl Session {
         Ok(n)
     }
 
-    /// Payload bytes one chunk written now may carry: `Ok(None)` means blocked until the
-    /// next [`Event::Writable`]; `Ok(Some(0))` still allows an empty chunk.
-    pub(crate) fn write_capacity(&mut self, id: StreamId) -> Result<Option<usize>, StreamError> {
-        let s = self.writable_stream(id)?;
-        let cap = s.send.capacity();
-        if cap.is_none() {
-            s.send.blocked = true;
-        }
-        Ok(cap)
-    }
-
     /// Queues the next chunk of one message frame, `frame[start..]`, as much as credit
     /// allows, without copying; flags say whether the frame continues and whether another
     /// frame follows (`more`). Returns how many bytes were queued, or `None` when the stream
@@ -778,14 +769,7 @@ impl Session {
         Ok(Some(n))
     }
 
-    /// Marks the stream's writer as waiting: the next credit brings an
-    /// [`Event::Writable`].
-    pub(crate) fn wait_for_credit(&mut self, id: StreamId) {
-        if let Some(s) = self.streams.get_mut(&id) {
-            s.send.blocked = true;
-        }
-    }
-
+    #[cfg(test)]
     /// Queues one chunk of a message without copying. `data.len()` must not exceed
     /// [`write_capacity`](Self::write_capacity); a chunk that does not fit is refused with
     /// `Ok(false)` and the stream waits for credit.
@@ -903,13 +887,6 @@ impl Session {
     /// stream it opened, from its ACCEPT for one we opened (`None` until then).
     pub(crate) fn stream_peer(&self, id: StreamId) -> Option<(u8, Bytes)> {
         self.streams.get(&id).and_then(|s| s.peer.clone())
-    }
-
-    /// Whether the peer finished the stream and everything was read.
-    pub(crate) fn is_finished(&self, id: StreamId) -> bool {
-        self.streams
-            .get(&id)
-            .is_none_or(|s| s.recv.fin && s.recv.is_empty())
     }
 
     fn after_read(&mut self, id: StreamId, consumed: u64) {
