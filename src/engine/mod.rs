@@ -256,6 +256,9 @@ impl Engine {
     /// Absorbs readiness signals: flushes peers that can take more, handles what
     /// only the engine reads (subscriptions, links that are opening), drops dead peers.
     pub(crate) fn absorb(&self, st: &mut State) {
+        if !self.signal.has_pending() {
+            return;
+        }
         let mut ready = std::mem::take(&mut st.ready);
         self.signal.take_into(&mut ready);
         for &token in &ready.writable {
@@ -427,12 +430,26 @@ impl Engine {
         msg: &mut Option<Message>,
         direct: bool,
     ) -> Poll<Result<PeerId>> {
-        self.signal.register(cx.waker());
         let mut st = self.lock();
         if st.closing {
             return Poll::Ready(Err(Error::Closed));
         }
         self.absorb(&mut st);
+        if let Poll::Ready(sent) = self.try_send_rr(&mut st, msg, direct) {
+            return Poll::Ready(sent);
+        }
+        // No peer has room: register, then try once more (see `poll_recv`).
+        self.signal.register(cx.waker());
+        self.absorb(&mut st);
+        self.try_send_rr(&mut st, msg, direct)
+    }
+
+    fn try_send_rr(
+        &self,
+        st: &mut State,
+        msg: &mut Option<Message>,
+        direct: bool,
+    ) -> Poll<Result<PeerId>> {
         let hwm = self.options.send_hwm;
         loop {
             let State { rr, peers, .. } = &mut *st;
@@ -455,7 +472,7 @@ impl Engine {
                 Err((e, back)) => {
                     // Lost with the peer if part of it was written already.
                     *msg = back;
-                    self.remove_peer(&mut st, id, Some(e));
+                    self.remove_peer(st, id, Some(e));
                     if msg.is_none() {
                         return Poll::Ready(Ok(id));
                     }
@@ -511,9 +528,26 @@ impl Engine {
 
     /// Fair-queued receive: the next whole message from any peer, with the peer's id.
     pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<(PeerId, Message)>> {
-        self.signal.register(cx.waker());
         let mut st = self.lock();
         self.absorb(&mut st);
+        if let Some(got) = self.try_recv(&mut st) {
+            return Poll::Ready(Ok(got));
+        }
+        // Nothing yet: register, then look once more, so a signal that came in between
+        // is not lost. (Registering only here keeps the busy path free of it.)
+        self.signal.register(cx.waker());
+        self.absorb(&mut st);
+        if let Some(got) = self.try_recv(&mut st) {
+            return Poll::Ready(Ok(got));
+        }
+        if st.closing {
+            return Poll::Ready(Err(Error::Closed));
+        }
+        Poll::Pending
+    }
+
+    /// The next whole message from the fair queue of readable peers.
+    fn try_recv(&self, st: &mut State) -> Option<(PeerId, Message)> {
         while let Some(id) = st.fair.pop() {
             let Some(peer) = st.peers.get_mut(&id) else {
                 continue;
@@ -529,16 +563,13 @@ impl Engine {
                     {
                         continue;
                     }
-                    return Poll::Ready(Ok((id, msg)));
+                    return Some((id, msg));
                 }
                 Read::Empty => {}
-                Read::Gone(why) => self.remove_peer(&mut st, id, why),
+                Read::Gone(why) => self.remove_peer(st, id, why),
             }
         }
-        if st.closing {
-            return Poll::Ready(Err(Error::Closed));
-        }
-        Poll::Pending
+        None
     }
 
     /// The routing id of a peer (Router).

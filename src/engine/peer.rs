@@ -214,8 +214,8 @@ impl Peer {
                         Err(e) => break Read::Gone(gone_reason(e, self.local_type)),
                     }
                 };
-                if consumed {
-                    inner.wake_driver(); // a window update may be due
+                if consumed && inner.core.has_control_pending() {
+                    inner.wake_driver(); // a window update is due
                 }
                 res
             }

@@ -11,6 +11,7 @@
 //! message cost a context switch on every message. Failures, writability and the reads
 //! only the engine does (subscriptions at a `Pub`) do wake it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Wake, Waker};
 
@@ -20,6 +21,8 @@ use crate::driver::StreamObserver;
 #[derive(Debug, Default)]
 pub(crate) struct Signal {
     inner: Mutex<Inner>,
+    /// Tokens wait in `inner` (read without the lock on the busy path).
+    pending: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -68,6 +71,12 @@ impl Signal {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether tokens wait to be absorbed. A `false` may be stale by the time it is read;
+    /// callers that then wait have registered their waker first (see `Engine::poll_recv`).
+    pub(crate) fn has_pending(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
+    }
+
     /// Wakes `waker` at the next signal. Register before absorbing, so nothing is missed.
     pub(crate) fn register(&self, waker: &Waker) {
         let mut inner = self.lock();
@@ -82,6 +91,7 @@ impl Signal {
         ready.readable.clear();
         ready.writable.clear();
         let mut inner = self.lock();
+        self.pending.store(false, Ordering::Release);
         std::mem::swap(&mut inner.readable, &mut ready.readable);
         std::mem::swap(&mut inner.writable, &mut ready.writable);
     }
@@ -93,6 +103,9 @@ impl Signal {
                 (Some(t), Kind::Readable | Kind::Failed) => inner.readable.push(t),
                 (Some(t), Kind::Writable) => inner.writable.push(t),
                 (None, _) => {}
+            }
+            if token.is_some() {
+                self.pending.store(true, Ordering::Release);
             }
             let background = match kind {
                 Kind::Readable if !inner.engine_reads => None,

@@ -1013,6 +1013,11 @@ impl Session {
         self.timers.next()
     }
 
+    /// Whether control frames (window updates, answers) wait to be transmitted.
+    pub(crate) fn has_control_pending(&self) -> bool {
+        !self.control.is_empty() || self.pending_pong.is_some()
+    }
+
     /// Whether events wait to be polled.
     pub(crate) fn has_events(&self) -> bool {
         !self.events.is_empty()
