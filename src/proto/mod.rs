@@ -6,3 +6,6 @@
 pub(crate) mod greeting;
 pub(crate) mod native;
 pub(crate) mod sniff;
+// wired into the engine by the interop work
+#[allow(dead_code)]
+pub(crate) mod zmtp;

@@ -1,0 +1,672 @@
+//! The ZMTP session core: READY, messages, subscriptions and heartbeats on one connection.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tracing::{debug, trace};
+
+use super::command::{Command, Ready};
+use super::frame::{encode_header, Frame, FrameError, COMMAND};
+use crate::proto::native::Transmit;
+use crate::{Message, SocketType};
+
+/// Settings of one ZMTP session.
+#[derive(Debug, Clone)]
+pub(crate) struct ZmtpConfig {
+    /// Our socket type, announced in READY.
+    pub(crate) socket_type: SocketType,
+    /// Our routing id, announced in READY when non-empty.
+    pub(crate) identity: Bytes,
+    /// The minor version of the peer's greeting: 0 = ZMTP 3.0, 1 or more = 3.1.
+    /// It decides how our subscriptions are sent (messages or commands).
+    pub(crate) peer_minor: u8,
+    /// Largest message (all frames together) we accept.
+    pub(crate) max_message_size: u64,
+    /// PING after this much silence (either way); `None`: we send no PINGs and have no
+    /// timeout of our own (the peer's PING TTL still applies).
+    pub(crate) heartbeat_interval: Option<Duration>,
+    /// With `heartbeat_interval` set: declare the peer dead after this much silence. Also
+    /// sent as the PING's TTL.
+    pub(crate) heartbeat_timeout: Duration,
+    /// The peer's READY must arrive within this.
+    pub(crate) handshake_timeout: Duration,
+    /// Messages (and subscription events) buffered before input is left unconsumed.
+    pub(crate) recv_limit: usize,
+}
+
+/// Why a ZMTP session ended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ZmtpError {
+    /// The peer broke the protocol; the text says how.
+    #[error("ZMTP protocol error: {0}")]
+    Protocol(String),
+    /// The peer's socket type cannot talk to ours.
+    #[error("peer socket type {remote} is incompatible with our {local}")]
+    IncompatiblePeer {
+        /// Our socket type.
+        local: SocketType,
+        /// The type the peer announced.
+        remote: SocketType,
+    },
+    /// A message grew past `max_message_size`.
+    #[error("peer sent a message of at least {size} bytes, the limit is {max}")]
+    MessageTooLarge {
+        /// Bytes of the message so far, including the frame that broke the limit.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The handshake or the peer's heartbeats took too long.
+    #[error("{0}")]
+    Timeout(&'static str),
+    /// The peer sent an ERROR command and will close the connection.
+    #[error("peer sent ERROR: {0}")]
+    Peer(String),
+    /// The transport ended.
+    #[error("connection closed by peer{0}")]
+    Closed(String),
+    /// We closed the session.
+    #[error("session closed")]
+    ClosedLocally,
+}
+
+impl From<FrameError> for ZmtpError {
+    fn from(e: FrameError) -> Self {
+        ZmtpError::Protocol(e.to_string())
+    }
+}
+
+/// Something the owner of the session should react to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ZmtpEvent {
+    /// The peer's READY arrived and its socket type is compatible with ours.
+    Ready {
+        /// The peer's socket type (libzmq's XPUB / XSUB show as PUB / SUB).
+        socket_type: SocketType,
+        /// The peer's routing id (empty: none).
+        identity: Bytes,
+    },
+    /// A SUB peer subscribed to this prefix.
+    Subscribe(Bytes),
+    /// A SUB peer cancelled this prefix.
+    Cancel(Bytes),
+    /// Messages wait in [`ZmtpSession::recv`]; not repeated until `recv` returns `None`.
+    Readable,
+    /// The peer sent ERROR with this reason; the session has ended.
+    Error(String),
+}
+
+/// One item waiting to be transmitted, in order.
+#[derive(Debug)]
+enum Outgoing {
+    Message(Message),
+    Command(Command),
+}
+
+impl Outgoing {
+    /// Payload bytes it counts for in `queued_bytes`.
+    fn len(&self) -> usize {
+        match self {
+            Outgoing::Message(msg) => msg.byte_len(),
+            Outgoing::Command(Command::Subscribe(p) | Command::Cancel(p)) => p.len(),
+            Outgoing::Command(_) => 0,
+        }
+    }
+}
+
+/// Commands larger than this are refused, unless `max_message_size` is larger.
+const MIN_COMMAND_LIMIT: u64 = 64 * 1024;
+/// Stop filling a transmit buffer past this many bytes or segments.
+const TRANSMIT_MAX_BYTES: usize = 256 * 1024;
+const TRANSMIT_MAX_SEGMENTS: usize = 64;
+/// libzmq 4.3 multiplies a PING's TTL by 100 in a `u16` of milliseconds: a TTL above
+/// 655 deciseconds wraps around into a much shorter timeout. Longer ones are sent as 0
+/// (no TTL).
+const MAX_PING_TTL: u16 = 655;
+
+/// The ZMTP 3.0 / 3.1 session core (NULL mechanism), for what follows the greeting.
+///
+/// Shaped like quinn-proto's `Connection` and the native [`Session`]: getters; `handle_*`
+/// for input from the network and the clock; commands ([`send`](Self::send),
+/// [`subscribe`](Self::subscribe), [`cancel`](Self::cancel), [`close`](Self::close));
+/// `poll_*` for outputs, which the driver drains after every input or command:
+/// [`poll_transmit`](Self::poll_transmit) for bytes to write (READY first),
+/// [`poll_event`](Self::poll_event) for events, [`recv`](Self::recv) for messages,
+/// [`poll_timeout`](Self::poll_timeout) for when to call
+/// [`handle_timeout`](Self::handle_timeout). It never does I/O and never reads the clock.
+///
+/// [`Session`]: crate::proto::native::Session
+#[derive(Debug)]
+pub(crate) struct ZmtpSession {
+    config: ZmtpConfig,
+    /// The peer's READY, once received.
+    peer: Option<Ready>,
+    ready_sent: bool,
+    /// Frames of the message being received, and their total size.
+    partial: Vec<Bytes>,
+    partial_len: u64,
+    inbox: VecDeque<Message>,
+    readable_signalled: bool,
+    /// Subscription events in `events`, counted against `recv_limit`.
+    pending_subscriptions: usize,
+    /// Input was left in the buffer because `recv_limit` was reached.
+    held_back: bool,
+    outbox: VecDeque<Outgoing>,
+    queued_bytes: usize,
+    events: VecDeque<ZmtpEvent>,
+    handshake_deadline: Instant,
+    last_recv: Instant,
+    last_send: Instant,
+    last_ping: Instant,
+    ping_queued: bool,
+    /// A PONG to send, with the context of the peer's last PING.
+    pending_pong: Option<Bytes>,
+    /// The TTL of the peer's last PING.
+    peer_ttl: Option<Duration>,
+    /// `buf.len()` when `handle_input` last returned, to tell new bytes.
+    unconsumed: usize,
+    /// Set once the session ends.
+    error: Option<ZmtpError>,
+    /// The reason of an ERROR command still to send.
+    error_to_send: Option<String>,
+    closing: bool,
+}
+
+impl ZmtpSession {
+    /// A new session, right after the greeting; READY is the first thing it transmits.
+    pub(crate) fn new(config: ZmtpConfig, now: Instant) -> Self {
+        ZmtpSession {
+            handshake_deadline: now + config.handshake_timeout,
+            config,
+            peer: None,
+            ready_sent: false,
+            partial: Vec::new(),
+            partial_len: 0,
+            inbox: VecDeque::new(),
+            readable_signalled: false,
+            pending_subscriptions: 0,
+            held_back: false,
+            outbox: VecDeque::new(),
+            queued_bytes: 0,
+            events: VecDeque::new(),
+            last_recv: now,
+            last_send: now,
+            last_ping: now,
+            ping_queued: false,
+            pending_pong: None,
+            peer_ttl: None,
+            unconsumed: 0,
+            error: None,
+            error_to_send: None,
+            closing: false,
+        }
+    }
+
+    // ----- getters -----
+
+    /// The peer's READY (socket type and identity), once received.
+    pub(crate) fn peer(&self) -> Option<&Ready> {
+        self.peer.as_ref()
+    }
+
+    /// Why the session ended, if it did.
+    pub(crate) fn error(&self) -> Option<&ZmtpError> {
+        self.error.as_ref()
+    }
+
+    /// Whether the session has ended and has nothing more to transmit: the driver may drop
+    /// the transport once the last transmit is written.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.error.is_some() && self.error_to_send.is_none()
+    }
+
+    /// Payload bytes queued by [`send`](Self::send) and [`subscribe`](Self::subscribe)
+    /// and not yet handed to [`poll_transmit`](Self::poll_transmit): the caller bounds it.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// Whether input was left in the buffer because `recv_limit` messages wait: call
+    /// [`handle_input`](Self::handle_input) again once [`recv`](Self::recv) made room.
+    pub(crate) fn is_input_held_back(&self) -> bool {
+        self.held_back
+    }
+
+    // ----- input -----
+
+    /// Consumes complete frames at the front of `buf` until `recv_limit` messages (and
+    /// subscription events) are buffered; the rest stays in `buf` (TCP backpressure).
+    ///
+    /// # Errors
+    /// The session error when the input breaks the protocol, names an incompatible socket
+    /// type, or carries a message above `max_message_size`; the session has then ended and
+    /// will transmit an ERROR command saying why. A peer's ERROR command is not an error
+    /// here: it comes as [`ZmtpEvent::Error`].
+    pub(crate) fn handle_input(
+        &mut self,
+        now: Instant,
+        buf: &mut BytesMut,
+    ) -> Result<(), ZmtpError> {
+        if self.error.is_some() {
+            buf.clear();
+            return Ok(());
+        }
+        let arrived = buf.len();
+        let result = self.consume(buf);
+        // New bytes or consumed bytes: the peer is alive, even in the middle of a frame.
+        if arrived != self.unconsumed || buf.len() != arrived {
+            self.last_recv = now;
+        }
+        self.unconsumed = buf.len();
+        result
+    }
+
+    fn consume(&mut self, buf: &mut BytesMut) -> Result<(), ZmtpError> {
+        self.held_back = false;
+        loop {
+            if self.error.is_some() {
+                // The peer sent ERROR: nothing after it counts.
+                buf.clear();
+                return Ok(());
+            }
+            if self.inbox.len() + self.pending_subscriptions >= self.config.recv_limit.max(1) {
+                self.held_back = !buf.is_empty();
+                return Ok(());
+            }
+            let command = buf.first().is_some_and(|flags| flags & COMMAND != 0);
+            let max = if command {
+                self.config.max_message_size.max(MIN_COMMAND_LIMIT)
+            } else {
+                self.config.max_message_size - self.partial_len
+            };
+            let frame = match Frame::decode(buf, max) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return Ok(()),
+                Err(FrameError::TooLarge { size, .. }) if !command => {
+                    let err = ZmtpError::MessageTooLarge {
+                        size: self.partial_len.saturating_add(size),
+                        max: self.config.max_message_size,
+                    };
+                    return Err(self.fail(err));
+                }
+                Err(e) => return Err(self.fail(e.into())),
+            };
+            if let Err(e) = self.handle_frame(frame) {
+                return Err(self.fail(e));
+            }
+        }
+    }
+
+    fn handle_frame(&mut self, frame: Frame) -> Result<(), ZmtpError> {
+        let protocol = |text: &str| Err(ZmtpError::Protocol(text.into()));
+        if frame.command {
+            if frame.more {
+                return protocol("command frame with the MORE flag set");
+            }
+            if !self.partial.is_empty() {
+                return protocol("command inside a multi-frame message");
+            }
+            let command =
+                Command::decode(frame.body).map_err(|e| ZmtpError::Protocol(e.to_string()))?;
+            trace!(?command, "recv");
+            return self.handle_command(command);
+        }
+        if self.peer.is_none() {
+            return protocol("message before READY");
+        }
+        self.partial_len += frame.body.len() as u64;
+        self.partial.push(frame.body);
+        if frame.more {
+            return Ok(());
+        }
+        self.partial_len = 0;
+        let frames = std::mem::take(&mut self.partial);
+        self.on_message(frames);
+        Ok(())
+    }
+
+    fn handle_command(&mut self, command: Command) -> Result<(), ZmtpError> {
+        if let Command::Error(reason) = command {
+            debug!(%reason, "peer sent ERROR");
+            self.events.push_back(ZmtpEvent::Error(reason.clone()));
+            self.terminate(ZmtpError::Peer(reason));
+            return Ok(());
+        }
+        if self.peer.is_none() {
+            let Command::Ready(ready) = command else {
+                return Err(ZmtpError::Protocol(format!(
+                    "command {} before READY",
+                    String::from_utf8_lossy(command.name())
+                )));
+            };
+            let local = self.config.socket_type;
+            if !local.is_compatible(ready.socket_type) {
+                return Err(ZmtpError::IncompatiblePeer {
+                    local,
+                    remote: ready.socket_type,
+                });
+            }
+            self.events.push_back(ZmtpEvent::Ready {
+                socket_type: ready.socket_type,
+                identity: ready.identity.clone(),
+            });
+            self.peer = Some(ready);
+            return Ok(());
+        }
+        match command {
+            Command::Ready(_) => return Err(ZmtpError::Protocol("second READY".into())),
+            Command::Subscribe(prefix) => self.push_subscription(ZmtpEvent::Subscribe(prefix)),
+            Command::Cancel(prefix) => self.push_subscription(ZmtpEvent::Cancel(prefix)),
+            Command::Ping { ttl, context } => {
+                self.pending_pong = Some(context);
+                self.peer_ttl = (ttl > 0).then(|| Duration::from_millis(u64::from(ttl) * 100));
+            }
+            Command::Pong(_) => {}
+            Command::Unknown(name) => {
+                debug!(name = %String::from_utf8_lossy(&name), "ignoring unknown command");
+            }
+            Command::Error(_) => unreachable!("handled above"),
+        }
+        Ok(())
+    }
+
+    fn on_message(&mut self, frames: Vec<Bytes>) {
+        // A SUB peer's single-frame message starting with 1 or 0 is a subscription: that is
+        // all of ZMTP 3.0, and libzmq 4.3 still accepts it from 3.1 peers.
+        let from_subscriber = self
+            .peer
+            .as_ref()
+            .is_some_and(|p| p.socket_type == SocketType::Sub);
+        if let [only] = frames.as_slice() {
+            if from_subscriber && matches!(only.first(), Some(0 | 1)) {
+                let prefix = only.slice(1..);
+                let event = if only[0] == 1 {
+                    ZmtpEvent::Subscribe(prefix)
+                } else {
+                    ZmtpEvent::Cancel(prefix)
+                };
+                self.push_subscription(event);
+                return;
+            }
+        }
+        self.inbox.push_back(Message::from(frames));
+        if !self.readable_signalled {
+            self.readable_signalled = true;
+            self.events.push_back(ZmtpEvent::Readable);
+        }
+    }
+
+    fn push_subscription(&mut self, event: ZmtpEvent) {
+        self.pending_subscriptions += 1;
+        self.events.push_back(event);
+    }
+
+    /// The transport reached end-of-file or failed: the session ends.
+    pub(crate) fn handle_eof(&mut self, reason: &str) {
+        if self.error.is_none() {
+            let text = if reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {reason}")
+            };
+            self.terminate(ZmtpError::Closed(text));
+        }
+        self.error_to_send = None;
+    }
+
+    /// Runs the timers that are due: the handshake deadline, the heartbeat timeout (or the
+    /// peer's PING TTL), and our next PING.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        if self.error.is_some() {
+            return;
+        }
+        if self.handshake_deadline().is_some_and(|d| d <= now) {
+            self.fail(ZmtpError::Timeout(
+                "handshake timed out: no READY from peer",
+            ));
+            return;
+        }
+        if let Some((deadline, why)) = self.idle_deadline() {
+            if deadline <= now {
+                self.fail(ZmtpError::Timeout(why));
+                return;
+            }
+        }
+        if self.keepalive_deadline().is_some_and(|d| d <= now) {
+            self.ping_queued = true;
+            self.last_ping = now;
+            self.last_send = now;
+        }
+    }
+
+    fn handshake_deadline(&self) -> Option<Instant> {
+        (self.peer.is_none() && self.error.is_none()).then_some(self.handshake_deadline)
+    }
+
+    /// When the peer counts as dead: silence for our heartbeat timeout (with heartbeats
+    /// on) or for the TTL of its last PING, whichever is shorter. Suspended while input is
+    /// held back (we, not the peer, are slow).
+    fn idle_deadline(&self) -> Option<(Instant, &'static str)> {
+        if self.peer.is_none() || self.error.is_some() || self.held_back {
+            return None;
+        }
+        let ours = self
+            .config
+            .heartbeat_interval
+            .map(|_| self.config.heartbeat_timeout);
+        match (ours, self.peer_ttl) {
+            (Some(ours), Some(ttl)) if ttl < ours => Some((
+                self.last_recv + ttl,
+                "peer silent for longer than its PING's TTL",
+            )),
+            (Some(ours), _) => Some((
+                self.last_recv + ours,
+                "peer silent for longer than the heartbeat timeout",
+            )),
+            (None, Some(ttl)) => Some((
+                self.last_recv + ttl,
+                "peer silent for longer than its PING's TTL",
+            )),
+            (None, None) => None,
+        }
+    }
+
+    /// When to PING: after `heartbeat_interval` without hearing from the peer (to make it
+    /// answer) or without sending anything (so a peer that set a TTL from our last PING
+    /// keeps hearing from us; libzmq re-arms that TTL only on a PING).
+    fn keepalive_deadline(&self) -> Option<Instant> {
+        let interval = self.config.heartbeat_interval?;
+        if self.peer.is_none() || self.error.is_some() {
+            return None;
+        }
+        Some(self.last_recv.max(self.last_ping).min(self.last_send) + interval)
+    }
+
+    // ----- commands -----
+
+    /// Queues a message; it is transmitted after the peer's READY. A message with no frames
+    /// (which ZMTP cannot carry) is dropped, and so is any message once the session has
+    /// ended or is closing.
+    pub(crate) fn send(&mut self, msg: Message) {
+        if self.error.is_some() || self.closing || msg.is_empty() {
+            return;
+        }
+        let item = Outgoing::Message(msg);
+        self.queued_bytes += item.len();
+        self.outbox.push_back(item);
+    }
+
+    /// Tells a PUB peer we want messages starting with `prefix`: a SUBSCRIBE command to a
+    /// ZMTP 3.1 peer, a message `1 + prefix` to a 3.0 peer.
+    pub(crate) fn subscribe(&mut self, prefix: Bytes) {
+        self.queue_subscription(prefix, true);
+    }
+
+    /// Withdraws a subscription: a CANCEL command to a ZMTP 3.1 peer, a message
+    /// `0 + prefix` to a 3.0 peer.
+    pub(crate) fn cancel(&mut self, prefix: Bytes) {
+        self.queue_subscription(prefix, false);
+    }
+
+    fn queue_subscription(&mut self, prefix: Bytes, subscribe: bool) {
+        if self.error.is_some() || self.closing {
+            return;
+        }
+        let item = if self.config.peer_minor >= 1 {
+            Outgoing::Command(if subscribe {
+                Command::Subscribe(prefix)
+            } else {
+                Command::Cancel(prefix)
+            })
+        } else {
+            let mut body = BytesMut::with_capacity(1 + prefix.len());
+            body.put_u8(u8::from(subscribe));
+            body.extend_from_slice(&prefix);
+            Outgoing::Message(Message::from(body))
+        };
+        self.queued_bytes += item.len();
+        self.outbox.push_back(item);
+    }
+
+    /// Takes the next received message, or `None` when none waits (the next message then
+    /// brings a new [`ZmtpEvent::Readable`]).
+    pub(crate) fn recv(&mut self) -> Option<Message> {
+        let msg = self.inbox.pop_front();
+        if msg.is_none() {
+            self.readable_signalled = false;
+        }
+        msg
+    }
+
+    /// Closes the session gracefully: what is queued is transmitted, then the session ends
+    /// with [`ZmtpError::ClosedLocally`] (ZMTP has no goodbye; the driver closes the socket).
+    pub(crate) fn close(&mut self) {
+        self.closing = true;
+    }
+
+    // ----- outputs -----
+
+    /// Encodes what is due into `out`: READY first, then PONG / PING, then queued messages
+    /// and subscriptions in order (large frames by reference), or the ERROR of a failed
+    /// session. Returns whether anything was added.
+    pub(crate) fn poll_transmit(&mut self, now: Instant, out: &mut Transmit) -> bool {
+        let before = out.len();
+        if self.error.is_none() {
+            if !self.ready_sent {
+                self.ready_sent = true;
+                let ready = Command::Ready(Ready {
+                    socket_type: self.config.socket_type,
+                    identity: self.config.identity.clone(),
+                });
+                trace!(command = ?ready, "send");
+                ready.encode(out.scratch());
+            }
+            if self.peer.is_some() {
+                self.transmit_queued(out);
+            }
+            if self.closing && self.outbox.is_empty() {
+                self.terminate(ZmtpError::ClosedLocally);
+            }
+        }
+        if let Some(reason) = self.error_to_send.take() {
+            Command::Error(reason).encode(out.scratch());
+        }
+        out.seal();
+        let added = out.len() > before;
+        if added {
+            self.last_send = now;
+        }
+        added
+    }
+
+    fn transmit_queued(&mut self, out: &mut Transmit) {
+        if let Some(context) = self.pending_pong.take() {
+            Command::Pong(context).encode(out.scratch());
+        }
+        if std::mem::take(&mut self.ping_queued) {
+            let ping = Command::Ping {
+                ttl: ping_ttl(self.config.heartbeat_timeout),
+                context: Bytes::new(),
+            };
+            ping.encode(out.scratch());
+        }
+        let full = |out: &Transmit| {
+            out.len() >= TRANSMIT_MAX_BYTES || out.segment_count() >= TRANSMIT_MAX_SEGMENTS
+        };
+        while !full(out) {
+            let Some(item) = self.outbox.pop_front() else {
+                break;
+            };
+            self.queued_bytes -= item.len();
+            match item {
+                Outgoing::Message(msg) => {
+                    let last = msg.len() - 1;
+                    for (i, frame) in msg.into_iter().enumerate() {
+                        encode_header(out.scratch(), i < last, false, frame.len());
+                        out.push_payload(frame);
+                    }
+                }
+                Outgoing::Command(command) => {
+                    trace!(?command, "send");
+                    command.encode(out.scratch());
+                }
+            }
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.handshake_deadline(),
+            self.idle_deadline().map(|(d, _)| d),
+            self.keepalive_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The next event, if any.
+    pub(crate) fn poll_event(&mut self) -> Option<ZmtpEvent> {
+        let event = self.events.pop_front()?;
+        if matches!(event, ZmtpEvent::Subscribe(_) | ZmtpEvent::Cancel(_)) {
+            self.pending_subscriptions -= 1;
+        }
+        Some(event)
+    }
+
+    // ----- failure -----
+
+    /// Ends the session with `err`, queuing an ERROR command saying why; returns `err`.
+    fn fail(&mut self, err: ZmtpError) -> ZmtpError {
+        if self.error.is_none() {
+            debug!(error = %err, "ZMTP session failed");
+            self.error_to_send = Some(err.to_string());
+            self.terminate(err.clone());
+        }
+        err
+    }
+
+    /// Ends the session: nothing queued is sent any more; received messages stay readable.
+    fn terminate(&mut self, err: ZmtpError) {
+        self.error = Some(err);
+        self.outbox.clear();
+        self.queued_bytes = 0;
+        self.partial.clear();
+        self.partial_len = 0;
+        self.pending_pong = None;
+        self.ping_queued = false;
+        self.held_back = false;
+    }
+}
+
+/// The TTL sent in our PINGs: the heartbeat timeout in deciseconds, rounded up; 0 (none)
+/// when libzmq would misread it (see [`MAX_PING_TTL`]).
+fn ping_ttl(timeout: Duration) -> u16 {
+    let deciseconds = timeout.as_millis().div_ceil(100);
+    match u16::try_from(deciseconds) {
+        Ok(ttl) if ttl <= MAX_PING_TTL => ttl,
+        _ => 0,
+    }
+}
