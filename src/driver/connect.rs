@@ -20,59 +20,74 @@ use crate::transport::shared::SharedStream;
 use crate::transport::ByteStream;
 use crate::{Error, Options};
 
-/// Runs the listener's greeting on `io` and, for a zocket peer, starts a session.
+/// A connection whose greeting is done.
+#[derive(Debug)]
+pub(crate) enum Connected {
+    /// A zocket peer: its native session runs (the caller owns one handle).
+    Native(Arc<Shared>),
+    /// A plain ZMTP peer (libzmq and friends): ZMTP goes on over `io`.
+    Zmtp {
+        /// The connection, right after the greeting.
+        io: ByteStream,
+        /// The peer's greeting (its minor version decides how subscriptions are sent).
+        greeting: crate::proto::greeting::Greeting,
+    },
+}
+
+/// Runs the listener's greeting on `io`; a zocket peer's native session is started.
 ///
-/// Any other outcome is logged, reported as [`Event::HandshakeFailed`] on `monitor` and
-/// the connection is closed (by dropping it); `None` is returned.
+/// A failed greeting (garbage, an SP peer, a silent peer) is logged, reported as
+/// [`Event::HandshakeFailed`] on `monitor`, and the connection closed (by dropping it);
+/// `None` is returned.
 pub(crate) async fn accept(
     mut io: ByteStream,
     peer: String,
     endpoint: &str,
     options: &Options,
     monitor: &MonitorSender,
-) -> Option<Arc<Shared>> {
-    let refused = match handshake::accept(&mut io, options.handshake_timeout).await {
-        Ok(handshake::Negotiated::Native) => {
-            let config = session_config(options, Side::Server);
-            let io = SharedStream::new(io);
-            let direct = io.direct();
-            return Some(spawn(io, config, Greeting::Done, peer, Some(direct)));
+) -> Option<Connected> {
+    match handshake::accept(&mut io, options.handshake_timeout).await {
+        Ok(negotiated) => Some(start(io, negotiated, peer, options, Side::Server)),
+        Err(e) => {
+            warn!(%peer, reason = %e, "refusing connection");
+            monitor.emit(Event::HandshakeFailed {
+                endpoint: endpoint.to_owned(),
+                reason: format!("{peer}: {e}"),
+            });
+            None
         }
-        Ok(handshake::Negotiated::Zmtp(g)) => format!(
-            "peer speaks plain ZMTP {}.{} (libzmq?), which this version of zocket does not serve yet",
-            g.version.0, g.version.1
-        ),
-        Err(e) => e.to_string(),
-    };
-    warn!(%peer, reason = %refused, "refusing connection");
-    monitor.emit(Event::HandshakeFailed {
-        endpoint: endpoint.to_owned(),
-        reason: format!("{peer}: {refused}"),
-    });
-    None
+    }
 }
 
-/// Runs the dialer's greeting on `io` and starts a session.
+/// Runs the dialer's greeting on `io`; a zocket peer's native session is started.
 ///
 /// # Errors
-/// `Error::Protocol` when the peer is not a zocket peer (a libzmq listener, for now);
-/// `Error::Timeout` or `Error::Io` when the greeting does not complete.
+/// `Error::Timeout` or `Error::Io` when the greeting does not complete, `Error::Protocol`
+/// when the peer's greeting is not one we speak.
 pub(crate) async fn dial(
     mut io: ByteStream,
     peer: String,
     options: &Options,
-) -> Result<Arc<Shared>, Error> {
-    match handshake::dial(&mut io, options.handshake_timeout).await? {
+) -> Result<Connected, Error> {
+    let negotiated = handshake::dial(&mut io, options.handshake_timeout).await?;
+    Ok(start(io, negotiated, peer, options, Side::Client))
+}
+
+fn start(
+    io: ByteStream,
+    negotiated: handshake::Negotiated,
+    peer: String,
+    options: &Options,
+    side: Side,
+) -> Connected {
+    match negotiated {
         handshake::Negotiated::Native => {
-            let config = session_config(options, Side::Client);
+            let config = session_config(options, side);
             let io = SharedStream::new(io);
             let direct = io.direct();
-            Ok(spawn(io, config, Greeting::Done, peer, Some(direct)))
+            Connected::Native(spawn(io, config, Greeting::Done, peer, Some(direct)))
         }
-        handshake::Negotiated::Zmtp(g) => Err(Error::Protocol(format!(
-            "{peer} speaks plain ZMTP {}.{} (libzmq?), which this version of zocket cannot talk to yet",
-            g.version.0, g.version.1
-        ))),
+        handshake::Negotiated::Zmtp(greeting) => Connected::Zmtp { io, greeting },
     }
 }
 

@@ -9,6 +9,7 @@
 pub(crate) mod connect;
 pub(crate) mod handshake;
 mod native;
+pub(crate) mod zmtp;
 
 pub(crate) use native::{spawn, AnyIo, Greeting, IncomingStream, Shared, StreamObserver};
 

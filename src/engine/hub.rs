@@ -15,12 +15,14 @@ use tracing::{debug, warn};
 
 use super::peer::{Link, Peer, Phase, Reassembly};
 use super::Engine;
-use crate::driver::{connect, IncomingStream, Shared};
+use crate::driver::connect::{self, Connected};
+use crate::driver::{zmtp, IncomingStream, Shared};
 use crate::monitor::Event;
 use crate::proto::native::Reason;
 use crate::transport::dialer::{Connect, Dialer, Established, HandshakeWith};
 use crate::transport::inproc::{InprocConn, InprocHello};
 use crate::transport::listener::{AcceptHandler, Listener};
+use crate::transport::shared::SharedStream;
 use crate::transport::{ipc, tcp, ByteStream, Connection};
 use crate::{Endpoint, Error, Result, SocketType};
 
@@ -225,11 +227,32 @@ async fn new_listener(engine: &Arc<Engine>, endpoint: &Endpoint) -> Result<Arc<S
             let Connection::Stream { io, peer } = conn else {
                 return;
             };
-            let Some(shared) = connect::accept(io, peer.clone(), &text, &options, &monitor).await
-            else {
-                return;
-            };
-            serve_session(shared, peer, routes).await;
+            match connect::accept(io, peer.clone(), &text, &options, &monitor).await {
+                Some(Connected::Native(shared)) => serve_session(shared, peer, routes).await,
+                Some(Connected::Zmtp { io, greeting }) => {
+                    // A ZeroMQ peer has no paths: it talks to the default socket.
+                    let engine = routes
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get("")
+                        .and_then(Weak::upgrade);
+                    match engine {
+                        Some(engine) => {
+                            let _ = attach_zmtp(&engine, io, &greeting, peer);
+                        }
+                        None => {
+                            warn!(%peer, "ZMTP peer, but no socket is bound at this address's default path");
+                            monitor.emit(Event::HandshakeFailed {
+                                endpoint: text.clone(),
+                                reason: format!(
+                                    "{peer}: a ZeroMQ peer needs a socket bound without a path here"
+                                ),
+                            });
+                        }
+                    }
+                }
+                None => {}
+            }
         }
         .boxed()
     });
@@ -458,6 +481,47 @@ struct PeerHandles {
     gone: tokio::sync::oneshot::Receiver<Option<Error>>,
 }
 
+/// Runs ZMTP on a connection whose greeting showed a plain ZeroMQ peer, as a peer of
+/// `engine`; the peer is usable once its READY arrived.
+fn attach_zmtp(
+    engine: &Arc<Engine>,
+    io: ByteStream,
+    greeting: &crate::proto::greeting::Greeting,
+    peer: String,
+) -> Result<PeerHandles> {
+    let options = &engine.options;
+    let config = crate::proto::zmtp::ZmtpConfig {
+        socket_type: engine.socket_type,
+        identity: options.identity.clone().unwrap_or_default(),
+        peer_minor: greeting.version.1,
+        max_message_size: options.max_message_size,
+        heartbeat_interval: options.heartbeat_interval,
+        heartbeat_timeout: options.heartbeat_timeout,
+        handshake_timeout: options.handshake_timeout,
+        recv_limit: options.recv_hwm,
+    };
+    let shared = zmtp::spawn(SharedStream::new(io), config, peer.clone());
+    let (active_tx, active_rx) = tokio::sync::oneshot::channel();
+    let (gone_tx, gone_rx) = tokio::sync::oneshot::channel();
+    let mut st = engine.lock();
+    if st.closing {
+        shared.lock().core.close();
+        shared.lock().wake_driver();
+        return Err(Error::Closed);
+    }
+    let local = engine.socket_type;
+    engine.add_peer(&mut st, |id| {
+        let mut p = Peer::new(id, local, Link::Zmtp(shared.clone()), Phase::Opening, peer);
+        p.on_active = Some(active_tx);
+        p.on_gone = Some(gone_tx);
+        p
+    });
+    Ok(PeerHandles {
+        active: active_rx,
+        gone: gone_rx,
+    })
+}
+
 // ----- dialing -----
 
 /// Starts dialing `endpoint` for `engine`.
@@ -494,19 +558,26 @@ pub(crate) fn dial(engine: &Arc<Engine>, endpoint: Endpoint) -> Result<Dialer> {
             let path = endpoint.path().unwrap_or("").to_owned();
             let target = endpoint.clone();
             let opts = options.clone();
-            let connect: Connect<Arc<Shared>> = Box::new(move || {
+            let connect: Connect<Dialed> = Box::new(move || {
                 let (key, target, opts) = (key.clone(), target.clone(), opts.clone());
                 async move { pooled_session(&key, &target, &opts).await }.boxed()
             });
             let peer_name = endpoint.to_string();
-            let handshake: HandshakeWith<Arc<Shared>> = Box::new(move |shared| {
+            let handshake: HandshakeWith<Dialed> = Box::new(move |dialed| {
                 let (weak, path, peer_name) = (weak.clone(), path.clone(), peer_name.clone());
                 async move {
                     let Some(engine) = weak.upgrade() else {
-                        shared.lock().remove_handle();
+                        if let Dialed::Native(shared) = dialed {
+                            shared.lock().remove_handle();
+                        }
                         return Err(Error::Closed);
                     };
-                    let handles = attach_outgoing(&engine, shared, &path, &peer_name)?;
+                    let handles = match dialed {
+                        Dialed::Native(shared) => attach_outgoing(&engine, shared, &path, &peer_name)?,
+                        Dialed::Zmtp { io, greeting } => {
+                            attach_zmtp(&engine, io, &greeting, peer_name.clone())?
+                        }
+                    };
                     handles.active.await.map_err(|_| Error::Closed)??;
                     Ok(Established {
                         peer: peer_name,
@@ -587,13 +658,21 @@ fn pool() -> std::sync::MutexGuard<'static, HashMap<String, PoolSlot>> {
         .unwrap_or_else(|e| e.into_inner())
 }
 
+/// A connection made for a socket's link.
+enum Dialed {
+    /// A stream will be opened on this (possibly shared) native session.
+    Native(Arc<Shared>),
+    /// The peer speaks plain ZMTP: the connection is this link's alone.
+    Zmtp {
+        io: ByteStream,
+        greeting: crate::proto::greeting::Greeting,
+    },
+}
+
 /// The live native session to `target`'s address, shared by every socket of this process
-/// that connects there; dials one when there is none. The caller owns one handle of it.
-async fn pooled_session(
-    key: &str,
-    target: &Endpoint,
-    options: &crate::Options,
-) -> Result<Arc<Shared>> {
+/// that connects there; dials one when there is none (the caller owns one handle of it).
+/// A ZeroMQ peer's connection is not shared: it comes back as [`Dialed::Zmtp`].
+async fn pooled_session(key: &str, target: &Endpoint, options: &crate::Options) -> Result<Dialed> {
     let slot = pool().entry(key.to_owned()).or_default().clone();
     // One dial at a time per address; the others then share its result.
     let mut current = slot.lock().await;
@@ -602,7 +681,7 @@ async fn pooled_session(
         if inner.closed_error().is_none() {
             inner.add_handle();
             drop(inner);
-            return Ok(shared);
+            return Ok(Dialed::Native(shared));
         }
     }
     let limit = options.handshake_timeout;
@@ -621,9 +700,13 @@ async fn pooled_session(
         }
         _ => return Err(Error::Closed),
     };
-    let shared = connect::dial(io, peer, options).await?;
-    *current = Arc::downgrade(&shared);
-    Ok(shared)
+    match connect::dial(io, peer, options).await? {
+        Connected::Native(shared) => {
+            *current = Arc::downgrade(&shared);
+            Ok(Dialed::Native(shared))
+        }
+        Connected::Zmtp { io, greeting } => Ok(Dialed::Zmtp { io, greeting }),
+    }
 }
 
 #[allow(dead_code)]

@@ -160,11 +160,12 @@ impl Engine {
             // accepts our stream: it accepts only once it has them.
             peer.enqueue_now(subscription::snapshot(&st.subscriptions));
         }
-        if let Link::Native {
-            session, stream, ..
-        } = &peer.link
-        {
-            session.lock().observe(*stream, self.signal.clone(), id.0);
+        match &peer.link {
+            Link::Native {
+                session, stream, ..
+            } => session.lock().observe(*stream, self.signal.clone(), id.0),
+            Link::Zmtp(shared) => shared.lock().observe(self.signal.clone(), id.0),
+            Link::Inproc(_) => {}
         }
         st.peers.insert(id, peer);
         if active {
@@ -310,6 +311,23 @@ impl Engine {
         let Some(peer) = st.peers.get_mut(&id) else {
             return;
         };
+        if let Link::Zmtp(shared) = &peer.link {
+            // A ZMTP peer is there once its READY arrived (no acknowledgement exists).
+            let (ready, failure) = {
+                let inner = shared.lock();
+                (inner.ready.clone(), inner.failure())
+            };
+            if let Some((remote, identity)) = ready {
+                peer.remote_type = Some(remote);
+                if peer.identity.is_empty() {
+                    peer.identity = identity;
+                }
+                self.activate(st, id);
+            } else if let Some(e) = failure {
+                self.remove_peer(st, id, Some(e));
+            }
+            return;
+        }
         let Link::Native {
             session, stream, ..
         } = &peer.link

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use super::signal::Signal;
+use crate::driver::zmtp::ZmtpShared;
 use crate::driver::Shared;
 use crate::pattern::PeerId;
 use crate::proto::native::{DataFlags, Reason, StreamError, StreamId};
@@ -36,6 +37,8 @@ pub(crate) enum Link {
     },
     /// Values through in-process pipes.
     Inproc(InprocConn),
+    /// A ZMTP connection to a libzmq (or other ZeroMQ) peer: one link per connection.
+    Zmtp(Arc<ZmtpShared>),
 }
 
 /// A peer of the socket.
@@ -162,6 +165,26 @@ impl Peer {
                 }
                 Ok(())
             }
+            Link::Zmtp(shared) => {
+                let mut inner = shared.lock();
+                if let Some(e) = inner.failure() {
+                    return Err(e);
+                }
+                let mut wrote = false;
+                while let Some(msg) = self.out.front() {
+                    if !inner.send(msg, self.local_type) {
+                        break;
+                    }
+                    self.out.pop_front();
+                    wrote = true;
+                }
+                if wrote && direct {
+                    inner.flush_now();
+                } else if wrote {
+                    inner.wake_driver();
+                }
+                Ok(())
+            }
             Link::Inproc(conn) => {
                 while let Some(msg) = self.out.pop_front() {
                     match conn.tx.try_push(msg) {
@@ -219,6 +242,17 @@ impl Peer {
                 }
                 res
             }
+            Link::Zmtp(shared) => {
+                let mut inner = shared.lock();
+                match inner.recv() {
+                    Some(msg) => Read::Message(msg),
+                    None => match inner.failure() {
+                        Some(Error::Closed) => Read::Gone(None),
+                        Some(e) => Read::Gone(Some(e)),
+                        None => Read::Empty,
+                    },
+                }
+            }
             Link::Inproc(conn) => match conn.rx.try_pop() {
                 Ok(Some(msg)) => Read::Message(msg),
                 Ok(None) => {
@@ -242,6 +276,7 @@ impl Peer {
                 session, stream, ..
             } => session.lock().core.stream_failed(*stream),
             Link::Inproc(conn) => conn.rx.is_closed() && conn.rx.len() == 0,
+            Link::Zmtp(shared) => shared.lock().is_failed(),
         }
     }
 
@@ -266,6 +301,11 @@ impl Peer {
             inner.remove_handle();
             inner.wake_driver();
         }
+        if let Link::Zmtp(shared) = &self.link {
+            let mut inner = shared.lock();
+            inner.core.close();
+            inner.wake_driver();
+        }
         // Inproc pipes close when the connection is dropped with the peer.
     }
 
@@ -280,6 +320,7 @@ impl Peer {
                 session, stream, ..
             } => session.lock().core.poll_flushed(*stream).unwrap_or(true),
             Link::Inproc(_) => true,
+            Link::Zmtp(shared) => shared.lock().is_flushed(),
         }
     }
 }

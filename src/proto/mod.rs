@@ -6,6 +6,4 @@
 pub(crate) mod greeting;
 pub(crate) mod native;
 pub(crate) mod sniff;
-// wired into the engine by the interop work
-#[allow(dead_code, unused_imports)]
 pub(crate) mod zmtp;

@@ -60,6 +60,7 @@ pub(crate) enum FrameError {
 }
 
 impl Frame {
+    #[cfg(test)]
     /// A message frame.
     pub(crate) fn message(body: Bytes, more: bool) -> Frame {
         Frame {
@@ -69,6 +70,7 @@ impl Frame {
         }
     }
 
+    #[cfg(test)]
     /// A command frame (never MORE).
     pub(crate) fn command(body: Bytes) -> Frame {
         Frame {
@@ -138,6 +140,7 @@ impl Frame {
         }))
     }
 
+    #[cfg(test)]
     /// Appends the whole frame, header and body, to `out` (the body is copied; see
     /// [`encode_header`] to send it by reference).
     pub(crate) fn encode(&self, out: &mut BytesMut) {

@@ -205,6 +205,7 @@ impl ZmtpSession {
 
     // ----- getters -----
 
+    #[cfg(test)]
     /// The peer's READY (socket type and identity), once received.
     pub(crate) fn peer(&self) -> Option<&Ready> {
         self.peer.as_ref()
@@ -537,6 +538,11 @@ impl ZmtpSession {
             self.readable_signalled = false;
         }
         msg
+    }
+
+    /// Whether received messages wait in [`recv`](Self::recv).
+    pub(crate) fn has_messages(&self) -> bool {
+        !self.inbox.is_empty()
     }
 
     /// Closes the session gracefully: what is queued is transmitted, then the session ends

@@ -1,0 +1,239 @@
+//! zocket against real libzmq (4.3, through pyzmq): every pattern in both roles.
+//!
+//! `.ci/run` installs pyzmq. Elsewhere, without it, the tests say so and pass; with `CI`
+//! set they fail instead, so CI can never skip them silently.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+use tokio::time::timeout;
+use zocket::{Dealer, Message, Options, Pull, Rep, Req, Router, Sub};
+
+const T: Duration = Duration::from_secs(15);
+
+fn have_pyzmq() -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import zmq"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "pyzmq is missing: .ci/run installs it (pip install pyzmq)"
+        );
+        eprintln!("skipping: python3 with pyzmq (libzmq) is not installed; `pip install pyzmq` to run the interop tests");
+    }
+    ok
+}
+
+struct Peer {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Peer {
+    fn spawn(args: &[&str]) -> Peer {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/peer.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python3 runs");
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Peer { child, lines }
+    }
+
+    async fn line(&mut self) -> String {
+        timeout(T, self.lines.next_line())
+            .await
+            .expect("the libzmq peer said nothing in time")
+            .unwrap()
+            .expect("the libzmq peer exited early")
+    }
+
+    async fn finish(mut self) {
+        drop(self.child.stdin.take());
+        let status = timeout(T, self.child.wait())
+            .await
+            .expect("peer exits")
+            .unwrap();
+        assert!(status.success(), "libzmq peer failed: {status}");
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn text(msg: &Message) -> String {
+    msg.frames()
+        .iter()
+        .map(|f| String::from_utf8_lossy(f).into_owned())
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zocket_pub_to_libzmq_sub_with_a_topic_filter() {
+    if !have_pyzmq() {
+        return;
+    }
+    let publisher = zocket::Pub::bind("tcp://127.0.0.1:0").await.unwrap();
+    let ep = publisher.endpoints()[0].to_string();
+    let mut sub = Peer::spawn(&["sub", &ep, "connect", "a.", "1"]);
+    assert_eq!(sub.line().await, "ready");
+    timeout(T, publisher.wait_for_peers(1))
+        .await
+        .unwrap()
+        .unwrap();
+    // libzmq's subscription arrives after its READY: publish until it is heard.
+    let got = timeout(T, async {
+        loop {
+            publisher.send(["b.x", "filtered out"]).await.unwrap();
+            publisher.send(["a.x", "wanted"]).await.unwrap();
+            tokio::select! {
+                line = sub.lines.next_line() => return line.unwrap().unwrap(),
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(got, "got a.x|wanted");
+    sub.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libzmq_pub_to_zocket_sub_with_a_topic_filter() {
+    if !have_pyzmq() {
+        return;
+    }
+    let ep = format!("tcp://127.0.0.1:{}", free_port());
+    let mut publisher = Peer::spawn(&["pub", &ep, "a.topic"]);
+    assert_eq!(publisher.line().await, "ready");
+    let mut sub = Sub::with_options(Options::new().reconnect_interval(Duration::from_millis(20)));
+    sub.subscribe("a.");
+    sub.connect(&ep).unwrap();
+    for _ in 0..3 {
+        let msg = timeout(T, sub.next()).await.unwrap().unwrap().unwrap();
+        assert_eq!(msg.frames()[0], "a.topic", "{}", text(&msg));
+    }
+    publisher.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zocket_rep_serves_a_libzmq_req() {
+    if !have_pyzmq() {
+        return;
+    }
+    let mut rep = Rep::bind("tcp://127.0.0.1:0").await.unwrap();
+    let ep = rep.endpoints()[0].to_string();
+    let mut req = Peer::spawn(&["req", &ep, "hello", "world"]);
+    let request = timeout(T, rep.recv()).await.unwrap().unwrap();
+    assert_eq!(text(request.message()), "hello|world");
+    request.reply("re: hello|world").await.unwrap();
+    assert_eq!(req.line().await, "got re: hello|world");
+    req.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zocket_req_to_a_libzmq_rep() {
+    if !have_pyzmq() {
+        return;
+    }
+    let ep = format!("tcp://127.0.0.1:{}", free_port());
+    let mut rep = Peer::spawn(&["rep", &ep, "2"]);
+    assert_eq!(rep.line().await, "ready");
+    let mut req = Req::with_options(Options::new().reconnect_interval(Duration::from_millis(20)));
+    req.connect(&ep).unwrap();
+    for word in ["ping", "again"] {
+        let reply = timeout(T, req.request(word)).await.unwrap().unwrap();
+        assert_eq!(text(&reply), format!("re: {word}"));
+    }
+    rep.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libzmq_dealer_with_identity_to_zocket_router() {
+    if !have_pyzmq() {
+        return;
+    }
+    let mut router = Router::bind("tcp://127.0.0.1:0").await.unwrap();
+    let ep = router.endpoints()[0].to_string();
+    let mut dealer = Peer::spawn(&["dealer", &ep, "py-1"]);
+    let (id, msg) = timeout(T, router.recv()).await.unwrap().unwrap();
+    assert_eq!((&id[..], text(&msg).as_str()), (&b"py-1"[..], "hello"));
+    router.send(&id, "answer").await.unwrap();
+    assert_eq!(dealer.line().await, "got answer");
+    dealer.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zocket_dealer_with_identity_to_libzmq_router() {
+    if !have_pyzmq() {
+        return;
+    }
+    let ep = format!("tcp://127.0.0.1:{}", free_port());
+    let mut router = Peer::spawn(&["router", &ep]);
+    assert_eq!(router.line().await, "ready");
+    let mut dealer = Dealer::with_options(
+        Options::new()
+            .identity("zk-1")
+            .reconnect_interval(Duration::from_millis(20)),
+    );
+    dealer.connect(&ep).unwrap();
+    timeout(T, dealer.wait_for_peers(1)).await.unwrap().unwrap();
+    dealer.send("hi").await.unwrap();
+    assert_eq!(router.line().await, "from zk-1");
+    let answer = timeout(T, dealer.recv()).await.unwrap().unwrap();
+    assert_eq!(text(&answer), "answer to hi");
+    router.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libzmq_push_to_zocket_pull_multipart() {
+    if !have_pyzmq() {
+        return;
+    }
+    let mut pull = Pull::bind("tcp://127.0.0.1:0").await.unwrap();
+    let ep = pull.endpoints()[0].to_string();
+    let mut push = Peer::spawn(&["push", &ep, "100"]);
+    for i in 0..100 {
+        let msg = timeout(T, pull.recv()).await.unwrap().unwrap();
+        assert_eq!(text(&msg), format!("job|{i}"));
+    }
+    assert_eq!(push.line().await, "sent");
+    push.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zocket_push_to_libzmq_pull() {
+    if !have_pyzmq() {
+        return;
+    }
+    let ep = format!("tcp://127.0.0.1:{}", free_port());
+    let mut pull = Peer::spawn(&["pull", &ep, "3"]);
+    assert_eq!(pull.line().await, "ready");
+    let mut push =
+        zocket::Push::with_options(Options::new().reconnect_interval(Duration::from_millis(20)));
+    push.connect(&ep).unwrap();
+    for i in 0..3 {
+        push.send(["job".to_owned(), i.to_string()]).await.unwrap();
+    }
+    for i in 0..3 {
+        assert_eq!(pull.line().await, format!("got job|{i}"));
+    }
+    pull.finish().await;
+    let _ = tokio::io::stdout().flush().await;
+}
