@@ -6,7 +6,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 use tokio::time::timeout;
@@ -236,4 +236,114 @@ async fn zocket_push_to_libzmq_pull() {
     }
     pull.finish().await;
     let _ = tokio::io::stdout().flush().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pair_with_libzmq_in_both_roles() {
+    if !have_pyzmq() {
+        return;
+    }
+    // libzmq binds, zocket connects.
+    let ep = format!("tcp://127.0.0.1:{}", free_port());
+    let mut peer = Peer::spawn(&["pair", &ep, "bind"]);
+    assert_eq!(peer.line().await, "ready");
+    let mut pair =
+        zocket::Pair::with_options(Options::new().reconnect_interval(Duration::from_millis(20)));
+    pair.connect(&ep).unwrap();
+    pair.send(["ping", "", "multi"]).await.unwrap();
+    assert_eq!(peer.line().await, "got ping||multi");
+    assert_eq!(
+        text(&timeout(T, pair.recv()).await.unwrap().unwrap()),
+        "pong:ping||multi"
+    );
+    peer.finish().await;
+    // zocket binds, libzmq connects.
+    let mut pair = zocket::Pair::bind("tcp://127.0.0.1:0").await.unwrap();
+    let ep = pair.endpoints()[0].to_string();
+    let mut peer = Peer::spawn(&["pair", &ep, "connect"]);
+    assert_eq!(peer.line().await, "ready");
+    timeout(T, pair.wait_for_peers(1)).await.unwrap().unwrap();
+    pair.send("hello").await.unwrap();
+    assert_eq!(peer.line().await, "got hello");
+    assert_eq!(
+        text(&timeout(T, pair.recv()).await.unwrap().unwrap()),
+        "pong:hello"
+    );
+    peer.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_16_mib_request_to_libzmq_and_back() {
+    if !have_pyzmq() {
+        return;
+    }
+    let ep = format!("tcp://127.0.0.1:{}", free_port());
+    let mut rep = Peer::spawn(&["rep", &ep, "1"]);
+    assert_eq!(rep.line().await, "ready");
+    let mut req = Req::with_options(Options::new().reconnect_interval(Duration::from_millis(20)));
+    req.connect(&ep).unwrap();
+    let big = bytes::Bytes::from(vec![b'z'; 16 << 20]);
+    let reply = timeout(T, req.request(Message::from(big)))
+        .await
+        .unwrap()
+        .unwrap();
+    let body = &reply.frames()[0];
+    assert_eq!(body.len(), 4 + (16 << 20));
+    assert!(body.starts_with(b"re: zzz") && body.ends_with(b"zzz"));
+    rep.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libzmq_heartbeats_keep_an_idle_connection_alive() {
+    if !have_pyzmq() {
+        return;
+    }
+    let ep = format!("tcp://127.0.0.1:{}", free_port());
+    let mut rep = Peer::spawn(&["rep-heartbeat", &ep, "2"]);
+    assert_eq!(rep.line().await, "ready");
+    let mut req = Req::with_options(Options::new().reconnect_interval(Duration::from_millis(20)));
+    let mut monitor = req.monitor();
+    req.connect(&ep).unwrap();
+    assert_eq!(
+        text(&timeout(T, req.request("one")).await.unwrap().unwrap()),
+        "re: one"
+    );
+    // Idle for many libzmq heartbeat timeouts (300 ms): libzmq pings, zocket must answer,
+    // or libzmq drops the connection.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        text(&timeout(T, req.request("two")).await.unwrap().unwrap()),
+        "re: two"
+    );
+    while let Some(Some(event)) = monitor.next().now_or_never() {
+        assert!(
+            !matches!(event, zocket::monitor::Event::Disconnected { .. }),
+            "connection dropped while idle: {event:?}"
+        );
+    }
+    rep.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zocket_reconnects_after_a_libzmq_peer_restarts() {
+    if !have_pyzmq() {
+        return;
+    }
+    let ep = format!("tcp://127.0.0.1:{}", free_port());
+    let mut first = Peer::spawn(&["rep", &ep, "1"]);
+    assert_eq!(first.line().await, "ready");
+    let mut req = Req::with_options(Options::new().reconnect_interval(Duration::from_millis(20)));
+    req.connect(&ep).unwrap();
+    assert_eq!(
+        text(&timeout(T, req.request("before")).await.unwrap().unwrap()),
+        "re: before"
+    );
+    first.finish().await; // the first libzmq process exits
+    let mut second = Peer::spawn(&["rep", &ep, "1"]);
+    assert_eq!(second.line().await, "ready");
+    assert_eq!(
+        text(&timeout(T, req.request("after")).await.unwrap().unwrap()),
+        "re: after"
+    );
+    second.finish().await;
 }

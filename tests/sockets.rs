@@ -404,3 +404,86 @@ async fn fair_queueing_does_not_starve_a_pusher() {
         p.abort();
     }
 }
+
+/// A ZMTP greeting as libzmq sends it (no zocket marker), with a chosen version and mechanism.
+fn zmtp_greeting(major: u8, mechanism: &[u8]) -> Vec<u8> {
+    let mut g = vec![0xFF, 0, 0, 0, 0, 0, 0, 0, 1, 0x7F, major, 1];
+    let mut mech = mechanism.to_vec();
+    mech.resize(20, 0);
+    g.extend_from_slice(&mech);
+    g.push(0);
+    g.resize(64, 0);
+    g
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_zmtp_peers_are_cut_off_while_good_peers_are_served() {
+    let mut pull = Pull::bind("tcp://127.0.0.1:0").await.unwrap();
+    let ep = pull.endpoints()[0].to_string();
+    let mut monitor = pull.monitor();
+    let mut push = Push::connect(&ep).await.unwrap();
+    timeout(T, push.wait_for_peers(1)).await.unwrap().unwrap();
+    let addr = ep.trim_start_matches("tcp://").to_owned();
+
+    // READY for a PUSH peer: 04 len 05 "READY" 0b "Socket-Type" 00000004 "PUSH"
+    let mut ready = vec![0x04, 27, 5];
+    ready.extend_from_slice(b"READY");
+    ready.push(11);
+    ready.extend_from_slice(b"Socket-Type");
+    ready.extend_from_slice(&4u32.to_be_bytes());
+    ready.extend_from_slice(b"PUSH");
+    let oversized = {
+        let mut v = zmtp_greeting(3, b"NULL");
+        v.extend_from_slice(&ready);
+        v.extend_from_slice(&[0x02, 0, 0, 0, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF]); // 2^39-byte frame
+        v
+    };
+    let command_first = {
+        let mut v = zmtp_greeting(3, b"NULL");
+        v.extend_from_slice(&[0x04, 5, 4]);
+        v.extend_from_slice(b"PING");
+        v
+    };
+    let cases: [(&str, Vec<u8>); 4] = [
+        ("ZMTP 2.0", zmtp_greeting(2, b"NULL")),
+        ("mechanism PLAIN", zmtp_greeting(3, b"PLAIN")),
+        ("frame over the limit", oversized),
+        ("command before READY", command_first),
+    ];
+    for (what, bytes) in cases {
+        let mut raw = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let _ = raw.write_all(&bytes).await;
+        let mut sink = vec![];
+        timeout(T, raw.read_to_end(&mut sink))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: connection not closed"))
+            .ok();
+        push.send(format!("still served after {what}"))
+            .await
+            .unwrap();
+        let msg = timeout(T, pull.recv()).await.unwrap().unwrap();
+        assert_eq!(text(&msg), format!("still served after {what}"));
+    }
+    // Every failure was reported: greeting failures as HandshakeFailed, the two that broke
+    // the protocol after the greeting as Disconnected with the reason.
+    let mut reasons = vec![];
+    while let Some(Some(e)) = monitor.next().now_or_never() {
+        match e {
+            Event::HandshakeFailed { reason, .. } | Event::Disconnected { reason, .. } => {
+                reasons.push(reason)
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("2.1") || r.contains("version")),
+        "{reasons:?}"
+    );
+    assert!(reasons.iter().any(|r| r.contains("PLAIN")), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("protocol")),
+        "{reasons:?}"
+    );
+}

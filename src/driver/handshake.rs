@@ -101,6 +101,12 @@ fn negotiate(theirs: &[u8; GREETING_LEN]) -> Result<Negotiated, Error> {
             "peer speaks zocket native protocol {major}.{minor}, this build speaks {}.{}",
             NATIVE_VERSION.0, NATIVE_VERSION.1
         ))),
+        None if greeting.mechanism != crate::proto::greeting::Mechanism::NULL => {
+            Err(Error::Protocol(format!(
+                "peer asks for the ZMTP security mechanism {:?}; zocket supports NULL only",
+                String::from_utf8_lossy(greeting.mechanism.name())
+            )))
+        }
         None => Ok(Negotiated::Zmtp(greeting)),
     }
 }

@@ -243,7 +243,21 @@ impl Engine {
         st.fair.remove(id);
         st.fanout.remove_peer(id);
         st.identities.remove(id);
-        debug!(peer = %peer.endpoint, reason = ?why, "peer removed");
+        match &why {
+            Some(e @ (Error::Protocol(_) | Error::MessageTooLarge { .. })) => {
+                warn!(peer = %peer.endpoint, error = %e, "peer broke the protocol; connection closed")
+            }
+            _ => debug!(peer = %peer.endpoint, reason = ?why, "peer removed"),
+        }
+        if peer.on_gone.is_none() && !st.closing {
+            // An accepted peer: no dialer reports it, so the engine does.
+            self.monitor.emit(Event::Disconnected {
+                endpoint: peer.endpoint.clone(),
+                reason: why
+                    .as_ref()
+                    .map_or_else(|| "closed".to_owned(), Error::to_string),
+            });
+        }
         peer.close(why.is_some());
         if let Some(tx) = peer.on_active.take() {
             let _ = tx.send(Err(why.as_ref().map_or(Error::Closed, Error::duplicate)));

@@ -62,6 +62,24 @@ elif role == "rep":  # bind; answer N requests with "re: <request>"
     for _ in range(int(args[0])):
         frames = recv(s)
         s.send_multipart([b"re: " + b"|".join(frames)])
+elif role == "rep-heartbeat":  # like rep, with libzmq heartbeats on (ZMQ_HEARTBEAT_IVL)
+    s = ctx.socket(zmq.REP)
+    s.setsockopt(zmq.HEARTBEAT_IVL, 50)
+    s.setsockopt(zmq.HEARTBEAT_TIMEOUT, 300)
+    s.setsockopt(zmq.HEARTBEAT_TTL, 600)
+    s.bind(endpoint)
+    say("ready")
+    for _ in range(int(args[0])):
+        frames = recv(s)
+        s.send_multipart([b"re: " + b"|".join(frames)])
+elif role == "pair":  # bind or connect per args[0]; answer one message with "pong:" + it
+    s = ctx.socket(zmq.PAIR)
+    getattr(s, args[0])(endpoint)
+    say("ready")
+    frames = recv(s)
+    say("got", show(frames))
+    s.send_multipart([b"pong:" + frames[0]] + frames[1:])
+    time.sleep(0.5)  # let the answer leave before the context ends
 elif role == "req":  # connect; send args[0], print the reply
     s = ctx.socket(zmq.REQ)
     s.connect(endpoint)
