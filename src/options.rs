@@ -34,6 +34,7 @@ pub struct Options {
     pub(crate) dns_refresh: Duration,
     pub(crate) stream_window: u32,
     pub(crate) max_streams: usize,
+    pub(crate) native: bool,
 }
 
 /// Default of [`Options::max_message_size`]: 64 MiB.
@@ -60,6 +61,7 @@ impl Default for Options {
             dns_refresh: Duration::from_secs(30),
             stream_window: DEFAULT_STREAM_WINDOW,
             max_streams: 256,
+            native: true,
         }
     }
 }
@@ -174,6 +176,15 @@ impl Options {
     /// window it bounds the memory one connection can hold (256 × 1 MiB by default).
     pub fn max_streams(mut self, streams: usize) -> Self {
         self.max_streams = streams.max(1);
+        self
+    }
+
+    /// Whether to offer zocket's native multiplexed wire to peers that are zocket too.
+    /// Default true. With false the socket greets like libzmq and speaks plain ZMTP 3.1 to
+    /// every peer, zocket or not (for testing interop, or to compare the two wires); each
+    /// link then has a connection of its own.
+    pub fn native(mut self, native: bool) -> Self {
+        self.native = native;
         self
     }
 

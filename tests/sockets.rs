@@ -487,3 +487,32 @@ async fn bad_zmtp_peers_are_cut_off_while_good_peers_are_served() {
         "{reasons:?}"
     );
 }
+
+/// Two zocket sockets can be made to speak plain ZMTP (`Options::native(false)` on either).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zocket_peers_speak_plain_zmtp_when_asked() {
+    let mut pull = Pull::bind("tcp://127.0.0.1:0").await.unwrap();
+    let ep = pull.endpoints()[0].to_string();
+    let mut push = Push::with_options(Options::new().native(false));
+    push.connect(&ep).unwrap();
+    timeout(T, push.wait_for_peers(1)).await.unwrap().unwrap();
+    push.send(["over", "zmtp"]).await.unwrap();
+    assert_eq!(
+        text(&timeout(T, pull.recv()).await.unwrap().unwrap()),
+        "over|zmtp"
+    );
+
+    let mut rep = Rep::with_options(Options::new().native(false));
+    let ep = rep.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let mut req = Req::connect(&ep).await.unwrap();
+    let server = tokio::spawn(async move {
+        let r = rep.recv().await.unwrap();
+        let body = text(r.message());
+        r.reply(format!("re {body}")).await.unwrap();
+    });
+    assert_eq!(
+        text(&timeout(T, req.request("zmtp")).await.unwrap().unwrap()),
+        "re zmtp"
+    );
+    server.await.unwrap();
+}

@@ -46,7 +46,7 @@ pub(crate) async fn accept(
     options: &Options,
     monitor: &MonitorSender,
 ) -> Option<Connected> {
-    match handshake::accept(&mut io, options.handshake_timeout).await {
+    match handshake::accept(&mut io, options.handshake_timeout, &our_greeting(options)).await {
         Ok(negotiated) => Some(start(io, negotiated, peer, options, Side::Server)),
         Err(e) => {
             warn!(%peer, reason = %e, "refusing connection");
@@ -69,8 +69,18 @@ pub(crate) async fn dial(
     peer: String,
     options: &Options,
 ) -> Result<Connected, Error> {
-    let negotiated = handshake::dial(&mut io, options.handshake_timeout).await?;
+    let negotiated =
+        handshake::dial(&mut io, options.handshake_timeout, &our_greeting(options)).await?;
     Ok(start(io, negotiated, peer, options, Side::Client))
+}
+
+/// The greeting we send: with the zocket marker unless the socket speaks plain ZMTP only.
+fn our_greeting(options: &Options) -> crate::proto::greeting::Greeting {
+    let mut greeting = crate::proto::greeting::Greeting::zocket();
+    if !options.native {
+        greeting.native = None;
+    }
+    greeting
 }
 
 fn start(

@@ -27,16 +27,20 @@ pub(crate) enum Negotiated {
 /// # Errors
 /// `Error::Timeout`, `Error::Io`, or `Error::Protocol` when the peer's greeting is not one
 /// we can speak.
-pub(crate) async fn dial<T>(io: &mut T, timeout: Duration) -> Result<Negotiated, Error>
+pub(crate) async fn dial<T>(
+    io: &mut T,
+    timeout: Duration,
+    ours: &Greeting,
+) -> Result<Negotiated, Error>
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
     tokio::time::timeout(timeout, async {
-        io.write_all(&Greeting::zocket().encode()).await?;
+        io.write_all(&ours.encode()).await?;
         io.flush().await?;
         let mut theirs = [0u8; GREETING_LEN];
         io.read_exact(&mut theirs).await?;
-        negotiate(&theirs)
+        negotiate(&theirs, ours)
     })
     .await
     .map_err(|_| Error::Timeout)?
@@ -46,7 +50,11 @@ where
 ///
 /// # Errors
 /// As [`dial`]; an SP peer or bytes of no known protocol are `Error::Protocol`.
-pub(crate) async fn accept<T>(io: &mut T, timeout: Duration) -> Result<Negotiated, Error>
+pub(crate) async fn accept<T>(
+    io: &mut T,
+    timeout: Duration,
+    ours: &Greeting,
+) -> Result<Negotiated, Error>
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
@@ -75,10 +83,10 @@ where
             }
             have += n;
         }
-        io.write_all(&Greeting::zocket().encode()).await?;
+        io.write_all(&ours.encode()).await?;
         io.flush().await?;
         io.read_exact(&mut theirs[have..]).await?;
-        negotiate(&theirs)
+        negotiate(&theirs, ours)
     })
     .await
     .map_err(|_| Error::Timeout)?
@@ -90,12 +98,18 @@ pub(crate) async fn exchange<T>(io: &mut T, timeout: Duration) -> Result<Negotia
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
-    dial(io, timeout).await
+    dial(io, timeout, &Greeting::zocket()).await
 }
 
-fn negotiate(theirs: &[u8; GREETING_LEN]) -> Result<Negotiated, Error> {
+/// The native wire only when both greetings offer it; plain ZMTP otherwise.
+fn negotiate(theirs: &[u8; GREETING_LEN], ours: &Greeting) -> Result<Negotiated, Error> {
     let greeting = Greeting::decode(theirs).map_err(|e| Error::Protocol(e.to_string()))?;
-    match greeting.native {
+    let offered = if ours.native.is_some() {
+        greeting.native
+    } else {
+        None
+    };
+    match offered {
         Some((major, _)) if major == NATIVE_VERSION.0 => Ok(Negotiated::Native),
         Some((major, minor)) => Err(Error::Protocol(format!(
             "peer speaks zocket native protocol {major}.{minor}, this build speaks {}.{}",
@@ -119,7 +133,8 @@ mod tests {
     async fn two_zocket_peers_negotiate_native() {
         let (mut a, mut b) = tokio::io::duplex(256);
         let t = Duration::from_secs(5);
-        let (x, y) = tokio::join!(dial(&mut a, t), accept(&mut b, t));
+        let z = Greeting::zocket();
+        let (x, y) = tokio::join!(dial(&mut a, t, &z), accept(&mut b, t, &z));
         assert_eq!(x.unwrap(), Negotiated::Native);
         assert_eq!(y.unwrap(), Negotiated::Native);
     }
@@ -135,7 +150,9 @@ mod tests {
         ] {
             let (mut a, mut b) = tokio::io::duplex(256);
             a.write_all(bytes).await.unwrap();
-            let err = accept(&mut b, Duration::from_secs(5)).await.unwrap_err();
+            let err = accept(&mut b, Duration::from_secs(5), &Greeting::zocket())
+                .await
+                .unwrap_err();
             assert!(err.to_string().contains(needle), "{err}");
         }
     }
@@ -143,7 +160,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn silent_peer_times_out() {
         let (_a, mut b) = tokio::io::duplex(256);
-        let err = accept(&mut b, Duration::from_secs(1)).await.unwrap_err();
+        let err = accept(&mut b, Duration::from_secs(1), &Greeting::zocket())
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::Timeout));
     }
 
@@ -154,7 +173,9 @@ mod tests {
         g.native = None;
         a.write_all(&g.encode()).await.unwrap();
         assert!(matches!(
-            accept(&mut b, Duration::from_secs(5)).await.unwrap(),
+            accept(&mut b, Duration::from_secs(5), &Greeting::zocket())
+                .await
+                .unwrap(),
             Negotiated::Zmtp(_)
         ));
     }

@@ -554,7 +554,10 @@ pub(crate) fn dial(engine: &Arc<Engine>, endpoint: Endpoint) -> Result<Dialer> {
             Dialer::spawn_with_hello(endpoint, options, monitor, hello, handshake)
         }
         Endpoint::Tcp { .. } | Endpoint::Ipc { .. } => {
-            let key = address_key(&endpoint).unwrap_or_default();
+            let mut key = address_key(&endpoint).unwrap_or_default();
+            if !options.native {
+                key.push_str("#zmtp"); // never shares a native session
+            }
             let path = endpoint.path().unwrap_or("").to_owned();
             let target = endpoint.clone();
             let opts = options.clone();
