@@ -6,7 +6,7 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::{Sink, SinkExt, Stream, StreamExt};
+use futures::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use zocket::monitor::Event;
 use zocket::{Dealer, Message, Options, Pair, Pub, Pull, Push, Rep, Req, Router, Socket, Sub};
@@ -42,117 +42,127 @@ pub async fn run(kind: Kind, args: TalkArgs) -> Result<(), Fail> {
         Kind::Pub | Kind::Push | Kind::Req => None,
         _ => args.count,
     };
-    match kind {
-        Kind::Pub => {
-            let socket = Pub::with_options(options);
-            let mut input = Input::new(&args, send_count).await?;
-            open(&socket, kind, &args).await?;
-            while let Some(msg) = input.next().await? {
-                socket
-                    .send(msg)
-                    .await
-                    .map_err(|e| Fail::runtime("send", e))?;
+    let mut monitor = None;
+    let result = async {
+        match kind {
+            Kind::Pub => {
+                let socket = Pub::with_options(options);
+                let mut input = Input::new(&args, send_count).await?;
+                open(&socket, kind, &args, &mut monitor).await?;
+                while let Some(msg) = input.next().await? {
+                    socket
+                        .send(msg)
+                        .await
+                        .map_err(|e| Fail::runtime("send", e))?;
+                }
+                socket.close().await;
             }
-            socket.close().await;
-        }
-        Kind::Push => {
-            let mut socket = Push::with_options(options);
-            let mut input = Input::new(&args, send_count).await?;
-            open(&socket, kind, &args).await?;
-            while let Some(msg) = input.next().await? {
-                socket
-                    .send(msg)
-                    .await
-                    .map_err(|e| Fail::runtime("send", e))?;
+            Kind::Push => {
+                let mut socket = Push::with_options(options);
+                let mut input = Input::new(&args, send_count).await?;
+                open(&socket, kind, &args, &mut monitor).await?;
+                while let Some(msg) = input.next().await? {
+                    socket
+                        .send(msg)
+                        .await
+                        .map_err(|e| Fail::runtime("send", e))?;
+                }
+                socket.close().await;
             }
-            socket.close().await;
-        }
-        Kind::Req => {
-            let mut socket = Req::with_options(options);
-            let mut input = Input::new(&args, send_count).await?;
-            open(&socket, kind, &args).await?;
-            while let Some(msg) = input.next().await? {
-                let reply = within(timeout, "reply", socket.request(msg)).await?;
-                output.print(None, &reply)?;
+            Kind::Req => {
+                let mut socket = Req::with_options(options);
+                let mut input = Input::new(&args, send_count).await?;
+                open(&socket, kind, &args, &mut monitor).await?;
+                while let Some(msg) = input.next().await? {
+                    let reply = within(timeout, "reply", socket.request(msg)).await?;
+                    output.print(None, &reply)?;
+                }
+                socket.close().await;
             }
-            socket.close().await;
-        }
-        Kind::Sub => {
-            let mut socket = Sub::with_options(options);
-            if args.subscribe.is_empty() {
-                socket.subscribe("");
+            Kind::Sub => {
+                let mut socket = Sub::with_options(options);
+                if args.subscribe.is_empty() {
+                    socket.subscribe("");
+                }
+                for topic in &args.subscribe {
+                    socket.subscribe(topic);
+                }
+                open(&socket, kind, &args, &mut monitor).await?;
+                let mut received = 0;
+                while recv_count != Some(received) {
+                    let msg = within(timeout, "message", socket.recv()).await?;
+                    output.print(None, &msg)?;
+                    received += 1;
+                }
             }
-            for topic in &args.subscribe {
-                socket.subscribe(topic);
+            Kind::Pull => {
+                let mut socket = Pull::with_options(options);
+                open(&socket, kind, &args, &mut monitor).await?;
+                let mut received = 0;
+                while recv_count != Some(received) {
+                    let msg = within(timeout, "message", socket.recv()).await?;
+                    output.print(None, &msg)?;
+                    received += 1;
+                }
             }
-            open(&socket, kind, &args).await?;
-            let mut received = 0;
-            while recv_count != Some(received) {
-                let msg = within(timeout, "message", socket.recv()).await?;
-                output.print(None, &msg)?;
-                received += 1;
-            }
-        }
-        Kind::Pull => {
-            let mut socket = Pull::with_options(options);
-            open(&socket, kind, &args).await?;
-            let mut received = 0;
-            while recv_count != Some(received) {
-                let msg = within(timeout, "message", socket.recv()).await?;
-                output.print(None, &msg)?;
-                received += 1;
-            }
-        }
-        Kind::Rep => {
-            let mut socket = Rep::with_options(options);
-            let answer = if let Some(text) = &args.reply {
-                Answer::Text(split(text.as_bytes(), separator.as_deref()))
-            } else if let Some(cmd) = &args.exec {
-                Answer::Exec(cmd.clone())
-            } else {
-                Answer::Echo
-            };
-            open(&socket, kind, &args).await?;
-            let mut received = 0;
-            while recv_count != Some(received) {
-                let request = within(timeout, "request", socket.recv()).await?;
-                output.print(None, request.message())?;
-                let reply = match &answer {
-                    Answer::Text(msg) => msg.clone(),
-                    Answer::Echo => request.message().clone(),
-                    Answer::Exec(cmd) => exec(cmd, request.message(), separator.as_deref()).await?,
+            Kind::Rep => {
+                let mut socket = Rep::with_options(options);
+                let answer = if let Some(text) = &args.reply {
+                    Answer::Text(split(text.as_bytes(), separator.as_deref()))
+                } else if let Some(cmd) = &args.exec {
+                    Answer::Exec(cmd.clone())
+                } else {
+                    Answer::Echo
                 };
-                request
-                    .reply(reply)
-                    .await
-                    .map_err(|e| Fail::runtime("reply", e))?;
-                received += 1;
+                open(&socket, kind, &args, &mut monitor).await?;
+                let mut received = 0;
+                while recv_count != Some(received) {
+                    let request = within(timeout, "request", socket.recv()).await?;
+                    output.print(None, request.message())?;
+                    let reply = match &answer {
+                        Answer::Text(msg) => msg.clone(),
+                        Answer::Echo => request.message().clone(),
+                        Answer::Exec(cmd) => {
+                            exec(cmd, request.message(), separator.as_deref()).await?
+                        }
+                    };
+                    request
+                        .reply(reply)
+                        .await
+                        .map_err(|e| Fail::runtime("reply", e))?;
+                    received += 1;
+                }
+                socket.close().await;
             }
-            socket.close().await;
+            Kind::Dealer => {
+                let socket = Dealer::with_options(options);
+                let input = Input::new(&args, send_count).await?;
+                open(&socket, kind, &args, &mut monitor).await?;
+                let socket = duplex(socket, kind, input, output, timeout, recv_count).await?;
+                socket.close().await;
+            }
+            Kind::Router => {
+                let socket = Router::with_options(options);
+                let input = Input::new(&args, send_count).await?;
+                open(&socket, kind, &args, &mut monitor).await?;
+                let socket = duplex(socket, kind, input, output, timeout, recv_count).await?;
+                socket.close().await;
+            }
+            Kind::Pair => {
+                let socket = Pair::with_options(options);
+                let input = Input::new(&args, send_count).await?;
+                open(&socket, kind, &args, &mut monitor).await?;
+                let socket = duplex(socket, kind, input, output, timeout, recv_count).await?;
+                socket.close().await;
+            }
         }
-        Kind::Dealer => {
-            let socket = Dealer::with_options(options);
-            let input = Input::new(&args, send_count).await?;
-            open(&socket, kind, &args).await?;
-            let socket = duplex(socket, kind, input, output, timeout, recv_count).await?;
-            socket.close().await;
-        }
-        Kind::Router => {
-            let socket = Router::with_options(options);
-            let input = Input::new(&args, send_count).await?;
-            open(&socket, kind, &args).await?;
-            let socket = duplex(socket, kind, input, output, timeout, recv_count).await?;
-            socket.close().await;
-        }
-        Kind::Pair => {
-            let socket = Pair::with_options(options);
-            let input = Input::new(&args, send_count).await?;
-            open(&socket, kind, &args).await?;
-            let socket = duplex(socket, kind, input, output, timeout, recv_count).await?;
-            socket.close().await;
-        }
+        Ok(())
     }
-    Ok(())
+    .await;
+    if let Some(monitor) = monitor {
+        monitor.finish().await;
+    }
+    result
 }
 
 /// Refuses, with one line saying what is expected, an option that makes no sense for `kind`.
@@ -231,23 +241,19 @@ fn check(kind: Kind, a: &TalkArgs) -> Result<(), Fail> {
     Ok(())
 }
 
-/// Starts the monitor (if asked), binds and connects every endpoint.
-async fn open(socket: &Socket, kind: Kind, args: &TalkArgs) -> Result<(), Fail> {
+/// Starts the monitor (if asked), binds and connects every endpoint, waits for --wait-peers.
+async fn open(
+    socket: &Socket,
+    kind: Kind,
+    args: &TalkArgs,
+    monitor: &mut Option<MonitorTask>,
+) -> Result<(), Fail> {
     if args.monitor {
-        let mut monitor = socket.monitor();
-        tokio::spawn(async move {
-            let mut last_listening = None;
-            while let Some(event) = monitor.next().await {
-                // The library reports a new listener twice (transport and engine): once is enough.
-                if let Event::Listening { endpoint } = &event {
-                    if last_listening.as_ref() == Some(endpoint) {
-                        continue;
-                    }
-                    last_listening = Some(endpoint.clone());
-                }
-                eprintln!("zocket {kind}: {}", describe(&event));
-            }
-        });
+        *monitor = Some(MonitorTask::start(
+            socket,
+            kind,
+            !args.endpoints.connect.is_empty(),
+        ));
     }
     bind_and_connect(socket, &kind.to_string(), &args.endpoints, args.quiet).await?;
     if let Some(n) = args.wait_peers {
@@ -257,6 +263,75 @@ async fn open(socket: &Socket, kind: Kind, args: &TalkArgs) -> Result<(), Fail> 
             .map_err(|e| Fail::runtime("waiting for peers", e))?;
     }
     Ok(())
+}
+
+/// Prints a socket's connection events to stderr, from a task of its own.
+struct MonitorTask {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// How long, at exit, a socket that dialed waits for its `connected` event still on its way.
+///
+/// The library marks a dialed peer ready before its dialer task emits `Connected`, so a
+/// short-lived `zocket push --connect ... --data x --monitor` can be done before the event
+/// exists. Only with --monitor, only when --connect was given and no `connected` was printed.
+const CONNECTED_GRACE: Duration = Duration::from_millis(250);
+
+impl MonitorTask {
+    fn start(socket: &Socket, kind: Kind, dials: bool) -> MonitorTask {
+        let mut monitor = socket.monitor();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let mut last_listening = None;
+            let mut connected = false;
+            let mut print = |event: Event| {
+                connected |= matches!(event, Event::Connected { .. });
+                // The library reports a new listener twice (transport and engine): once is enough.
+                if let Event::Listening { endpoint } = &event {
+                    if last_listening.as_ref() == Some(endpoint) {
+                        return connected;
+                    }
+                    last_listening = Some(endpoint.clone());
+                }
+                eprintln!("zocket {kind}: {}", describe(&event));
+                connected
+            };
+            loop {
+                tokio::select! {
+                    biased;
+                    event = monitor.next() => match event {
+                        Some(event) => { print(event); }
+                        None => return,
+                    },
+                    _ = &mut stopped => break,
+                }
+            }
+            // Print what already happened, without waiting for more...
+            let mut done = false;
+            while let Some(Some(event)) = monitor.next().now_or_never() {
+                done = print(event);
+            }
+            // ...except for a `connected` that is late (see CONNECTED_GRACE).
+            if dials && !done {
+                let _ = tokio::time::timeout(CONNECTED_GRACE, async {
+                    while let Some(event) = monitor.next().await {
+                        if print(event) {
+                            break;
+                        }
+                    }
+                })
+                .await;
+            }
+        });
+        MonitorTask { stop, task }
+    }
+
+    /// Prints the events that already happened, then stops.
+    async fn finish(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
 }
 
 /// Binds (printing each bound endpoint to stderr unless `quiet`), then connects.
