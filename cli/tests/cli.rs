@@ -1,0 +1,771 @@
+//! The `zocket` command, run as a built binary over loopback TCP and ipc.
+//!
+//! No test sleeps to synchronise: a binding process prints `bound ENDPOINT` on stderr (the
+//! real port for `:0`) and the other side is started after that line; senders use
+//! `--wait-peers` so nothing is published before a subscriber is there; every process and
+//! every read of its output is bounded by `LIMIT`, after which the process is killed.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use predicates::prelude::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_zocket");
+
+/// Upper bound for any process and any wait, generous for a loaded 2-core machine.
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// A `zocket` run to completion (killed after `LIMIT`).
+fn zocket(args: &[&str]) -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::new(BIN);
+    cmd.args(args).timeout(LIMIT);
+    cmd
+}
+
+/// A `zocket` running in the background, its stdout and stderr read line by line; killed
+/// when dropped.
+struct Running {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Receiver<String>,
+    stderr: Receiver<String>,
+    name: String,
+}
+
+impl Running {
+    fn start(args: &[&str]) -> Running {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start zocket");
+        let stdout = lines(child.stdout.take().expect("stdout"));
+        let stderr = lines(child.stderr.take().expect("stderr"));
+        Running {
+            stdin: child.stdin.take(),
+            child,
+            stdout,
+            stderr,
+            name: args.join(" "),
+        }
+    }
+
+    /// Writes `text` to the process's stdin.
+    fn send(&mut self, text: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        stdin.write_all(text.as_bytes()).expect("write stdin");
+        stdin.flush().expect("flush stdin");
+    }
+
+    /// Closes the process's stdin (end of input).
+    fn close_stdin(&mut self) {
+        self.stdin.take();
+    }
+
+    fn stdout_line(&self) -> String {
+        self.stdout
+            .recv_timeout(LIMIT)
+            .unwrap_or_else(|_| panic!("no stdout line from `zocket {}`", self.name))
+    }
+
+    /// Waits for the stderr line that starts with `prefix`, and returns the rest of it.
+    fn stderr_after(&self, prefix: &str) -> String {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(at) = line.find(prefix) {
+                        return line[at + prefix.len()..].to_owned();
+                    }
+                }
+                Err(_) => panic!("no stderr line with {prefix:?} from `zocket {}`", self.name),
+            }
+        }
+    }
+
+    /// The endpoint the process reported as bound.
+    fn bound(&self) -> String {
+        self.stderr_after("bound ")
+    }
+
+    /// Waits (at most `LIMIT`) for the process to exit; returns its status and the rest of
+    /// its stdout and stderr.
+    fn finish(mut self) -> (ExitStatus, String, String) {
+        self.close_stdin();
+        let deadline = Instant::now() + LIMIT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "`zocket {}` did not exit within {LIMIT:?}",
+                self.name
+            );
+            thread::sleep(Duration::from_millis(10)); // polling an exit, not synchronising
+        };
+        let drain = |rx: &Receiver<String>| {
+            let mut text = String::new();
+            while let Ok(line) = rx.recv_timeout(LIMIT) {
+                text.push_str(&line);
+                text.push('\n');
+            }
+            text
+        };
+        (status, drain(&self.stdout), drain(&self.stderr))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The lines of `reader`, through a channel that closes at end of file.
+fn lines(reader: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// A fresh directory for ipc socket files, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "zocket-cli-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    fn ipc(&self, name: &str) -> String {
+        format!("ipc://{}", self.0.join(name).display())
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn assert_success(what: &str, (status, stdout, stderr): &(ExitStatus, String, String)) {
+    assert!(
+        status.success(),
+        "{what} failed with {status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+}
+
+/// A Pub bound at `endpoint` waits for its Sub, publishes two topics, and the Sub gets only
+/// the one it subscribed to, frames split and joined on `|`.
+fn pub_sub_filters_topics(endpoint: &str) {
+    let mut publisher = Running::start(&[
+        "pub",
+        "--bind",
+        endpoint,
+        "--wait-peers",
+        "1",
+        "--frames",
+        "|",
+    ]);
+    let endpoint = publisher.bound();
+    publisher
+        .send("sports.football|1-0\nweather.paris|sunny\nsports.tennis|6-4\nweather.oslo|snow\n");
+    publisher.close_stdin();
+    zocket(&[
+        "sub",
+        "--connect",
+        &endpoint,
+        "--subscribe",
+        "weather.",
+        "--count",
+        "2",
+    ])
+    .assert()
+    .success()
+    .stdout("weather.paris|sunny\nweather.oslo|snow\n");
+    assert_success("pub", &publisher.finish());
+}
+
+#[test]
+fn sub_receives_only_its_topics_over_tcp() {
+    pub_sub_filters_topics("tcp://127.0.0.1:0");
+}
+
+#[test]
+fn sub_receives_only_its_topics_over_ipc() {
+    let dir = TempDir::new();
+    pub_sub_filters_topics(&dir.ipc("pub.sock"));
+}
+
+#[test]
+fn sub_with_several_topics_and_quoted_output() {
+    let dir = TempDir::new();
+    let mut publisher = Running::start(&[
+        "pub",
+        "--bind",
+        &dir.ipc("pub.sock"),
+        "--wait-peers",
+        "1",
+        "--frames",
+        ",",
+    ]);
+    let endpoint = publisher.bound();
+    publisher.send("a,1\nb,\"2\"\nc,3\n");
+    publisher.close_stdin();
+    zocket(&[
+        "sub",
+        "--connect",
+        &endpoint,
+        "--subscribe",
+        "b",
+        "--subscribe",
+        "c",
+        "--count",
+        "2",
+        "--format",
+        "quoted",
+    ])
+    .assert()
+    .success()
+    .stdout("\"b\" \"\\\"2\\\"\"\n\"c\" \"3\"\n");
+    assert_success("pub", &publisher.finish());
+}
+
+#[test]
+fn req_prints_the_replies_of_rep_echo() {
+    let rep = Running::start(&[
+        "rep",
+        "--bind",
+        "tcp://127.0.0.1:0",
+        "--echo",
+        "--count",
+        "2",
+    ]);
+    let endpoint = rep.bound();
+    zocket(&["req", "--connect", &endpoint])
+        .write_stdin("hello\nworld\n")
+        .assert()
+        .success()
+        .stdout("hello\nworld\n");
+    let finished = rep.finish();
+    assert_success("rep", &finished);
+    assert_eq!(
+        finished.1, "hello\nworld\n",
+        "rep prints the requests it answers"
+    );
+}
+
+#[test]
+fn rep_exec_pipes_each_request_through_a_command() {
+    let dir = TempDir::new();
+    let rep = Running::start(&[
+        "rep",
+        "--bind",
+        &dir.ipc("rep.sock"),
+        "--exec",
+        "tr a-z A-Z",
+        "--count",
+        "3",
+    ]);
+    let endpoint = rep.bound();
+    zocket(&[
+        "req",
+        "--connect",
+        &endpoint,
+        "--data",
+        "hello",
+        "--count",
+        "3",
+    ])
+    .assert()
+    .success()
+    .stdout("HELLO\nHELLO\nHELLO\n");
+    assert_success("rep", &rep.finish());
+}
+
+#[test]
+fn rep_reply_answers_with_fixed_text() {
+    let rep = Running::start(&["rep", "--bind", "tcp://127.0.0.1:0", "--reply", "pong"]);
+    let endpoint = rep.bound();
+    zocket(&[
+        "req",
+        "--connect",
+        &endpoint,
+        "--data",
+        "ping",
+        "--format",
+        "json",
+    ])
+    .assert()
+    .success()
+    .stdout("{\"frames\":[\"pong\"]}\n");
+}
+
+#[test]
+fn push_sends_count_lines_and_pull_exits_after_count() {
+    let pull = Running::start(&["pull", "--bind", "tcp://127.0.0.1:0", "--count", "3"]);
+    let endpoint = pull.bound();
+    zocket(&["push", "--connect", &endpoint, "--count", "3"])
+        .write_stdin("1\n2\n3\n4\n5\n")
+        .assert()
+        .success()
+        .stdout("");
+    let finished = pull.finish();
+    assert_success("pull", &finished);
+    assert_eq!(finished.1, "1\n2\n3\n");
+}
+
+#[test]
+fn push_repeats_data_at_an_interval_and_pull_prints_binary_as_json_base64() {
+    let dir = TempDir::new();
+    let file = dir.0.join("payload.bin");
+    std::fs::write(&file, [0xff, 0x00, b'\n']).unwrap();
+    let pull = Running::start(&[
+        "pull",
+        "--bind",
+        &dir.ipc("pull.sock"),
+        "--count",
+        "2",
+        "--format",
+        "json",
+    ]);
+    let endpoint = pull.bound();
+    zocket(&[
+        "push",
+        "--connect",
+        &endpoint,
+        "--file",
+        file.to_str().unwrap(),
+        "--count",
+        "2",
+        "--interval",
+        "10ms",
+        "--delay",
+        "1ms",
+    ])
+    .assert()
+    .success();
+    let finished = pull.finish();
+    assert_success("pull", &finished);
+    assert_eq!(
+        finished.1,
+        "{\"frames\":[{\"base64\":\"/wAK\"}]}\n{\"frames\":[{\"base64\":\"/wAK\"}]}\n"
+    );
+}
+
+#[test]
+fn router_prints_peer_ids_in_json_and_answers_dealers_by_id() {
+    let mut router = Running::start(&[
+        "router",
+        "--bind",
+        "tcp://127.0.0.1:0",
+        "--format",
+        "json",
+        "--frames",
+        "|",
+    ]);
+    let endpoint = router.bound();
+
+    // A dealer with an identity of its own.
+    let named = Running::start(&[
+        "dealer",
+        "--connect",
+        &endpoint,
+        "--identity",
+        "worker-1",
+        "--data",
+        "hello|there",
+        "--frames",
+        "|",
+        "--count",
+        "1",
+    ]);
+    assert_eq!(
+        router.stdout_line(),
+        "{\"peer\":\"worker-1\",\"frames\":[\"hello\",\"there\"]}"
+    );
+    router.send("worker-1|welcome\n");
+    let finished = named.finish();
+    assert_success("named dealer", &finished);
+    assert_eq!(finished.1, "welcome\n");
+
+    // An anonymous dealer: the router makes up a binary id and prints it as 0x and hex,
+    // which its input takes back.
+    let anonymous = Running::start(&[
+        "dealer",
+        "--connect",
+        &endpoint,
+        "--data",
+        "hi",
+        "--count",
+        "1",
+        "--format",
+        "hex",
+    ]);
+    let line = router.stdout_line();
+    let peer = line
+        .strip_prefix("{\"peer\":\"")
+        .and_then(|rest| rest.strip_suffix("\",\"frames\":[\"hi\"]}"))
+        .unwrap_or_else(|| panic!("unexpected router line {line:?}"));
+    assert!(
+        peer.starts_with("0x") && peer[2..].chars().all(|c| c.is_ascii_hexdigit()),
+        "binary peer id printed as {peer:?}"
+    );
+    router.send(&format!("{peer}|ok\n"));
+    let finished = anonymous.finish();
+    assert_success("anonymous dealer", &finished);
+    assert_eq!(finished.1, "6f6b\n");
+}
+
+#[test]
+fn pair_sends_and_receives_at_once() {
+    let mut left = Running::start(&["pair", "--bind", "tcp://127.0.0.1:0"]);
+    let endpoint = left.bound();
+    let right = Running::start(&[
+        "pair",
+        "--connect",
+        &endpoint,
+        "--wait-peers",
+        "1",
+        "--data",
+        "from right",
+        "--count",
+        "1",
+    ]);
+    // The left side answers only after it has received, so both directions are exercised
+    // while each process is already receiving.
+    assert_eq!(left.stdout_line(), "from right");
+    left.send("from left\n");
+    let finished = right.finish();
+    assert_success("right", &finished);
+    assert_eq!(finished.1, "from left\n");
+}
+
+#[test]
+fn wait_peers_holds_the_first_message_until_every_subscriber_is_there() {
+    let publisher = Running::start(&[
+        "pub",
+        "--bind",
+        "tcp://127.0.0.1:0",
+        "--wait-peers",
+        "2",
+        "--data",
+        "news",
+    ]);
+    let endpoint = publisher.bound();
+    let first = Running::start(&["sub", "--connect", &endpoint, "--count", "1"]);
+    let second = Running::start(&["sub", "--connect", &endpoint, "--count", "1"]);
+    for (name, sub) in [("first sub", first), ("second sub", second)] {
+        let finished = sub.finish();
+        assert_success(name, &finished);
+        assert_eq!(finished.1, "news\n");
+    }
+    assert_success("pub", &publisher.finish());
+}
+
+#[test]
+fn recv_timeout_exits_with_code_1_and_says_why() {
+    zocket(&[
+        "pull",
+        "--bind",
+        "tcp://127.0.0.1:0",
+        "--recv-timeout",
+        "200ms",
+        "--quiet",
+    ])
+    .assert()
+    .code(1)
+    .stdout("")
+    .stderr("error: no message within 200ms (--recv-timeout)\n");
+
+    // Nobody listens there, so the reply never comes.
+    let dir = TempDir::new();
+    zocket(&[
+        "req",
+        "--connect",
+        &dir.ipc("nobody.sock"),
+        "--data",
+        "anyone?",
+        "--recv-timeout",
+        "300ms",
+    ])
+    .assert()
+    .code(1)
+    .stderr("error: no reply within 300ms (--recv-timeout)\n");
+}
+
+#[test]
+fn monitor_prints_connection_events_to_stderr() {
+    // Req/Rep rather than Push/Pull: a push that sends one message and exits at once can be
+    // gone before its dialer reports `connected` (see the CONNECTED_GRACE note in talk.rs).
+    let rep = Running::start(&[
+        "rep",
+        "--bind",
+        "tcp://127.0.0.1:0",
+        "--echo",
+        "--count",
+        "1",
+        "--monitor",
+    ]);
+    let endpoint = rep.bound();
+    zocket(&["req", "--connect", &endpoint, "--data", "x", "--monitor"])
+        .assert()
+        .success()
+        .stdout("x\n")
+        .stderr(predicate::str::contains(format!(
+            "zocket req: connected to {endpoint}\n"
+        )));
+    let (status, stdout, stderr) = rep.finish();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(stdout, "x\n");
+    // (Its `listening` line may come before `bound`, which `bound()` already read.)
+    assert!(
+        stderr.contains("zocket rep: accepted 127.0.0.1:"),
+        "no accepted event in {stderr:?}"
+    );
+}
+
+#[test]
+fn perf_thr_and_send_report_throughput() {
+    let thr = Running::start(&[
+        "perf",
+        "thr",
+        "--bind",
+        "tcp://127.0.0.1:0",
+        "--size",
+        "1KiB",
+        "--count",
+        "2000",
+        "--json",
+    ]);
+    let endpoint = thr.bound();
+    zocket(&[
+        "perf",
+        "send",
+        "--connect",
+        &endpoint,
+        "--size",
+        "1KiB",
+        "--count",
+        "2000",
+    ])
+    .assert()
+    .success()
+    .stdout(predicate::str::starts_with(
+        "send: 1024 B x 2000 msgs sent in ",
+    ));
+    let finished = thr.finish();
+    assert_success("perf thr", &finished);
+    let report = finished.1;
+    assert!(
+        report.starts_with("{\"test\":\"thr\",\"size\":1024,\"count\":2000,\"seconds\":")
+            && report.contains("\"msgs_per_s\":")
+            && report.contains("\"mb_per_s\":"),
+        "{report}"
+    );
+}
+
+#[test]
+fn perf_lat_and_ping_report_round_trip_percentiles() {
+    let dir = TempDir::new();
+    let lat = Running::start(&[
+        "perf",
+        "lat",
+        "--bind",
+        &dir.ipc("lat.sock"),
+        "--size",
+        "16",
+        "--count",
+        "200",
+    ]);
+    let endpoint = lat.bound();
+    zocket(&["perf", "ping", "--connect", &endpoint, "--size", "16", "--count", "200"])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::is_match(
+                r"^ping: 16 B x 200 round trips: p50 [0-9.]+ us, p90 [0-9.]+ us, p99 [0-9.]+ us, max [0-9.]+ us \(mean [0-9.]+ us\)\n$",
+            )
+            .unwrap(),
+        );
+    assert_success("perf lat", &lat.finish());
+}
+
+/// Every usage mistake: one line on stderr naming what was wrong and what is expected,
+/// exit code 2, nothing on stdout, no panic.
+#[test]
+fn usage_mistakes_exit_with_code_2_and_one_clear_line() {
+    let ep = "tcp://127.0.0.1:5555";
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["push", "--data", "x"],
+            "error: zocket push needs an endpoint: expected at least one --bind ENDPOINT or --connect ENDPOINT, such as --connect tcp://127.0.0.1:5555",
+        ),
+        (
+            &["perf", "thr", "--size", "16"],
+            "error: zocket perf thr needs an endpoint: expected --bind ENDPOINT or --connect ENDPOINT",
+        ),
+        (
+            &["push", "--connect", ep, "--subscribe", "weather."],
+            "error: --subscribe makes no sense for a push socket: only sub subscribes",
+        ),
+        (
+            &["sub", "--connect", ep, "--data", "x"],
+            "error: --data makes no sense for a sub socket: it only receives; the sockets that send are",
+        ),
+        (
+            &["pull", "--bind", ep, "--wait-peers", "1"],
+            "error: --wait-peers makes no sense for a pull socket: it only receives",
+        ),
+        (
+            &["rep", "--bind", ep, "--echo", "--interval", "1s"],
+            "error: --interval makes no sense for a rep socket: it only answers requests",
+        ),
+        (
+            &["pub", "--bind", ep, "--format", "json"],
+            "error: --format makes no sense for a pub socket: it never receives; the sockets that receive are",
+        ),
+        (
+            &["push", "--connect", ep, "--recv-timeout", "1s"],
+            "error: --recv-timeout makes no sense for a push socket: it never receives",
+        ),
+        (
+            &["req", "--connect", ep, "--echo"],
+            "error: --echo makes no sense for a req socket: only rep answers requests",
+        ),
+        (
+            &["rep", "--bind", ep],
+            "error: zocket rep needs to know how to answer: expected --reply TEXT, --echo or --exec CMD",
+        ),
+        (
+            &["pub", "--bind", ep, "--identity", "me"],
+            "error: --identity makes no sense for a pub socket: only req, dealer and router have a routing id",
+        ),
+        (
+            &["router", "--bind", ep, "--data", "x"],
+            "error: zocket router sends each message to the peer its first frame names: with --data or --file, also give --frames SEP and write PEER<SEP>BODY",
+        ),
+    ];
+    for (args, expected) in cases {
+        let output = zocket(args).output().expect("run zocket");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "{args:?} printed to stdout");
+        assert!(stderr.starts_with(expected), "{args:?}: got {stderr:?}");
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "{args:?}: more than one line: {stderr:?}"
+        );
+    }
+}
+
+/// What clap itself refuses (malformed values, conflicts, unknown words): exit code 2 and a
+/// first line naming the value and what was expected.
+#[test]
+fn malformed_arguments_exit_with_code_2_and_say_what_was_expected() {
+    let ep = "tcp://127.0.0.1:5555";
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["push", "--connect", "tcp://127.0.0.1"],
+            "error: invalid value 'tcp://127.0.0.1' for '--connect <ENDPOINT>': invalid endpoint \"tcp://127.0.0.1\": expected",
+        ),
+        (
+            &["pull", "--bind", "localhost:5555"],
+            "error: invalid value 'localhost:5555' for '--bind <ENDPOINT>': invalid endpoint \"localhost:5555\": expected an endpoint of the form tcp://host:port",
+        ),
+        (
+            &["push", "--connect", ep, "--interval", "100"],
+            "error: invalid value '100' for '--interval <DURATION>': expected a number with a unit",
+        ),
+        (
+            &["pull", "--connect", ep, "--format", "yaml"],
+            "error: invalid value 'yaml' for '--format <FORMAT>'",
+        ),
+        (
+            &["pull", "--connect", ep, "--count", "0"],
+            "error: invalid value '0' for '--count <N>'",
+        ),
+        (
+            &["perf", "thr", "--bind", ep, "--size", "4 parsecs"],
+            "error: invalid value '4 parsecs' for '--size <SIZE>': expected a byte count",
+        ),
+        (
+            &["rep", "--bind", ep, "--echo", "--reply", "x"],
+            "error: the argument '--echo' cannot be used with '--reply <TEXT>'",
+        ),
+        (
+            &["push", "--connect", ep, "--data", "x", "--file", "f"],
+            "error: the argument '--data <TEXT>' cannot be used with '--file <PATH>'",
+        ),
+        (&["xpub", "--bind", ep], "error: unrecognized subcommand 'xpub'"),
+    ];
+    for (args, expected) in cases {
+        let output = zocket(args).output().expect("run zocket");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.starts_with(expected), "{args:?}: got {stderr:?}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn runtime_failures_exit_with_code_1() {
+    let pull = Running::start(&["pull", "--bind", "tcp://127.0.0.1:0"]);
+    let endpoint = pull.bound();
+    zocket(&["pull", "--bind", &endpoint])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::starts_with(format!(
+            "error: cannot bind {endpoint}: address in use"
+        )));
+    zocket(&[
+        "push",
+        "--connect",
+        "tcp://127.0.0.1:5555",
+        "--file",
+        "/nonexistent/zocket",
+    ])
+    .assert()
+    .code(1)
+    .stderr(predicate::str::starts_with(
+        "error: cannot read --file /nonexistent/zocket: ",
+    ));
+    zocket(&["sub", "--connect", "dns://localhost:5555"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("not implemented yet"));
+}
+
+#[test]
+fn help_lists_every_socket_type_and_perf() {
+    zocket(&["--help"]).assert().success().stdout(
+        predicate::str::contains("pub")
+            .and(predicate::str::contains("router"))
+            .and(predicate::str::contains("perf"))
+            .and(predicate::str::contains("Exit codes")),
+    );
+}
