@@ -181,6 +181,8 @@ pub(crate) async fn bind(engine: &Arc<Engine>, endpoint: &Endpoint) -> Result<Bi
                 Endpoint::Tcp { port: 0, .. } => None,
                 _ => listeners().get(&wanted).and_then(Weak::upgrade),
             };
+            // A new listener reports `Listening` itself; joining one is reported here.
+            let joined = existing.is_some();
             let entry = match existing {
                 Some(entry) => entry,
                 None => new_listener(engine, endpoint).await?,
@@ -195,9 +197,11 @@ pub(crate) async fn bind(engine: &Arc<Engine>, endpoint: &Endpoint) -> Result<Bi
                 paths.insert(path.clone(), Arc::downgrade(engine));
             }
             let local = entry.local_endpoint();
-            engine.emit(Event::Listening {
-                endpoint: with_path(&local, endpoint.path().map(str::to_owned)).to_string(),
-            });
+            if joined {
+                engine.emit(Event::Listening {
+                    endpoint: with_path(&local, endpoint.path().map(str::to_owned)).to_string(),
+                });
+            }
             Ok(Binding {
                 endpoint: with_path(&local, endpoint.path().map(str::to_owned)),
                 claim: Claim::Path { entry, path },
