@@ -10,7 +10,8 @@
 //!
 //! libzmq is driven through the `zmq` crate (libzmq 4.3.4 built from source by
 //! zeromq-src) from dedicated std threads with the blocking API; each libzmq socket has a
-//! context of its own (one I/O thread each, as two libzmq processes would), default HWMs
+//! context of its own (one I/O thread each, as two libzmq processes would) unless
+//! `ZOCKET_BENCH_LIBZMQ_CONTEXT=shared` (one context, one I/O thread for all), default HWMs
 //! (1000). zocket runs both ends on one tokio runtime with 2 workers, default options.
 //!
 //! Run with `cargo bench --bench vs_libzmq --features bench-libzmq`. `ZOCKET_BENCH_SCALE`
@@ -20,7 +21,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -86,7 +87,15 @@ fn main() {
     println!(
         "zocket vs libzmq {major}.{minor}.{patch}: {cores} cores, 2 tokio workers, scale {scale}, tcp loopback"
     );
-    println!("load average at start: {}", loadavg());
+    let contexts = if shared_context().is_some() {
+        "one shared context"
+    } else {
+        "a context per socket"
+    };
+    println!(
+        "libzmq: {contexts}, 1 I/O thread each; load average at start: {}",
+        loadavg()
+    );
 
     let mut rows: Vec<(String, &str, [Option<f64>; 4])> = Vec::new();
     rt.block_on(async {
@@ -241,9 +250,21 @@ fn check(i: u64, deadline: Instant) -> Res<()> {
     Ok(())
 }
 
-/// A libzmq socket in a context of its own, with send/receive timeouts and `linger`.
+/// Whether every libzmq socket shares one context (`ZOCKET_BENCH_LIBZMQ_CONTEXT=shared`).
+fn shared_context() -> Option<&'static zmq::Context> {
+    static SHARED: OnceLock<Option<zmq::Context>> = OnceLock::new();
+    SHARED
+        .get_or_init(|| {
+            (std::env::var("ZOCKET_BENCH_LIBZMQ_CONTEXT").as_deref() == Ok("shared"))
+                .then(zmq::Context::new)
+        })
+        .as_ref()
+}
+
+/// A libzmq socket in a context of its own (or the shared one), with send/receive timeouts
+/// and `linger`.
 fn zmq_socket(kind: zmq::SocketType, linger: i32) -> Res<(zmq::Context, zmq::Socket)> {
-    let ctx = zmq::Context::new();
+    let ctx = shared_context().cloned().unwrap_or_default();
     let s = ctx.socket(kind)?;
     s.set_linger(linger)?;
     s.set_rcvtimeo(OP_TIMEOUT_MS)?;
