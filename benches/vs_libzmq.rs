@@ -88,14 +88,11 @@ fn main() {
         "zocket vs libzmq {major}.{minor}.{patch}: {cores} cores, 2 tokio workers, scale {scale}, tcp loopback"
     );
     let contexts = if shared_context().is_some() {
-        "one shared context"
+        "one shared context (1 I/O thread)"
     } else {
-        "a context per socket"
+        "a context per socket (1 I/O thread each)"
     };
-    println!(
-        "libzmq: {contexts}, 1 I/O thread each; load average at start: {}",
-        loadavg()
-    );
+    println!("libzmq: {contexts}; load average at start: {}", loadavg());
 
     let mut rows: Vec<(String, &str, [Option<f64>; 4])> = Vec::new();
     rt.block_on(async {
