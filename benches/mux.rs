@@ -5,17 +5,18 @@
 //! the amount of data sent per row. `ZOCKET_BENCH_ONLY` (a comma-separated subset of
 //! `raw,yamux,zocket`) skips the other columns, e.g. for profiling one contender.
 
+mod common;
+
+use common::Task;
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 use tokio_util::compat::{FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
 
 /// Hard limit for one measurement (warm-up included).
@@ -28,30 +29,6 @@ const MIB: u64 = 1024 * 1024;
 trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 type BoxIo = Box<dyn Io>;
-
-/// A spawned task that is aborted when dropped (so a timed-out row leaves nothing behind).
-struct Task<T>(JoinHandle<T>);
-
-impl<T: Send + 'static> Task<T> {
-    fn spawn(f: impl Future<Output = T> + Send + 'static) -> Self {
-        Task(tokio::spawn(f))
-    }
-}
-
-impl<T> Drop for Task<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-impl<T> Future for Task<T> {
-    type Output = T;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        Pin::new(&mut self.0)
-            .poll(cx)
-            .map(|r| r.expect("bench task panicked"))
-    }
-}
 
 /// A connected loopback TCP pair with TCP_NODELAY on both ends: (client, server).
 async fn tcp_pair() -> io::Result<(TcpStream, TcpStream)> {

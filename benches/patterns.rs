@@ -13,18 +13,18 @@
 //! (bytes) sets the Push/Pull sockets' stream window instead of the default. Every loop is bounded by a count and a hard timeout; a
 //! row that runs out of time prints `timeout`.
 
+mod common;
+
+use common::{loadavg, Task};
 use std::future::Future;
 use std::io::{self, Write as _};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use zocket::{Message, Options, Pub, Pull, Push, Rep, Req, Sub};
 
@@ -103,36 +103,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("tokio runtime")
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
-/// A spawned task, aborted when dropped (so a timed-out row leaves nothing running).
-struct Task<T>(JoinHandle<T>);
-
-impl<T: Send + 'static> Task<T> {
-    fn spawn(f: impl Future<Output = T> + Send + 'static) -> Self {
-        Task(tokio::spawn(f))
-    }
-}
-
-impl<T> Drop for Task<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-impl<T> Future for Task<T> {
-    type Output = T;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        Pin::new(&mut self.0)
-            .poll(cx)
-            .map(|r| r.expect("bench task panicked"))
-    }
 }
 
 /// Runs `f` with the row timeout; `None` (printed as `timeout`) when it runs out of time.

@@ -18,16 +18,16 @@
 //! (a float, default 1) multiplies every message count. Every loop is bounded by a count
 //! and a hard timeout; a cell that runs out of time prints `timeout`.
 
+mod common;
+
+use common::{loadavg, Task};
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use zocket::{Message, Options, Pull, Push, Rep, Req};
 
@@ -170,36 +170,6 @@ fn size_name(size: usize) -> String {
         format!("{} KiB", size / 1024)
     } else {
         format!("{size} B")
-    }
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
-/// A spawned task, aborted when dropped (so a timed-out cell leaves nothing running).
-struct Task<T>(JoinHandle<T>);
-
-impl<T: Send + 'static> Task<T> {
-    fn spawn(f: impl Future<Output = T> + Send + 'static) -> Self {
-        Task(tokio::spawn(f))
-    }
-}
-
-impl<T> Drop for Task<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-impl<T> Future for Task<T> {
-    type Output = T;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        Pin::new(&mut self.0)
-            .poll(cx)
-            .map(|r| r.expect("bench task panicked"))
     }
 }
 
