@@ -769,3 +769,75 @@ fn help_lists_every_socket_type_and_perf() {
             .and(predicate::str::contains("Exit codes")),
     );
 }
+
+/// A libzmq peer from the library's interop tests (pyzmq), killed when dropped.
+struct LibzmqPeer(Child);
+
+impl Drop for LibzmqPeer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `tests/interop/peer.py` and waits for its "ready" line; `None` when pyzmq is not
+/// installed (outside CI; in CI that fails the test).
+fn libzmq_peer(args: &[&str]) -> Option<LibzmqPeer> {
+    let have = Command::new("python3")
+        .args(["-c", "import zmq"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "pyzmq missing: .ci/run installs it"
+        );
+        eprintln!("skipping: python3 with pyzmq (libzmq) is not installed");
+        return None;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/interop/peer.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let out = lines(child.stdout.take().expect("stdout"));
+    let first = out.recv_timeout(LIMIT).expect("libzmq peer ready");
+    assert_eq!(first, "ready");
+    Some(LibzmqPeer(child))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn sub_against_a_libzmq_pub() {
+    let ep = format!("tcp://127.0.0.1:{}", free_port());
+    let Some(_publisher) = libzmq_peer(&["pub", &ep, "a.topic"]) else {
+        return;
+    };
+    zocket(&["sub", "--connect", &ep, "--subscribe", "a.", "--count", "2"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("a.topic").and(predicate::str::contains("skip.me").not()));
+}
+
+#[test]
+fn req_against_a_libzmq_rep() {
+    let ep = format!("tcp://127.0.0.1:{}", free_port());
+    let Some(_rep) = libzmq_peer(&["rep", &ep, "1"]) else {
+        return;
+    };
+    zocket(&["req", "--connect", &ep, "--data", "hello libzmq"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("re: hello libzmq"));
+}
