@@ -35,15 +35,15 @@ async fn pub_sub_filters_by_prefix_on_every_transport() {
         weather.subscribe("weather.");
         let mut all = Sub::connect(&bound).await.unwrap();
         all.subscribe("");
-        timeout(T, publisher.wait_for_peers(2))
-            .await
-            .unwrap()
-            .unwrap();
         timeout(T, weather.wait_for_peers(1))
             .await
             .unwrap()
             .unwrap();
         timeout(T, all.wait_for_peers(1)).await.unwrap().unwrap();
+        timeout(T, publisher.wait_for_peers(2))
+            .await
+            .unwrap()
+            .unwrap();
         publisher.send(["sports.football", "1-0"]).await.unwrap();
         publisher.send(["weather.paris", "sunny"]).await.unwrap();
         let got = timeout(T, weather.next()).await.unwrap().unwrap().unwrap();

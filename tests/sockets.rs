@@ -56,7 +56,15 @@ async fn subscriber_connects_before_the_publisher_exists_and_survives_its_restar
     sub.connect(&ep).unwrap(); // nobody listens yet
 
     let first = Pub::bind(&ep).await.unwrap();
-    timeout(T, first.wait_for_peers(1)).await.unwrap().unwrap();
+    // A subscriber counts for a publisher once it receives (it then sends its
+    // subscriptions): both wait together.
+    let (a, b) = timeout(T, async {
+        tokio::join!(first.wait_for_peers(1), sub.wait_for_peers(1))
+    })
+    .await
+    .unwrap();
+    a.unwrap();
+    b.unwrap();
     first.send(["a.1", "first life"]).await.unwrap();
     assert_eq!(
         text(&timeout(T, sub.recv()).await.unwrap().unwrap()),

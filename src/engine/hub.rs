@@ -585,7 +585,13 @@ pub(crate) fn dial(engine: &Arc<Engine>, endpoint: Endpoint) -> Result<Dialer> {
                             attach_zmtp(&engine, io, &greeting, peer_name.clone())?
                         }
                     };
-                    handles.active.await.map_err(|_| Error::Closed)??;
+                    // A publisher accepts a subscriber's stream once it has the Sub's
+                    // subscriptions, which are sent when the Sub starts receiving (see
+                    // `Engine::start_receiving`): that can be any time later, so a Sub's
+                    // link counts as connected once opened. A refusal still ends it.
+                    if engine.socket_type != SocketType::Sub {
+                        handles.active.await.map_err(|_| Error::Closed)??;
+                    }
                     Ok(Established {
                         peer: peer_name,
                         closed: handles.gone.map(|r| r.unwrap_or(None)).boxed(),

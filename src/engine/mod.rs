@@ -64,6 +64,8 @@ pub(crate) struct State {
     subscriptions: Subscriptions,
     /// `close` began: no more binds, connects or sends.
     closing: bool,
+    /// Sub: the handle has started receiving; publishers get our subscriptions.
+    receiving: bool,
     binds: Vec<hub::Binding>,
     dialers: Vec<Dialer>,
     /// Reused by fan-out.
@@ -89,6 +91,7 @@ impl Engine {
                 identities: Identities::new(),
                 subscriptions: Subscriptions::new(),
                 closing: false,
+                receiving: false,
                 binds: Vec::new(),
                 dialers: Vec::new(),
                 matched: Vec::new(),
@@ -155,10 +158,11 @@ impl Engine {
         st.next_peer += 1;
         let mut peer = peer_fn(id);
         let active = peer.phase == Phase::Active;
-        if self.socket_type == SocketType::Sub {
+        if self.socket_type == SocketType::Sub && st.receiving {
             // A publisher learns our subscriptions before anything else, even before it
             // accepts our stream: it accepts only once it has them.
             peer.enqueue_now(subscription::snapshot(&st.subscriptions));
+            peer.snapshot_sent = true;
         }
         match &peer.link {
             Link::Native {
@@ -561,6 +565,7 @@ impl Engine {
     /// Fair-queued receive: the next whole message from any peer, with the peer's id.
     pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<(PeerId, Message)>> {
         let mut st = self.lock();
+        self.start_receiving(&mut st);
         self.absorb(&mut st);
         if let Some(got) = self.try_recv(&mut st) {
             return Poll::Ready(Ok(got));
@@ -636,16 +641,46 @@ impl Engine {
 
     /// Queues a command for every peer, opening ones included, regardless of its HWM
     /// (commands are not messages a slow peer may miss).
+    ///
+    /// Peers that have not had their snapshot yet get none: their snapshot, sent later,
+    /// holds the state as it is then.
     fn broadcast(&self, st: &mut State, msg: Message) {
         let ids: Vec<PeerId> = st.peers.keys().copied().collect();
         for id in ids {
             let Some(peer) = st.peers.get_mut(&id) else {
                 continue;
             };
-            {
-                if let Err((e, _)) = peer.enqueue(msg.clone(), &self.signal, false) {
-                    self.remove_peer(st, id, Some(e));
-                }
+            if !peer.snapshot_sent {
+                continue;
+            }
+            if let Err((e, _)) = peer.enqueue(msg.clone(), &self.signal, false) {
+                self.remove_peer(st, id, Some(e));
+            }
+        }
+    }
+
+    /// Sub: the handle started receiving (or waiting for peers). Publishers are sent our
+    /// subscriptions now, as one snapshot each, and from now on as soon as they connect:
+    /// the subscriptions made before this point are all applied by a publisher before it
+    /// counts as a peer, so `subscribe` then `wait_for_peers` misses nothing, whatever
+    /// the order in which the connection came up.
+    fn start_receiving(&self, st: &mut State) {
+        if self.socket_type != SocketType::Sub || st.receiving {
+            return;
+        }
+        st.receiving = true;
+        let snapshot = subscription::snapshot(&st.subscriptions);
+        let ids: Vec<PeerId> = st.peers.keys().copied().collect();
+        for id in ids {
+            let Some(peer) = st.peers.get_mut(&id) else {
+                continue;
+            };
+            if peer.snapshot_sent {
+                continue;
+            }
+            peer.snapshot_sent = true;
+            if let Err((e, _)) = peer.enqueue(snapshot.clone(), &self.signal, false) {
+                self.remove_peer(st, id, Some(e));
             }
         }
     }
@@ -676,6 +711,7 @@ impl Engine {
             if st.closing {
                 return Poll::Ready(Err(Error::Closed));
             }
+            self.start_receiving(&mut st);
             self.absorb(&mut st);
             let active = st
                 .peers

@@ -66,6 +66,8 @@ pub(crate) struct Peer {
     pub(crate) on_gone: Option<tokio::sync::oneshot::Sender<Option<Error>>>,
     /// The link was closed (by `close` or on drop).
     closed: bool,
+    /// Sub: this publisher was sent our subscription snapshot.
+    pub(crate) snapshot_sent: bool,
 }
 
 /// What a read found.
@@ -100,6 +102,7 @@ impl Peer {
             on_active: None,
             on_gone: None,
             closed: false,
+            snapshot_sent: false,
         }
     }
 

@@ -96,7 +96,9 @@ impl Socket {
 
     /// Waits until at least `n` peers are connected and ready. For a `Sub`, "ready" means
     /// the publisher has applied its subscriptions, so nothing published afterwards is
-    /// missed (ZeroMQ's "slow joiner" problem).
+    /// missed (ZeroMQ's "slow joiner" problem). A `Sub` sends its subscriptions when it
+    /// starts receiving (`recv`, polling it as a `Stream`, or this call): a publisher counts
+    /// it from then on, with every subscription made before.
     ///
     /// # Errors
     /// `Error::Closed` if the socket closes first.

@@ -25,11 +25,14 @@ async fn slow_subscriber_neither_blocks_the_publisher_nor_starves_the_fast_one()
     slow.connect(&ep).unwrap();
     let mut fast = Sub::connect(&ep).await.unwrap();
     fast.subscribe("");
+    // Both start receiving (so the publisher has their subscriptions); the slow one then
+    // never reads a message.
+    timeout(T, slow.wait_for_peers(1)).await.unwrap().unwrap();
+    timeout(T, fast.wait_for_peers(1)).await.unwrap().unwrap();
     timeout(T, publisher.wait_for_peers(2))
         .await
         .unwrap()
         .unwrap();
-    timeout(T, fast.wait_for_peers(1)).await.unwrap().unwrap();
 
     let payload = bytes::Bytes::from(vec![1u8; 1024]);
     for i in 0..5_000u32 {
