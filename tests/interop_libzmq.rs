@@ -347,3 +347,121 @@ async fn zocket_reconnects_after_a_libzmq_peer_restarts() {
     );
     second.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_libzmq_sub_unsubscribes_from_a_zocket_pub() {
+    if !have_pyzmq() {
+        return;
+    }
+    let publisher = zocket::Pub::bind("tcp://127.0.0.1:0").await.unwrap();
+    let ep = publisher.endpoints()[0].to_string();
+    let mut sub = Peer::spawn(&["sub-unsubscribe", &ep, "40"]);
+    assert_eq!(sub.line().await, "ready");
+    timeout(T, publisher.wait_for_peers(1))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut lines = vec![];
+    let mut unsubscribed = false;
+    timeout(T, async {
+        while lines.len() < 40 {
+            publisher.send(["a.x", "keep"]).await.unwrap();
+            publisher.send(["b.x", "dropped later"]).await.unwrap();
+            tokio::select! {
+                line = sub.lines.next_line() => {
+                    let line = line.unwrap().unwrap();
+                    if line == "unsubscribed" {
+                        unsubscribed = true;
+                    } else if unsubscribed {
+                        lines.push(line);
+                    }
+                }
+                _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+            }
+        }
+    })
+    .await
+    .unwrap();
+    // After the cancel is in, only a. arrives: the last messages are all a.
+    assert!(
+        lines[10..].iter().all(|l| l.starts_with("got a.x")),
+        "{lines:?}"
+    );
+    sub.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zocket_req_to_a_libzmq_router_and_libzmq_req_to_a_zocket_router() {
+    if !have_pyzmq() {
+        return;
+    }
+    // zocket REQ -> libzmq ROUTER (which keeps the envelope, request id included).
+    let ep = format!("tcp://127.0.0.1:{}", free_port());
+    let mut router = Peer::spawn(&["router-envelope", &ep, "2"]);
+    assert_eq!(router.line().await, "ready");
+    let mut req = Req::with_options(Options::new().reconnect_interval(Duration::from_millis(20)));
+    req.connect(&ep).unwrap();
+    for word in ["one", "two"] {
+        let reply = timeout(T, req.request(word)).await.unwrap().unwrap();
+        assert_eq!(text(&reply), format!("routed {word}"));
+    }
+    router.finish().await;
+    // libzmq REQ -> zocket ROUTER: the request arrives as ["", body] behind the peer id.
+    let mut router = Router::bind("tcp://127.0.0.1:0").await.unwrap();
+    let ep = router.endpoints()[0].to_string();
+    let mut req = Peer::spawn(&["req", &ep, "question"]);
+    let (id, msg) = timeout(T, router.recv()).await.unwrap().unwrap();
+    assert_eq!(text(&msg), "|question");
+    router.send(&id, ["", "answer"]).await.unwrap();
+    assert_eq!(req.line().await, "got answer");
+    req.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dealer_to_rep_across_the_two_libraries() {
+    if !have_pyzmq() {
+        return;
+    }
+    // zocket DEALER -> libzmq REP: the dealer writes the empty delimiter itself.
+    let ep = format!("tcp://127.0.0.1:{}", free_port());
+    let mut rep = Peer::spawn(&["rep", &ep, "1"]);
+    assert_eq!(rep.line().await, "ready");
+    let mut dealer =
+        Dealer::with_options(Options::new().reconnect_interval(Duration::from_millis(20)));
+    dealer.connect(&ep).unwrap();
+    timeout(T, dealer.wait_for_peers(1)).await.unwrap().unwrap();
+    dealer.send(["", "from zocket"]).await.unwrap();
+    assert_eq!(
+        text(&timeout(T, dealer.recv()).await.unwrap().unwrap()),
+        "|re: from zocket"
+    );
+    rep.finish().await;
+    // libzmq DEALER -> zocket REP.
+    let mut rep = Rep::bind("tcp://127.0.0.1:0").await.unwrap();
+    let ep = rep.endpoints()[0].to_string();
+    let mut dealer = Peer::spawn(&["dealer-to-rep", &ep]);
+    let request = timeout(T, rep.recv()).await.unwrap().unwrap();
+    assert_eq!(text(request.message()), "from dealer");
+    request.reply("rep answered").await.unwrap();
+    assert_eq!(dealer.line().await, "got |rep answered");
+    dealer.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zocket_pull_fair_queues_several_libzmq_pushers() {
+    if !have_pyzmq() {
+        return;
+    }
+    let mut pull = Pull::bind("tcp://127.0.0.1:0").await.unwrap();
+    let ep = pull.endpoints()[0].to_string();
+    let pushers: Vec<Peer> = (0..3).map(|_| Peer::spawn(&["push", &ep, "50"])).collect();
+    let mut got = 0;
+    while got < 150 {
+        timeout(T, pull.recv()).await.unwrap().unwrap();
+        got += 1;
+    }
+    for mut p in pushers {
+        assert_eq!(p.line().await, "sent");
+        p.finish().await;
+    }
+}

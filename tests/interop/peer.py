@@ -99,6 +99,36 @@ elif role == "router":  # bind; answer one message, addressed back by identity
     say("from", frames[0].decode("utf-8", "replace"))
     s.send_multipart([frames[0], b"answer to " + frames[-1]])
     time.sleep(0.5)  # let the answer leave before the context ends
+elif role == "sub-unsubscribe":  # connect; subscribe a. and b.; print one of each; drop b.; print N more
+    s = ctx.socket(zmq.SUB)
+    s.setsockopt(zmq.SUBSCRIBE, b"a.")
+    s.setsockopt(zmq.SUBSCRIBE, b"b.")
+    s.connect(endpoint)
+    say("ready")
+    seen = set()
+    while seen != {b"a.", b"b."}:
+        frames = recv(s)
+        seen.add(frames[0][:2])
+    s.setsockopt(zmq.UNSUBSCRIBE, b"b.")
+    say("unsubscribed")
+    # Messages already in flight may still be b.; after the first a. following our
+    # cancel reached the publisher, none may be.
+    for _ in range(int(args[0])):
+        say("got", show(recv(s)))
+elif role == "router-envelope":  # bind; answer N requests, keeping their envelope
+    s = ctx.socket(zmq.ROUTER)
+    s.bind(endpoint)
+    say("ready")
+    for _ in range(int(args[0])):
+        frames = recv(s)
+        envelope, body = frames[:-1], frames[-1]
+        s.send_multipart(envelope + [b"routed " + body])
+    time.sleep(0.5)
+elif role == "dealer-to-rep":  # connect a DEALER; send an envelope-delimited request
+    s = ctx.socket(zmq.DEALER)
+    s.connect(endpoint)
+    s.send_multipart([b"", b"from dealer"])
+    say("got", show(recv(s)))
 elif role == "push":  # connect; push N messages
     s = ctx.socket(zmq.PUSH)
     s.connect(endpoint)
