@@ -51,7 +51,9 @@
 //! | [`Pair`] | to its one peer | from its one peer | wait |
 //!
 //! [`proxy`] joins a [`Router`] and a [`Dealer`] into a broker. Messages follow ZeroMQ's
-//! envelope rules, so the same programs will talk to libzmq peers once ZMTP lands.
+//! envelope rules, and a socket talks ZMTP 3.1 to libzmq (and every ZeroMQ program) on the
+//! same `tcp://` endpoints: zocket peers find each other in the greeting and switch to the
+//! multiplexed native wire, anyone else gets plain ZMTP.
 //!
 //! # Endpoints
 //!

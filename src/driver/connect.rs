@@ -1,9 +1,10 @@
-//! Turning a fresh byte-stream connection into a running native session.
+//! Turning a fresh byte-stream connection into a running session.
 //!
 //! The listener side sniffs the first bytes and greets ([`handshake::accept`]); the dialer
 //! side greets first ([`handshake::dial`]). When both greetings carry the zocket marker a
-//! native session starts on the connection. A plain ZMTP peer (libzmq) or an SP peer is
-//! refused for now, with a log line, a monitor event and a clean close.
+//! native session starts on the connection; otherwise the connection is handed back for
+//! ZMTP ([`Connected::Zmtp`]). Garbage, an SP peer, an unsupported ZMTP version or
+//! mechanism are refused with a log line, a monitor event and a clean close.
 
 #[cfg(test)]
 use std::future::poll_fn;
