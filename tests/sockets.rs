@@ -524,3 +524,53 @@ async fn zocket_peers_speak_plain_zmtp_when_asked() {
     );
     server.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_drops_one_link_and_unbind_frees_the_address() {
+    let mut kept = Pull::bind("tcp://127.0.0.1:0").await.unwrap();
+    let kept_ep = kept.endpoints()[0].to_string();
+    let file = std::env::temp_dir().join(format!("zocket-disconnect-{}.sock", std::process::id()));
+    let dropped = Pull::bind(&format!("ipc://{}", file.display()))
+        .await
+        .unwrap();
+    let dropped_ep = dropped.endpoints()[0].to_string();
+    let mut push = Push::with_options(fast_reconnect());
+    push.connect(&kept_ep).unwrap();
+    push.connect(&dropped_ep).unwrap();
+    timeout(T, push.wait_for_peers(2)).await.unwrap().unwrap();
+    timeout(T, dropped.wait_for_peers(1))
+        .await
+        .unwrap()
+        .unwrap();
+
+    push.disconnect(&dropped_ep).unwrap();
+    assert_eq!(push.peers(), 1);
+    assert!(
+        push.disconnect(&dropped_ep).is_err(),
+        "no longer connected there"
+    );
+    // The other side sees the link go, and nothing redials it.
+    timeout(T, async {
+        while dropped.peers() > 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the dropped pull loses its peer");
+    for i in 0..4 {
+        push.send(format!("only to kept {i}")).await.unwrap();
+    }
+    for i in 0..4 {
+        assert_eq!(
+            text(&timeout(T, kept.recv()).await.unwrap().unwrap()),
+            format!("only to kept {i}")
+        );
+    }
+    assert_eq!(dropped.peers(), 0);
+
+    // Unbinding frees the address for another socket at once.
+    kept.unbind(&kept_ep).await.unwrap();
+    assert!(kept.endpoints().is_empty());
+    let again = Pull::bind(&kept_ep).await.unwrap();
+    assert_eq!(again.endpoints()[0].to_string(), kept_ep);
+}

@@ -18,6 +18,7 @@ use super::Engine;
 use crate::driver::connect::{self, Connected};
 use crate::driver::{zmtp, IncomingStream, Shared};
 use crate::monitor::Event;
+use crate::pattern::PeerId;
 use crate::proto::native::Reason;
 use crate::transport::dialer::{Connect, Dialer, Established, HandshakeWith};
 use crate::transport::inproc::{InprocConn, InprocHello};
@@ -31,6 +32,8 @@ use crate::{Endpoint, Error, Result, SocketType};
 #[derive(Debug)]
 pub(crate) struct Binding {
     endpoint: Endpoint,
+    /// The endpoint as `bind` was given it (`tcp://127.0.0.1:0`, say).
+    requested: Endpoint,
     claim: Claim,
 }
 
@@ -51,6 +54,11 @@ impl Binding {
     /// The endpoint actually bound (real port for `:0`, with the socket's path).
     pub(crate) fn endpoint(&self) -> &Endpoint {
         &self.endpoint
+    }
+
+    /// The endpoint as `bind` was given it.
+    pub(crate) fn requested(&self) -> &Endpoint {
+        &self.requested
     }
 
     /// Gives the claim back and, when it was the listener's last, waits until the
@@ -172,6 +180,7 @@ pub(crate) async fn bind(engine: &Arc<Engine>, endpoint: &Endpoint) -> Result<Bi
             debug!(%name, "bound inproc");
             Ok(Binding {
                 endpoint: endpoint.clone(),
+                requested: endpoint.clone(),
                 claim: Claim::Inproc(listener),
             })
         }
@@ -203,6 +212,7 @@ pub(crate) async fn bind(engine: &Arc<Engine>, endpoint: &Endpoint) -> Result<Bi
                 });
             }
             Ok(Binding {
+                requested: endpoint.clone(),
                 endpoint: with_path(&local, endpoint.path().map(str::to_owned)),
                 claim: Claim::Path { entry, path },
             })
@@ -464,7 +474,7 @@ fn attach_inproc(engine: &Arc<Engine>, conn: InprocConn, endpoint: String) -> Re
         (SocketType::Sub, _) => Phase::Opening,
         _ => Phase::Active,
     };
-    engine.add_peer(&mut st, |id| {
+    let peer_id = engine.add_peer(&mut st, |id| {
         let mut p = Peer::new(id, local, Link::Inproc(conn), phase, endpoint.clone());
         p.remote_type = remote;
         p.identity = identity.clone();
@@ -473,6 +483,7 @@ fn attach_inproc(engine: &Arc<Engine>, conn: InprocConn, endpoint: String) -> Re
     });
     drop(active_tx);
     Ok(PeerHandles {
+        peer: peer_id,
         active: active_rx,
         gone: gone_rx,
     })
@@ -480,10 +491,13 @@ fn attach_inproc(engine: &Arc<Engine>, conn: InprocConn, endpoint: String) -> Re
 
 /// Receivers for a new peer's fate.
 struct PeerHandles {
-    #[allow(dead_code)]
+    peer: PeerId,
     active: tokio::sync::oneshot::Receiver<Result<()>>,
     gone: tokio::sync::oneshot::Receiver<Option<Error>>,
 }
+
+/// The peer a dialer's current connection created, so that `disconnect` can drop it.
+pub(crate) type DialedPeer = Arc<Mutex<Option<PeerId>>>;
 
 /// Runs ZMTP on a connection whose greeting showed a plain ZeroMQ peer, as a peer of
 /// `engine`; the peer is usable once its READY arrived.
@@ -514,13 +528,14 @@ fn attach_zmtp(
         return Err(Error::Closed);
     }
     let local = engine.socket_type;
-    engine.add_peer(&mut st, |id| {
+    let peer_id = engine.add_peer(&mut st, |id| {
         let mut p = Peer::new(id, local, Link::Zmtp(shared.clone()), Phase::Opening, peer);
         p.on_active = Some(active_tx);
         p.on_gone = Some(gone_tx);
         p
     });
     Ok(PeerHandles {
+        peer: peer_id,
         active: active_rx,
         gone: gone_rx,
     })
@@ -529,7 +544,7 @@ fn attach_zmtp(
 // ----- dialing -----
 
 /// Starts dialing `endpoint` for `engine`.
-pub(crate) fn dial(engine: &Arc<Engine>, endpoint: Endpoint) -> Result<Dialer> {
+pub(crate) fn dial(engine: &Arc<Engine>, endpoint: Endpoint, dialed: DialedPeer) -> Result<Dialer> {
     let weak = Arc::downgrade(engine);
     let options = engine.options.clone();
     let monitor = engine.monitor.clone();
@@ -541,13 +556,14 @@ pub(crate) fn dial(engine: &Arc<Engine>, endpoint: Endpoint) -> Result<Dialer> {
             };
             let text = endpoint.to_string();
             let handshake: crate::transport::dialer::Handshake = Box::new(move |conn| {
-                let (weak, text) = (weak.clone(), text.clone());
+                let (weak, text, dialed) = (weak.clone(), text.clone(), dialed.clone());
                 async move {
                     let engine = weak.upgrade().ok_or(Error::Closed)?;
                     let Connection::Inproc(conn) = conn else {
                         return Err(Error::Closed);
                     };
                     let handles = attach_inproc(&engine, conn, text.clone())?;
+                    *dialed.lock().unwrap_or_else(|e| e.into_inner()) = Some(handles.peer);
                     Ok(Established {
                         peer: text,
                         closed: handles.gone.map(|r| r.unwrap_or(None)).boxed(),
@@ -570,21 +586,23 @@ pub(crate) fn dial(engine: &Arc<Engine>, endpoint: Endpoint) -> Result<Dialer> {
                 async move { pooled_session(&key, &target, &opts).await }.boxed()
             });
             let peer_name = endpoint.to_string();
-            let handshake: HandshakeWith<Dialed> = Box::new(move |dialed| {
-                let (weak, path, peer_name) = (weak.clone(), path.clone(), peer_name.clone());
+            let handshake: HandshakeWith<Dialed> = Box::new(move |conn| {
+                let (weak, path, peer_name, dialed) =
+                    (weak.clone(), path.clone(), peer_name.clone(), dialed.clone());
                 async move {
                     let Some(engine) = weak.upgrade() else {
-                        if let Dialed::Native(shared) = dialed {
+                        if let Dialed::Native(shared) = conn {
                             shared.lock().remove_handle();
                         }
                         return Err(Error::Closed);
                     };
-                    let handles = match dialed {
+                    let handles = match conn {
                         Dialed::Native(shared) => attach_outgoing(&engine, shared, &path, &peer_name)?,
                         Dialed::Zmtp { io, greeting } => {
                             attach_zmtp(&engine, io, &greeting, peer_name.clone())?
                         }
                     };
+                    *dialed.lock().unwrap_or_else(|e| e.into_inner()) = Some(handles.peer);
                     // A publisher accepts a subscriber's stream once it has the Sub's
                     // subscriptions, which are sent when the Sub starts receiving (see
                     // `Engine::start_receiving`): that can be any time later, so a Sub's
@@ -640,7 +658,7 @@ fn attach_outgoing(
         return Err(Error::Closed);
     }
     let local = engine.socket_type;
-    engine.add_peer(&mut st, |id| {
+    let peer_id = engine.add_peer(&mut st, |id| {
         let mut p = Peer::new(
             id,
             local,
@@ -657,6 +675,7 @@ fn attach_outgoing(
         p
     });
     Ok(PeerHandles {
+        peer: peer_id,
         active: active_rx,
         gone: gone_rx,
     })

@@ -67,7 +67,8 @@ pub(crate) struct State {
     /// Sub: the handle has started receiving; publishers get our subscriptions.
     receiving: bool,
     binds: Vec<hub::Binding>,
-    dialers: Vec<Dialer>,
+    /// Each connect: its endpoint, its dialer, and the peer its current connection made.
+    dialers: Vec<(Endpoint, Dialer, hub::DialedPeer)>,
     /// Reused by fan-out.
     matched: Vec<PeerId>,
     /// Reused by `absorb`.
@@ -140,12 +141,62 @@ impl Engine {
     /// Starts connecting to `endpoint` in the background (and reconnecting when lost).
     pub(crate) fn connect(self: &Arc<Self>, endpoint: &str) -> Result<()> {
         let endpoint: Endpoint = endpoint.parse()?;
-        let dialer = hub::dial(self, endpoint)?;
+        let dialed = hub::DialedPeer::default();
+        let dialer = hub::dial(self, endpoint.clone(), dialed.clone())?;
         let mut st = self.lock();
         if st.closing {
             return Err(Error::Closed);
         }
-        st.dialers.push(dialer);
+        st.dialers.push((endpoint, dialer, dialed));
+        Ok(())
+    }
+
+    /// Stops connecting to `endpoint` and closes the link its connect made.
+    pub(crate) fn disconnect(&self, endpoint: &str) -> Result<()> {
+        let wanted: Endpoint = endpoint.parse()?;
+        let mut st = self.lock();
+        let before = st.dialers.len();
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut st.dialers)
+            .into_iter()
+            .partition(|(ep, _, _)| *ep == wanted);
+        st.dialers = kept;
+        if st.dialers.len() == before {
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("not connected to {endpoint}"),
+            )));
+        }
+        for (_, dialer, dialed) in gone {
+            drop(dialer); // stops redialing first, so the link is not made again
+            let peer = dialed.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(peer) = peer {
+                self.remove_peer(&mut st, peer, None);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops listening on a bound endpoint (as `bind` was given it, or as it returned it).
+    /// Peers already connected through it stay.
+    pub(crate) async fn unbind(&self, endpoint: &str) -> Result<()> {
+        let wanted: Endpoint = endpoint.parse()?;
+        let binding = {
+            let mut st = self.lock();
+            let at = st
+                .binds
+                .iter()
+                .position(|b| *b.endpoint() == wanted || b.requested() == &wanted);
+            match at {
+                Some(i) => st.binds.remove(i),
+                None => {
+                    return Err(Error::Io(std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        format!("not bound to {endpoint}"),
+                    )))
+                }
+            }
+        };
+        binding.close().await;
         Ok(())
     }
 

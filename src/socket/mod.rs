@@ -83,6 +83,30 @@ impl Socket {
         self.engine.connect(endpoint)
     }
 
+    /// Stops connecting to `endpoint` (as given to [`connect`](Self::connect)) and closes
+    /// the link that connect made; no reconnect follows.
+    ///
+    /// # Errors
+    /// `Error::InvalidEndpoint` for a malformed endpoint; `Error::Io` (`NotFound`) when the
+    /// socket is not connecting to it.
+    pub fn disconnect(&self, endpoint: &str) -> Result<()> {
+        self.engine.disconnect(endpoint)
+    }
+
+    /// Stops listening on `endpoint` (as given to [`bind`](Self::bind), or as it returned
+    /// it); peers already connected through it stay connected.
+    ///
+    /// # Errors
+    /// `Error::InvalidEndpoint` for a malformed endpoint; `Error::Io` (`NotFound`) when the
+    /// socket is not bound to it.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: the listener is released either way, only the wait for its socket to
+    /// close is cut short.
+    pub async fn unbind(&self, endpoint: &str) -> Result<()> {
+        self.engine.unbind(endpoint).await
+    }
+
     /// A stream of this socket's connection events (listening, connected, retrying,
     /// handshake failures, ...). Events before the call are not replayed.
     pub fn monitor(&self) -> Monitor {
