@@ -59,7 +59,8 @@
 //!
 //! `tcp://host:port[/path]`, `ipc:///file[#path]`, `inproc://name`, `dns://host:port[/path]`
 //! and `mdns://name[/path]` parse into an [`Endpoint`]; a malformed one is
-//! [`Error::InvalidEndpoint`] quoting the input and the expected form.
+//! [`Error::InvalidEndpoint`] quoting the input and the expected form. A `dns://` connect
+//! keeps one link per address of the name ([`discovery`]); `mdns://` is not implemented yet.
 //!
 //! # Reconnect
 //!
@@ -88,6 +89,7 @@
 //! cancel safe; a cancelled read or write of a [`mux::Stream`] loses nothing that was not
 //! reported as read or written.
 
+pub mod discovery;
 mod driver;
 mod endpoint;
 mod engine;

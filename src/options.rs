@@ -35,6 +35,7 @@ pub struct Options {
     pub(crate) stream_window: u32,
     pub(crate) max_streams: usize,
     pub(crate) native: bool,
+    pub(crate) discovery: Option<std::sync::Arc<dyn crate::discovery::Discovery>>,
 }
 
 /// Default of [`Options::max_message_size`]: 64 MiB.
@@ -62,6 +63,7 @@ impl Default for Options {
             stream_window: DEFAULT_STREAM_WINDOW,
             max_streams: 256,
             native: true,
+            discovery: None,
         }
     }
 }
@@ -185,6 +187,15 @@ impl Options {
     /// link then has a connection of its own.
     pub fn native(mut self, native: bool) -> Self {
         self.native = native;
+        self
+    }
+
+    /// Where `dns://` endpoints find their addresses: by default the system resolver
+    /// ([`Dns`](crate::discovery::Dns)); any [`Discovery`](crate::discovery::Discovery)
+    /// plugs in here (a static list, a service registry). The endpoint's port and path are
+    /// still those of the `dns://` endpoint when the source gives port 0.
+    pub fn discovery(mut self, discovery: std::sync::Arc<dyn crate::discovery::Discovery>) -> Self {
+        self.discovery = Some(discovery);
         self
     }
 

@@ -754,7 +754,7 @@ fn runtime_failures_exit_with_code_1() {
     .stderr(predicate::str::starts_with(
         "error: cannot read --file /nonexistent/zocket: ",
     ));
-    zocket(&["sub", "--connect", "dns://localhost:5555"])
+    zocket(&["sub", "--connect", "mdns://chat"])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("not implemented yet"));

@@ -219,7 +219,7 @@ pub(crate) async fn bind(engine: &Arc<Engine>, endpoint: &Endpoint) -> Result<Bi
         }
         Endpoint::Dns { .. } | Endpoint::Mdns { .. } => Err(Error::Io(std::io::Error::new(
             std::io::ErrorKind::Unsupported,
-            "binding dns:// and mdns:// endpoints needs discovery, which is not implemented yet",
+            "a dns:// endpoint can only be connected to (bind a tcp:// address and publish it in DNS); mdns:// is not implemented yet",
         ))),
     }
 }
@@ -587,8 +587,12 @@ pub(crate) fn dial(engine: &Arc<Engine>, endpoint: Endpoint, dialed: DialedPeer)
             });
             let peer_name = endpoint.to_string();
             let handshake: HandshakeWith<Dialed> = Box::new(move |conn| {
-                let (weak, path, peer_name, dialed) =
-                    (weak.clone(), path.clone(), peer_name.clone(), dialed.clone());
+                let (weak, path, peer_name, dialed) = (
+                    weak.clone(),
+                    path.clone(),
+                    peer_name.clone(),
+                    dialed.clone(),
+                );
                 async move {
                     let Some(engine) = weak.upgrade() else {
                         if let Dialed::Native(shared) = conn {
@@ -597,7 +601,9 @@ pub(crate) fn dial(engine: &Arc<Engine>, endpoint: Endpoint, dialed: DialedPeer)
                         return Err(Error::Closed);
                     };
                     let handles = match conn {
-                        Dialed::Native(shared) => attach_outgoing(&engine, shared, &path, &peer_name)?,
+                        Dialed::Native(shared) => {
+                            attach_outgoing(&engine, shared, &path, &peer_name)?
+                        }
                         Dialed::Zmtp { io, greeting } => {
                             attach_zmtp(&engine, io, &greeting, peer_name.clone())?
                         }
@@ -617,11 +623,13 @@ pub(crate) fn dial(engine: &Arc<Engine>, endpoint: Endpoint, dialed: DialedPeer)
                 }
                 .boxed()
             });
-            Ok(Dialer::spawn_custom(endpoint, options, monitor, connect, handshake))
+            Ok(Dialer::spawn_custom(
+                endpoint, options, monitor, connect, handshake,
+            ))
         }
         Endpoint::Dns { .. } | Endpoint::Mdns { .. } => Err(Error::Io(std::io::Error::new(
             std::io::ErrorKind::Unsupported,
-            "connecting to dns:// and mdns:// endpoints needs discovery, which is not implemented yet",
+            "mdns:// discovery is not implemented yet",
         ))),
     }
 }

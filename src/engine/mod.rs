@@ -11,6 +11,7 @@
 //! next absorbs it ([`Engine::absorb`]), so a socket with a thousand peers never polls them
 //! one by one.
 
+mod discover;
 mod hub;
 mod peer;
 mod signal;
@@ -69,6 +70,8 @@ pub(crate) struct State {
     binds: Vec<hub::Binding>,
     /// Each connect: its endpoint, its dialer, and the peer its current connection made.
     dialers: Vec<(Endpoint, Dialer, hub::DialedPeer)>,
+    /// Each `dns://` connect: its endpoint and the discovery that keeps its connects.
+    watches: Vec<(Endpoint, discover::Watch)>,
     /// Reused by fan-out.
     matched: Vec<PeerId>,
     /// Reused by `absorb`.
@@ -95,6 +98,7 @@ impl Engine {
                 receiving: false,
                 binds: Vec::new(),
                 dialers: Vec::new(),
+                watches: Vec::new(),
                 matched: Vec::new(),
                 ready: signal::Ready::default(),
             }),
@@ -141,6 +145,21 @@ impl Engine {
     /// Starts connecting to `endpoint` in the background (and reconnecting when lost).
     pub(crate) fn connect(self: &Arc<Self>, endpoint: &str) -> Result<()> {
         let endpoint: Endpoint = endpoint.parse()?;
+        if let Endpoint::Dns { host, port, path } = &endpoint {
+            let watch = discover::watch(
+                self,
+                host.clone(),
+                *port,
+                path.clone(),
+                endpoint.to_string(),
+            );
+            let mut st = self.lock();
+            if st.closing {
+                return Err(Error::Closed);
+            }
+            st.watches.push((endpoint, watch));
+            return Ok(());
+        }
         let dialed = hub::DialedPeer::default();
         let dialer = hub::dial(self, endpoint.clone(), dialed.clone())?;
         let mut st = self.lock();
@@ -154,6 +173,30 @@ impl Engine {
     /// Stops connecting to `endpoint` and closes the link its connect made.
     pub(crate) fn disconnect(&self, endpoint: &str) -> Result<()> {
         let wanted: Endpoint = endpoint.parse()?;
+        if let Endpoint::Dns { .. } = wanted {
+            let watches = {
+                let mut st = self.lock();
+                let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut st.watches)
+                    .into_iter()
+                    .partition(|(ep, _)| *ep == wanted);
+                st.watches = kept;
+                gone
+            };
+            if watches.is_empty() {
+                return Err(Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("not connected to {endpoint}"),
+                )));
+            }
+            for (_, watch) in watches {
+                let endpoints = watch.endpoints();
+                drop(watch); // stops resolving first
+                for ep in endpoints {
+                    let _ = self.disconnect(&ep);
+                }
+            }
+            return Ok(());
+        }
         let mut st = self.lock();
         let before = st.dialers.len();
         let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut st.dialers)
@@ -789,6 +832,7 @@ impl Engine {
                 std::mem::take(&mut st.dialers),
             )
         };
+        drop(std::mem::take(&mut self.lock().watches));
         drop(dialers);
         for binding in binds {
             binding.close().await;

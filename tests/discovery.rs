@@ -1,0 +1,154 @@
+//! `dns://` endpoints: one link per address the name has, kept in step with its answers.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::StreamExt;
+use tokio::time::timeout;
+use zocket::discovery::Discovery;
+use zocket::monitor::{Event, Monitor};
+use zocket::{Options, Pull, Push};
+
+const T: Duration = Duration::from_secs(10);
+
+/// A resolver whose answer the test changes (shared with the test through an `Arc`).
+#[derive(Debug, Clone)]
+struct Changing(Arc<Mutex<std::io::Result<Vec<SocketAddr>>>>);
+
+impl Changing {
+    fn new() -> Self {
+        Changing(Arc::new(Mutex::new(Ok(vec![]))))
+    }
+
+    fn set(&self, answer: std::io::Result<Vec<SocketAddr>>) {
+        *self.0.lock().unwrap() = answer;
+    }
+}
+
+impl Discovery for Changing {
+    fn addresses(&self) -> BoxFuture<'static, std::io::Result<Vec<SocketAddr>>> {
+        let answer = match &*self.0.lock().unwrap() {
+            Ok(v) => Ok(v.clone()),
+            Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+        };
+        Box::pin(async move { answer })
+    }
+}
+
+async fn until(monitor: &mut Monitor, pred: impl Fn(&Event) -> bool) -> Event {
+    timeout(T, async {
+        loop {
+            let e = monitor.next().await.expect("monitor open");
+            if pred(&e) {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("event came")
+}
+
+async fn until_true(mut f: impl FnMut() -> bool) {
+    timeout(T, async {
+        while !f() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("condition reached");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dns_endpoint_follows_its_answers_without_touching_the_links_that_stay() {
+    // Two pullers on the same port of two loopback addresses.
+    let mut a = Pull::bind("tcp://127.0.0.1:0").await.unwrap();
+    let port = match &a.endpoints()[0] {
+        zocket::Endpoint::Tcp { port, .. } => *port,
+        other => panic!("{other}"),
+    };
+    let mut b = Pull::bind(&format!("tcp://127.0.0.2:{port}"))
+        .await
+        .unwrap();
+    let addr_a: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let addr_b: SocketAddr = format!("127.0.0.2:{port}").parse().unwrap();
+
+    let answers = Changing::new();
+    answers.set(Ok(vec![addr_a]));
+    let options = Options::new()
+        .dns_refresh(Duration::from_millis(30))
+        .reconnect_interval(Duration::from_millis(10))
+        .discovery(Arc::new(answers.clone()));
+    let mut push = Push::with_options(options);
+    let mut monitor = push.monitor();
+    push.connect(&format!("dns://cluster.test:{port}")).unwrap();
+    until(
+        &mut monitor,
+        |e| matches!(e, Event::Discovered { addr } if *addr == addr_a.to_string()),
+    )
+    .await;
+    timeout(T, push.wait_for_peers(1)).await.unwrap().unwrap();
+    push.send("to a").await.unwrap();
+    assert_eq!(
+        timeout(T, a.recv()).await.unwrap().unwrap().frames()[0],
+        "to a"
+    );
+
+    // A second address appears: connected to, and a's link stays as it is.
+    answers.set(Ok(vec![addr_a, addr_b]));
+    timeout(T, push.wait_for_peers(2)).await.unwrap().unwrap();
+    until_true(|| b.peers() == 1).await;
+    assert_eq!(a.peers(), 1);
+
+    // A name that stops resolving is reported and retried; the links stay meanwhile.
+    answers.set(Err(std::io::Error::other(
+        "temporary failure in name resolution",
+    )));
+    until(
+        &mut monitor,
+        |e| matches!(e, Event::HandshakeFailed { reason, .. } if reason.contains("resolve")),
+    )
+    .await;
+    assert_eq!(push.peers(), 2);
+
+    // The first address vanishes: its link is dropped, the other one untouched.
+    answers.set(Ok(vec![addr_b]));
+    until(
+        &mut monitor,
+        |e| matches!(e, Event::Lost { addr } if *addr == addr_a.to_string()),
+    )
+    .await;
+    until_true(|| push.peers() == 1 && a.peers() == 0).await;
+    for i in 0..3 {
+        push.send(format!("to b {i}")).await.unwrap();
+    }
+    for i in 0..3 {
+        let msg = timeout(T, b.recv()).await.unwrap().unwrap();
+        assert_eq!(msg.frames()[0], format!("to b {i}"));
+    }
+    assert_eq!(b.peers(), 1);
+
+    // disconnect() on the dns endpoint drops everything it made.
+    push.disconnect(&format!("dns://cluster.test:{port}"))
+        .unwrap();
+    until_true(|| push.peers() == 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_localhost_connects_through_the_system_resolver() {
+    let mut pull = Pull::bind("tcp://127.0.0.1:0").await.unwrap();
+    let port = match &pull.endpoints()[0] {
+        zocket::Endpoint::Tcp { port, .. } => *port,
+        other => panic!("{other}"),
+    };
+    let mut push = Push::connect(&format!("dns://localhost:{port}"))
+        .await
+        .unwrap();
+    timeout(T, push.wait_for_peers(1)).await.unwrap().unwrap();
+    push.send("via dns").await.unwrap();
+    assert_eq!(
+        timeout(T, pull.recv()).await.unwrap().unwrap().frames()[0],
+        "via dns"
+    );
+}
