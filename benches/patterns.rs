@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::{loadavg, Task};
+use common::{loadavg, Latency, Task};
 use std::future::Future;
 use std::io::{self, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -423,25 +423,6 @@ async fn latency_section(n: u64, warmup: u64) {
         print_latency(name, lat.as_ref(), &ratio);
     }
     print_latency("raw tcp", raw.as_ref(), "1.00x");
-}
-
-struct Latency {
-    p50: f64,
-    p99: f64,
-    max: f64,
-}
-
-impl Latency {
-    fn from_samples(mut samples: Vec<Duration>) -> Latency {
-        samples.sort_unstable();
-        let us = |d: Duration| d.as_secs_f64() * 1e6;
-        let at = |q: f64| us(samples[((samples.len() - 1) as f64 * q).round() as usize]);
-        Latency {
-            p50: at(0.50),
-            p99: at(0.99),
-            max: at(1.0),
-        }
-    }
 }
 
 fn print_latency(name: &str, lat: Option<&Latency>, ratio: &str) {

@@ -20,7 +20,7 @@
 
 mod common;
 
-use common::{loadavg, Task};
+use common::{loadavg, Latency, Task};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -391,23 +391,6 @@ async fn zocket_to_libzmq_pipeline(
 
 // ---------------------------------------------------------------------------------------
 // Req→Rep latency
-
-struct Latency {
-    p50: f64,
-    p99: f64,
-}
-
-impl Latency {
-    fn from_samples(mut samples: Vec<Duration>) -> Latency {
-        samples.sort_unstable();
-        let us = |d: Duration| d.as_secs_f64() * 1e6;
-        let at = |q: f64| us(samples[((samples.len() - 1) as f64 * q).round() as usize]);
-        Latency {
-            p50: at(0.50),
-            p99: at(0.99),
-        }
-    }
-}
 
 async fn reqrep(p: Pairing, n: u64, warmup: u64) -> Res<Latency> {
     let deadline = Instant::now() + ROW_TIMEOUT;

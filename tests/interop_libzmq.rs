@@ -3,6 +3,9 @@
 //! `.ci/run` installs pyzmq. Elsewhere, without it, the tests say so and pass; with `CI`
 //! set they fail instead, so CI can never skip them silently.
 
+mod common;
+
+use common::{free_port, text};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -66,22 +69,6 @@ impl Peer {
             .unwrap();
         assert!(status.success(), "libzmq peer failed: {status}");
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn text(msg: &Message) -> String {
-    msg.frames()
-        .iter()
-        .map(|f| String::from_utf8_lossy(f).into_owned())
-        .collect::<Vec<_>>()
-        .join("|")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

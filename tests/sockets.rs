@@ -1,5 +1,8 @@
 //! Socket semantics over real sockets: reconnects, resends, limits, refusals, sharing.
 
+mod common;
+
+use common::{free_port, text};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
@@ -9,22 +12,6 @@ use zocket::monitor::Event;
 use zocket::{Error, Message, Options, Pub, Pull, Push, Rep, Req, Router, Sub};
 
 const T: Duration = Duration::from_secs(10);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn text(msg: &Message) -> String {
-    msg.frames()
-        .iter()
-        .map(|f| String::from_utf8_lossy(f).into_owned())
-        .collect::<Vec<_>>()
-        .join("|")
-}
 
 fn fast_reconnect() -> Options {
     Options::new()
