@@ -46,27 +46,17 @@ pub async fn run(kind: Kind, args: TalkArgs) -> Result<(), Fail> {
     let result = async {
         match kind {
             Kind::Pub => {
-                let socket = Pub::with_options(options);
+                let mut socket = Pub::with_options(options);
                 let mut input = Input::new(&args, send_count).await?;
                 open(&socket, kind, &args, &mut monitor).await?;
-                while let Some(msg) = input.next().await? {
-                    socket
-                        .send(msg)
-                        .await
-                        .map_err(|e| Fail::runtime("send", e))?;
-                }
+                send_input(&mut socket, &mut input).await?;
                 socket.close().await;
             }
             Kind::Push => {
                 let mut socket = Push::with_options(options);
                 let mut input = Input::new(&args, send_count).await?;
                 open(&socket, kind, &args, &mut monitor).await?;
-                while let Some(msg) = input.next().await? {
-                    socket
-                        .send(msg)
-                        .await
-                        .map_err(|e| Fail::runtime("send", e))?;
-                }
+                send_input(&mut socket, &mut input).await?;
                 socket.close().await;
             }
             Kind::Req => {
@@ -385,6 +375,19 @@ fn describe(event: &Event) -> String {
 }
 
 /// Awaits a receive, for at most `limit` when --recv-timeout was given.
+/// Sends every message of `input` through a sending socket (Pub, Push: both are sinks).
+async fn send_input<S>(socket: &mut S, input: &mut Input) -> Result<(), Fail>
+where
+    S: Sink<Message, Error = zocket::Error> + Unpin,
+{
+    while let Some(msg) = input.next().await? {
+        SinkExt::send(socket, msg)
+            .await
+            .map_err(|e| Fail::runtime("send", e))?;
+    }
+    Ok(())
+}
+
 async fn within<T>(
     limit: Option<Duration>,
     what: &str,
