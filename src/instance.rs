@@ -28,11 +28,26 @@ pub(crate) fn id() -> [u8; 16] {
     })
 }
 
+/// A random number, different at every call (for names that must not collide).
+pub(crate) fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = RandomState::new().build_hasher();
+    h.write(&id());
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.finish()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn id_is_stable_and_not_zero() {
         assert_eq!(super::id(), super::id());
         assert_ne!(super::id(), [0; 16]);
+    }
+
+    #[test]
+    fn unique_differs_between_calls() {
+        assert_ne!(super::unique(), super::unique());
     }
 }

@@ -60,7 +60,9 @@
 //! `tcp://host:port[/path]`, `ipc:///file[#path]`, `inproc://name`, `dns://host:port[/path]`
 //! and `mdns://name[/path]` parse into an [`Endpoint`]; a malformed one is
 //! [`Error::InvalidEndpoint`] quoting the input and the expected form. A `dns://` connect
-//! keeps one link per address of the name ([`discovery`]); `mdns://` is not implemented yet.
+//! keeps one link per address of the name; an `mdns://` bind announces
+//! the socket on the local network and an `mdns://` connect keeps one link per instance
+//! announcing that name ([`discovery`]).
 //!
 //! # Reconnect
 //!

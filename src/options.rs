@@ -1,5 +1,6 @@
 //! Socket and connection options.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -36,6 +37,9 @@ pub struct Options {
     pub(crate) max_streams: usize,
     pub(crate) native: bool,
     pub(crate) discovery: Option<std::sync::Arc<dyn crate::discovery::Discovery>>,
+    pub(crate) node: Option<String>,
+    pub(crate) mdns_interfaces: Vec<String>,
+    pub(crate) mdns_listen: IpAddr,
 }
 
 /// Default of [`Options::max_message_size`]: 64 MiB.
@@ -64,6 +68,9 @@ impl Default for Options {
             max_streams: 256,
             native: true,
             discovery: None,
+            node: None,
+            mdns_interfaces: Vec::new(),
+            mdns_listen: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         }
     }
 }
@@ -197,6 +204,64 @@ impl Options {
     pub fn discovery(mut self, discovery: std::sync::Arc<dyn crate::discovery::Discovery>) -> Self {
         self.discovery = Some(discovery);
         self
+    }
+
+    /// The node this socket belongs to, for `mdns://`: a connect never joins an
+    /// announcement of its own node. Default: this process (its random instance id), so a
+    /// process never connects to itself. Give the sockets of one logical node the same name
+    /// to run several nodes in one process (tests, simulations); at most 64 printable ASCII
+    /// characters, longer names are cut.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> zocket::Result<()> {
+    /// use zocket::{Options, Pub, Sub};
+    /// let node_a = Options::new().node("a");
+    /// let publisher = Pub::with_options(node_a.clone());
+    /// publisher.bind("mdns://chat").await?;
+    /// let subscriber = Sub::with_options(node_a); // hears every node on "chat" but "a"
+    /// subscriber.connect("mdns://chat")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn node(mut self, name: impl Into<String>) -> Self {
+        let name: String = name
+            .into()
+            .chars()
+            .filter(char::is_ascii_graphic)
+            .take(crate::discovery::mdns::txt::MAX_NODE_LEN)
+            .collect();
+        self.node = (!name.is_empty()).then_some(name);
+        self
+    }
+
+    /// The network interfaces (by name: `eth0`, `lo`) on which `mdns://` endpoints announce
+    /// and browse. Default: all of them. The mDNS responder is shared by the sockets of a
+    /// process that use the same interface list.
+    pub fn mdns_interfaces<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.mdns_interfaces = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The address a `bind("mdns://…")` listens on, at an ephemeral port. Default
+    /// `0.0.0.0` (every IPv4 interface; the announcement lists their addresses). `::`
+    /// listens on IPv6 as well; a specific address is the only one announced.
+    pub fn mdns_listen(mut self, addr: IpAddr) -> Self {
+        self.mdns_listen = addr;
+        self
+    }
+
+    /// The node name announced and compared by `mdns://` ([`node`](Self::node)).
+    pub(crate) fn node_name(&self) -> String {
+        match &self.node {
+            Some(name) => name.clone(),
+            None => crate::instance::id()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        }
     }
 
     /// Current value of [`send_hwm`](Self::send_hwm).

@@ -97,7 +97,7 @@ pub struct Endpoints {
     /// Bind ENDPOINT (repeatable); the bound endpoint, with its real port for :0, is printed to stderr.
     ///
     /// ENDPOINT is tcp://host:port[/path], ipc:///file[#path], inproc://name (same process
-    /// only), dns://host:port[/path] (connect only) or mdns://name[/path] (not implemented yet by the library).
+    /// only), dns://host:port[/path] (connect only) or mdns://name[/path] (announced and found on the local network by multicast DNS).
     #[arg(long, value_name = "ENDPOINT", value_parser = units::endpoint)]
     pub bind: Vec<String>,
     /// Connect to ENDPOINT (repeatable); dials in the background and redials when the peer goes away.

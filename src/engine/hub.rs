@@ -15,6 +15,8 @@ use tracing::{debug, warn};
 
 use super::peer::{Link, Peer, Phase, Reassembly};
 use super::Engine;
+use crate::discovery::mdns::daemon::{Announcement, Daemon};
+use crate::discovery::mdns::txt::Record;
 use crate::driver::connect::{self, Connected};
 use crate::driver::{zmtp, IncomingStream, Shared};
 use crate::monitor::Event;
@@ -25,7 +27,7 @@ use crate::transport::inproc::{InprocConn, InprocHello};
 use crate::transport::listener::{AcceptHandler, Listener};
 use crate::transport::shared::SharedStream;
 use crate::transport::{ipc, tcp, ByteStream, Connection};
-use crate::{Endpoint, Error, Result, SocketType};
+use crate::{Endpoint, Error, Host, Result, SocketType};
 
 /// A socket's claim on a bound endpoint; dropping it gives the path (and, for the last
 /// path, the listener) back.
@@ -35,6 +37,8 @@ pub(crate) struct Binding {
     /// The endpoint as `bind` was given it (`tcp://127.0.0.1:0`, say).
     requested: Endpoint,
     claim: Claim,
+    /// For `mdns://`: the announcement, withdrawn before the listener closes.
+    announcement: Option<Announcement>,
 }
 
 #[derive(Debug)]
@@ -64,6 +68,9 @@ impl Binding {
     /// Gives the claim back and, when it was the listener's last, waits until the
     /// listening socket is closed, so the address can be bound again at once.
     pub(crate) async fn close(mut self) {
+        if let Some(announcement) = self.announcement.take() {
+            announcement.withdraw().await;
+        }
         let claim = std::mem::replace(&mut self.claim, Claim::Released);
         match claim {
             Claim::Path { entry, path } => {
@@ -151,6 +158,41 @@ fn with_path(endpoint: &Endpoint, path: Option<String>) -> Endpoint {
 
 /// Binds `engine` at `endpoint`.
 pub(crate) async fn bind(engine: &Arc<Engine>, endpoint: &Endpoint) -> Result<Binding> {
+    match endpoint {
+        Endpoint::Mdns { name, path } => {
+            // An ephemeral TCP port, announced.
+            let options = &engine.options;
+            let address = Endpoint::Tcp {
+                host: Host::Ip(options.mdns_listen),
+                port: 0,
+                path: path.clone(),
+            };
+            let mut binding = bind_address(engine, &address).await?;
+            let Endpoint::Tcp { port, .. } = binding.endpoint else {
+                unreachable!("a tcp:// bind is bound to a tcp:// endpoint");
+            };
+            let record = Record {
+                name: name.clone(),
+                path: path.clone(),
+                socket_type: engine.socket_type,
+                node: options.node_name(),
+            };
+            let daemon = Daemon::shared(&options.mdns_interfaces)?;
+            binding.announcement = Some(daemon.announce(&record, options.mdns_listen, port).await?);
+            binding.requested = endpoint.clone();
+            debug!(%endpoint, local = %binding.endpoint, "bound and announced");
+            Ok(binding)
+        }
+        Endpoint::Dns { .. } => Err(Error::Io(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "a dns:// endpoint can only be connected to: bind a tcp:// address and publish it in DNS",
+        ))),
+        _ => bind_address(engine, endpoint).await,
+    }
+}
+
+/// Binds `engine` at a `tcp://`, `ipc://` or `inproc://` endpoint.
+async fn bind_address(engine: &Arc<Engine>, endpoint: &Endpoint) -> Result<Binding> {
     let path = endpoint.path().unwrap_or("").to_owned();
     match endpoint {
         Endpoint::Inproc { name } => {
@@ -182,6 +224,7 @@ pub(crate) async fn bind(engine: &Arc<Engine>, endpoint: &Endpoint) -> Result<Bi
                 endpoint: endpoint.clone(),
                 requested: endpoint.clone(),
                 claim: Claim::Inproc(listener),
+                announcement: None,
             })
         }
         Endpoint::Tcp { .. } | Endpoint::Ipc { .. } => {
@@ -215,12 +258,12 @@ pub(crate) async fn bind(engine: &Arc<Engine>, endpoint: &Endpoint) -> Result<Bi
                 requested: endpoint.clone(),
                 endpoint: with_path(&local, endpoint.path().map(str::to_owned)),
                 claim: Claim::Path { entry, path },
+                announcement: None,
             })
         }
-        Endpoint::Dns { .. } | Endpoint::Mdns { .. } => Err(Error::Io(std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            "a dns:// endpoint can only be connected to (bind a tcp:// address and publish it in DNS); mdns:// is not implemented yet",
-        ))),
+        Endpoint::Dns { .. } | Endpoint::Mdns { .. } => {
+            unreachable!("bind() handles discovery endpoints")
+        }
     }
 }
 
@@ -629,7 +672,7 @@ pub(crate) fn dial(engine: &Arc<Engine>, endpoint: Endpoint, dialed: DialedPeer)
         }
         Endpoint::Dns { .. } | Endpoint::Mdns { .. } => Err(Error::Io(std::io::Error::new(
             std::io::ErrorKind::Unsupported,
-            "mdns:// discovery is not implemented yet",
+            "a dns:// or mdns:// endpoint is followed by a discovery, not dialed",
         ))),
     }
 }

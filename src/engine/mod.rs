@@ -70,7 +70,8 @@ pub(crate) struct State {
     binds: Vec<hub::Binding>,
     /// Each connect: its endpoint, its dialer, and the peer its current connection made.
     dialers: Vec<(Endpoint, Dialer, hub::DialedPeer)>,
-    /// Each `dns://` connect: its endpoint and the discovery that keeps its connects.
+    /// Each `dns://` and `mdns://` connect: its endpoint and the discovery that keeps its
+    /// connects.
     watches: Vec<(Endpoint, discover::Watch)>,
     /// Reused by fan-out.
     matched: Vec<PeerId>,
@@ -145,14 +146,23 @@ impl Engine {
     /// Starts connecting to `endpoint` in the background (and reconnecting when lost).
     pub(crate) fn connect(self: &Arc<Self>, endpoint: &str) -> Result<()> {
         let endpoint: Endpoint = endpoint.parse()?;
-        if let Endpoint::Dns { host, port, path } = &endpoint {
-            let watch = discover::watch(
+        let watch = match &endpoint {
+            Endpoint::Dns { host, port, path } => Some(discover::watch_dns(
                 self,
                 host.clone(),
                 *port,
                 path.clone(),
                 endpoint.to_string(),
-            );
+            )),
+            Endpoint::Mdns { name, path } => Some(discover::watch_mdns(
+                self,
+                name.clone(),
+                path.clone(),
+                endpoint.to_string(),
+            )?),
+            _ => None,
+        };
+        if let Some(watch) = watch {
             let mut st = self.lock();
             if st.closing {
                 return Err(Error::Closed);
@@ -173,7 +183,7 @@ impl Engine {
     /// Stops connecting to `endpoint` and closes the link its connect made.
     pub(crate) fn disconnect(&self, endpoint: &str) -> Result<()> {
         let wanted: Endpoint = endpoint.parse()?;
-        if let Endpoint::Dns { .. } = wanted {
+        if let Endpoint::Dns { .. } | Endpoint::Mdns { .. } = wanted {
             let watches = {
                 let mut st = self.lock();
                 let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut st.watches)

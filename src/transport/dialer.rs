@@ -122,7 +122,7 @@ impl Dialer {
             Endpoint::Dns { .. } | Endpoint::Mdns { .. } => {
                 return Err(Error::Io(io::Error::new(
                     io::ErrorKind::Unsupported,
-                    "dns:// and mdns:// need discovery, which is not implemented yet",
+                    "dns:// and mdns:// endpoints are handled by a socket's discovery, not by a transport",
                 )))
             }
         };

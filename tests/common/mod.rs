@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each test file uses part of it
 
+pub(crate) mod netns;
+
 use zocket::Message;
 
 /// A TCP port that was free a moment ago (for a listener that starts later).

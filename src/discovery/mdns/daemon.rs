@@ -1,0 +1,326 @@
+//! One mDNS responder per process (per interface set), shared by every socket: it announces
+//! the `mdns://` binds and keeps a catalog of the zocket instances on the network.
+//!
+//! `mdns-sd` keeps one browse per service type per daemon (a second one replaces the
+//! first), so the daemon browses `_zocket._tcp.local.` once and every `mdns://` connect
+//! watches the catalog it builds ([`Daemon::catalog`]).
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use mdns_sd::{IfKind, ResolvedService, ServiceDaemon, ServiceEvent, ServiceInfo};
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use super::txt::Record;
+
+/// The DNS-SD service type every zocket announcement uses.
+pub(crate) const SERVICE_TYPE: &str = "_zocket._tcp.local.";
+
+/// How long a suspected instance has to answer a query before it is dropped
+/// (RFC 6762 §10.4 says ten seconds; peers on one LAN answer in milliseconds).
+pub(crate) const VERIFY_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Largest TXT record accepted, in bytes. Ours is about 100 (at most ~400 with a long
+/// path); RFC 6763 §6.2 calls anything over 1300 a bad idea.
+const MAX_TXT_LEN: usize = 1024;
+
+/// How long `close` waits for the goodbye packet to be sent.
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A zocket instance announced on the network, with a usable TXT record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Instance {
+    /// The DNS-SD instance name (`chat-5f2c….​_zocket._tcp.local.`).
+    pub(crate) fullname: String,
+    /// What its TXT record says.
+    pub(crate) record: Record,
+    /// The address to connect to.
+    pub(crate) addr: SocketAddr,
+}
+
+/// Every usable instance, by DNS-SD instance name.
+pub(crate) type Catalog = Arc<BTreeMap<String, Instance>>;
+
+/// A running responder; dropping the last handle shuts it down.
+pub(crate) struct Daemon {
+    daemon: ServiceDaemon,
+    catalog: watch::Receiver<Catalog>,
+    interfaces: Vec<String>,
+}
+
+impl Daemon {
+    /// The process's responder for `interfaces` (empty: all), started on first use.
+    pub(crate) fn shared(interfaces: &[String]) -> io::Result<Arc<Daemon>> {
+        static DAEMONS: OnceLock<Mutex<Vec<Weak<Daemon>>>> = OnceLock::new();
+        let mut interfaces = interfaces.to_vec();
+        interfaces.sort();
+        interfaces.dedup();
+        let mut daemons = DAEMONS
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        daemons.retain(|d| d.strong_count() > 0);
+        if let Some(daemon) = daemons
+            .iter()
+            .filter_map(Weak::upgrade)
+            .find(|d| d.interfaces == interfaces)
+        {
+            return Ok(daemon);
+        }
+        let daemon = Arc::new(Daemon::start(interfaces)?);
+        daemons.push(Arc::downgrade(&daemon));
+        Ok(daemon)
+    }
+
+    fn start(interfaces: Vec<String>) -> io::Result<Daemon> {
+        let daemon = ServiceDaemon::new().map_err(mdns_error)?;
+        // Commands run in order on the daemon's thread: the interface choice is applied
+        // before the browse sends anything.
+        if !interfaces.is_empty() {
+            daemon.disable_interface(IfKind::All).map_err(mdns_error)?;
+            daemon
+                .enable_interface(
+                    interfaces
+                        .iter()
+                        .map(|name| IfKind::Name(name.clone()))
+                        .collect::<Vec<_>>(),
+                )
+                .map_err(mdns_error)?;
+        }
+        let events = daemon.browse(SERVICE_TYPE).map_err(mdns_error)?;
+        let (tx, catalog) = watch::channel(Catalog::default());
+        // A thread rather than a task: the daemon outlives any one runtime, and its
+        // channel has a blocking receive.
+        std::thread::Builder::new()
+            .name("zocket-mdns".into())
+            .spawn(move || {
+                while let Ok(event) = events.recv() {
+                    tx.send_if_modified(|catalog| apply(catalog, event));
+                }
+                debug!("mDNS browse ended");
+            })?;
+        debug!(?interfaces, "mDNS responder started");
+        Ok(Daemon {
+            daemon,
+            catalog,
+            interfaces,
+        })
+    }
+
+    /// The instances seen now, and every change from here on.
+    pub(crate) fn catalog(&self) -> watch::Receiver<Catalog> {
+        self.catalog.clone()
+    }
+
+    /// Announces `record` at `port` on `listen` (the listener's address: unspecified means
+    /// every address of that family on the daemon's interfaces).
+    pub(crate) async fn announce(
+        self: &Arc<Self>,
+        record: &Record,
+        listen: IpAddr,
+        port: u16,
+    ) -> io::Result<Announcement> {
+        let unique = crate::instance::unique();
+        let label: String = record.name.chars().take(40).collect();
+        let instance = format!("{label}-{unique:016x}");
+        let id = crate::instance::id();
+        let host = format!("zocket-{}.local.", hex(&id[..8]));
+        let addrs: Vec<IpAddr> = if listen.is_unspecified() {
+            Vec::new()
+        } else {
+            vec![listen]
+        };
+        let txt = record.to_txt();
+        let mut info = ServiceInfo::new(SERVICE_TYPE, &instance, &host, &addrs[..], port, &txt[..])
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("mDNS: {e}")))?;
+        if listen.is_unspecified() {
+            info = info.enable_addr_auto();
+            // A listener on 0.0.0.0 takes IPv4 only: announce only addresses it serves.
+            info.set_interfaces(vec![if listen.is_ipv4() {
+                IfKind::IPv4
+            } else {
+                IfKind::All
+            }]);
+        }
+        // The instance name carries 64 random bits: probing for a conflict would only
+        // delay the announcement by three quarters of a second.
+        info.set_requires_probe(false);
+        let fullname = info.get_fullname().to_owned();
+        with_room(|| self.daemon.register(info.clone()))
+            .await
+            .map_err(mdns_error)?;
+        debug!(instance = %fullname, port, "announced");
+        Ok(Announcement {
+            daemon: self.clone(),
+            fullname,
+            withdrawn: false,
+        })
+    }
+
+    /// Asks `fullname` to prove it is still there; if it does not answer within
+    /// [`VERIFY_TIMEOUT`] it leaves the catalog (RFC 6762 §10.4).
+    pub(crate) fn verify(&self, fullname: &str) {
+        debug!(instance = %fullname, "verifying");
+        if let Err(e) = self.daemon.verify(fullname.to_owned(), VERIFY_TIMEOUT) {
+            debug!(instance = %fullname, error = %e, "cannot verify");
+        }
+    }
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon")
+            .field("interfaces", &self.interfaces)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.daemon.shutdown();
+    }
+}
+
+/// A registered instance; withdrawn (goodbye packet) by [`Announcement::withdraw`] or on drop.
+#[derive(Debug)]
+pub(crate) struct Announcement {
+    daemon: Arc<Daemon>,
+    fullname: String,
+    withdrawn: bool,
+}
+
+impl Announcement {
+    /// Withdraws the announcement and waits (up to a second) until the goodbye is sent.
+    pub(crate) async fn withdraw(mut self) {
+        self.withdrawn = true;
+        match with_room(|| self.daemon.daemon.unregister(&self.fullname)).await {
+            Ok(done) => {
+                let _ = tokio::time::timeout(GOODBYE_TIMEOUT, done.recv_async()).await;
+                debug!(instance = %self.fullname, "withdrawn");
+            }
+            Err(e) => debug!(instance = %self.fullname, error = %e, "cannot withdraw"),
+        }
+    }
+}
+
+impl Drop for Announcement {
+    fn drop(&mut self) {
+        if !self.withdrawn {
+            let _ = self.daemon.daemon.unregister(&self.fullname);
+        }
+    }
+}
+
+/// Runs a daemon command, waiting for room when its command queue (100 deep) is full.
+async fn with_room<T>(command: impl Fn() -> mdns_sd::Result<T>) -> mdns_sd::Result<T> {
+    for _ in 0..200 {
+        match command() {
+            Err(mdns_sd::Error::Again) => tokio::time::sleep(Duration::from_millis(5)).await,
+            other => return other,
+        }
+    }
+    command()
+}
+
+/// Applies one browse event to the catalog; true if it changed.
+fn apply(catalog: &mut Catalog, event: ServiceEvent) -> bool {
+    match event {
+        ServiceEvent::ServiceResolved(service) => match instance(&service) {
+            Ok(instance) => {
+                if catalog.get(&instance.fullname) == Some(&instance) {
+                    return false;
+                }
+                debug!(instance = %instance.fullname, addr = %instance.addr, name = %instance.record.name, "mDNS instance");
+                Arc::make_mut(catalog).insert(instance.fullname.clone(), instance);
+                true
+            }
+            Err(reason) => {
+                warn!(instance = %service.fullname, %reason, "ignoring mDNS announcement");
+                Arc::make_mut(catalog).remove(&service.fullname).is_some()
+            }
+        },
+        ServiceEvent::ServiceRemoved(_, fullname) => {
+            let gone = catalog.contains_key(&fullname);
+            if gone {
+                debug!(instance = %fullname, "mDNS instance gone");
+                Arc::make_mut(catalog).remove(&fullname);
+            }
+            gone
+        }
+        _ => false,
+    }
+}
+
+/// The instance a resolved service describes, or why it is unusable.
+fn instance(service: &ResolvedService) -> Result<Instance, String> {
+    if service.ty_domain != SERVICE_TYPE {
+        return Err(format!("service type {}", service.ty_domain));
+    }
+    let txt_len: usize = service
+        .get_properties()
+        .iter()
+        .map(|p| 1 + p.key().len() + p.val().map_or(0, |v| 1 + v.len()))
+        .sum();
+    if txt_len > MAX_TXT_LEN {
+        return Err(format!("TXT record of {txt_len} bytes, over {MAX_TXT_LEN}"));
+    }
+    let record = Record::from_txt(|key| service.get_property_val(key))
+        .map_err(|e| format!("TXT record: {e}"))?;
+    let ips: Vec<IpAddr> = service
+        .get_addresses()
+        .iter()
+        .map(|ip| ip.to_ip_addr())
+        .collect();
+    let ip = preferred(&ips).ok_or_else(|| format!("no usable address in {ips:?}"))?;
+    if service.port == 0 {
+        return Err("port 0".into());
+    }
+    Ok(Instance {
+        fullname: service.fullname.clone(),
+        record,
+        addr: SocketAddr::new(ip, service.port),
+    })
+}
+
+/// The address to dial among an instance's: IPv4 first, then IPv6 that is not link-local
+/// (a link-local one needs a scope an endpoint cannot carry); the lowest of a kind, so the
+/// choice is stable.
+pub(crate) fn preferred(ips: &[IpAddr]) -> Option<IpAddr> {
+    let usable = |ip: &&IpAddr| match ip {
+        IpAddr::V4(v4) => !v4.is_unspecified() && !v4.is_multicast(),
+        IpAddr::V6(v6) => {
+            !v6.is_unspecified() && !v6.is_multicast() && (v6.segments()[0] & 0xffc0) != 0xfe80
+        }
+    };
+    // IpAddr orders every V4 before every V6.
+    ips.iter().filter(usable).min().copied()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn mdns_error(e: mdns_sd::Error) -> io::Error {
+    io::Error::other(format!("mDNS: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_is_preferred_and_link_local_ipv6_skipped() {
+        let ips: Vec<IpAddr> = ["fe80::1", "2001:db8::1", "10.0.0.2", "10.0.0.1"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(preferred(&ips), Some("10.0.0.1".parse().unwrap()));
+        assert_eq!(preferred(&ips[..2]), Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(preferred(&ips[..1]), None);
+        assert_eq!(preferred(&[]), None);
+    }
+}
