@@ -28,6 +28,9 @@ pub(crate) const VERIFY_TIMEOUT: Duration = Duration::from_secs(3);
 /// path); RFC 6763 §6.2 calls anything over 1300 a bad idea.
 const MAX_TXT_LEN: usize = 1024;
 
+/// Most instances the catalog holds: a flood of announcements cannot grow it further.
+const MAX_INSTANCES: usize = 4096;
+
 /// How long `close` waits for the goodbye packet to be sent.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -234,6 +237,10 @@ fn apply(catalog: &mut Catalog, event: ServiceEvent) -> bool {
                 if catalog.get(&instance.fullname) == Some(&instance) {
                     return false;
                 }
+                if catalog.len() >= MAX_INSTANCES && !catalog.contains_key(&instance.fullname) {
+                    warn!(instance = %instance.fullname, "ignoring mDNS announcement: {MAX_INSTANCES} zocket instances known already");
+                    return false;
+                }
                 debug!(instance = %instance.fullname, addr = %instance.addr, name = %instance.record.name, "mDNS instance");
                 Arc::make_mut(catalog).insert(instance.fullname.clone(), instance);
                 true
@@ -311,6 +318,49 @@ fn mdns_error(e: mdns_sd::Error) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn resolved(instance: &str, port: u16, txt: &[(&str, &str)]) -> ServiceEvent {
+        let info =
+            ServiceInfo::new(SERVICE_TYPE, instance, "h.local.", "127.0.0.1", port, txt).unwrap();
+        ServiceEvent::ServiceResolved(Box::new(info.as_resolved_service()))
+    }
+
+    const GOOD: [(&str, &str); 4] = [("v", "1"), ("name", "chat"), ("type", "PUB"), ("node", "n")];
+
+    #[test]
+    fn the_catalog_follows_resolutions_and_removals() {
+        let mut catalog = Catalog::default();
+        assert!(apply(&mut catalog, resolved("a", 5000, &GOOD)));
+        let a = &catalog["a._zocket._tcp.local."];
+        assert_eq!(a.addr, "127.0.0.1:5000".parse().unwrap());
+        assert_eq!(a.record.name, "chat");
+        // The same again changes nothing; a new port does.
+        assert!(!apply(&mut catalog, resolved("a", 5000, &GOOD)));
+        assert!(apply(&mut catalog, resolved("a", 5001, &GOOD)));
+        // An update that breaks the TXT record takes the instance out.
+        assert!(apply(&mut catalog, resolved("a", 5001, &GOOD[..2])));
+        assert!(catalog.is_empty());
+        // A bad record never gets in; a removal of something unknown is no change.
+        assert!(!apply(&mut catalog, resolved("b", 5000, &[("v", "1")])));
+        assert!(apply(&mut catalog, resolved("c", 5000, &GOOD)));
+        let removed =
+            ServiceEvent::ServiceRemoved(SERVICE_TYPE.into(), "c._zocket._tcp.local.".into());
+        assert!(apply(&mut catalog, removed.clone()));
+        assert!(!apply(&mut catalog, removed));
+        assert!(catalog.is_empty());
+    }
+
+    #[test]
+    fn the_catalog_is_bounded() {
+        let mut catalog = Catalog::default();
+        for i in 0..MAX_INSTANCES {
+            assert!(apply(&mut catalog, resolved(&format!("i{i}"), 5000, &GOOD)));
+        }
+        assert!(!apply(&mut catalog, resolved("one-more", 5000, &GOOD)));
+        assert_eq!(catalog.len(), MAX_INSTANCES);
+        // Known instances still update.
+        assert!(apply(&mut catalog, resolved("i0", 6000, &GOOD)));
+    }
 
     #[test]
     fn ipv4_is_preferred_and_link_local_ipv6_skipped() {
