@@ -1,13 +1,15 @@
-//! `dns://` endpoints: one link per address the name has, kept in step with its answers.
+//! `dns://` endpoints and pluggable discovery sources: one link per address a source
+//! reports, kept in step with it (mDNS is in tests/mdns.rs).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use futures::StreamExt;
 use tokio::time::timeout;
-use zocket::discovery::Discovery;
+use zocket::discovery::{Change, Discovery};
 use zocket::monitor::{Event, Monitor};
 use zocket::{Options, Pull, Push};
 
@@ -151,4 +153,80 @@ async fn dns_localhost_connects_through_the_system_resolver() {
         timeout(T, pull.recv()).await.unwrap().unwrap().frames()[0],
         "via dns"
     );
+}
+
+/// A source that pushes its changes (as a Kubernetes watch would) through a channel.
+#[derive(Debug)]
+struct Pushed(Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<std::io::Result<Change>>>>);
+
+impl Discovery for Pushed {
+    fn addresses(&self) -> BoxFuture<'static, std::io::Result<Vec<SocketAddr>>> {
+        Box::pin(async { panic!("a source with changes() is never polled") })
+    }
+
+    fn changes(&self) -> Option<BoxStream<'static, std::io::Result<Change>>> {
+        let mut rx = self.0.lock().unwrap().take()?;
+        Some(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_pushes_changes_is_followed_as_they_come() {
+    let a = Pull::bind("tcp://127.0.0.1:0").await.unwrap();
+    let port = match &a.endpoints()[0] {
+        zocket::Endpoint::Tcp { port, .. } => *port,
+        other => panic!("{other}"),
+    };
+    let mut b = Pull::bind(&format!("tcp://127.0.0.2:{port}"))
+        .await
+        .unwrap();
+    // Port 0 takes the endpoint's port.
+    let addr_a: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let addr_b: SocketAddr = format!("127.0.0.2:{port}").parse().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let options = Options::new()
+        .reconnect_interval(Duration::from_millis(10))
+        // Would fail the test if the socket polled instead of following the stream.
+        .dns_refresh(Duration::from_millis(1))
+        .discovery(Arc::new(Pushed(Mutex::new(Some(rx)))));
+    let mut push = Push::with_options(options);
+    let mut monitor = push.monitor();
+    push.connect(&format!("dns://registry.test:{port}"))
+        .unwrap();
+
+    tx.send(Ok(Change::Added(addr_a))).unwrap();
+    tx.send(Ok(Change::Added(addr_b))).unwrap();
+    timeout(T, push.wait_for_peers(2)).await.unwrap().unwrap();
+    until_true(|| a.peers() == 1 && b.peers() == 1).await;
+
+    tx.send(Err(std::io::Error::other("registry unreachable")))
+        .unwrap();
+    until(
+        &mut monitor,
+        |e| matches!(e, Event::HandshakeFailed { reason, .. } if reason.contains("registry unreachable")),
+    )
+    .await;
+    assert_eq!(push.peers(), 2, "an error leaves the links alone");
+
+    tx.send(Ok(Change::Removed(addr_a))).unwrap();
+    until(
+        &mut monitor,
+        |e| matches!(e, Event::Lost { addr } if *addr == format!("127.0.0.1:{port}")),
+    )
+    .await;
+    until_true(|| push.peers() == 1 && a.peers() == 0).await;
+    push.send("to b").await.unwrap();
+    assert_eq!(
+        timeout(T, b.recv()).await.unwrap().unwrap().frames()[0],
+        "to b"
+    );
+    // The stream ending stops following; the links it made stay.
+    drop(tx);
+    push.send("still b").await.unwrap();
+    assert_eq!(
+        timeout(T, b.recv()).await.unwrap().unwrap().frames()[0],
+        "still b"
+    );
+    assert_eq!(push.peers(), 1);
+    drop(a);
 }
