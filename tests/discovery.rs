@@ -10,8 +10,11 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use tokio::time::timeout;
 use zocket::discovery::{Change, Discovery};
-use zocket::monitor::{Event, Monitor};
+use zocket::monitor::Event;
 use zocket::{Options, Pull, Push};
+
+mod common;
+use common::{tcp_port, until_event, until_true};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -39,37 +42,11 @@ impl Discovery for Changing {
     }
 }
 
-async fn until(monitor: &mut Monitor, pred: impl Fn(&Event) -> bool) -> Event {
-    timeout(T, async {
-        loop {
-            let e = monitor.next().await.expect("monitor open");
-            if pred(&e) {
-                return e;
-            }
-        }
-    })
-    .await
-    .expect("event came")
-}
-
-async fn until_true(mut f: impl FnMut() -> bool) {
-    timeout(T, async {
-        while !f() {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .expect("condition reached");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dns_endpoint_follows_its_answers_without_touching_the_links_that_stay() {
     // Two pullers on the same port of two loopback addresses.
     let mut a = Pull::bind("tcp://127.0.0.1:0").await.unwrap();
-    let port = match &a.endpoints()[0] {
-        zocket::Endpoint::Tcp { port, .. } => *port,
-        other => panic!("{other}"),
-    };
+    let port = tcp_port(&a.endpoints()[0]);
     let mut b = Pull::bind(&format!("tcp://127.0.0.2:{port}"))
         .await
         .unwrap();
@@ -85,7 +62,7 @@ async fn a_dns_endpoint_follows_its_answers_without_touching_the_links_that_stay
     let mut push = Push::with_options(options);
     let mut monitor = push.monitor();
     push.connect(&format!("dns://cluster.test:{port}")).unwrap();
-    until(
+    until_event(
         &mut monitor,
         |e| matches!(e, Event::Discovered { addr } if *addr == addr_a.to_string()),
     )
@@ -107,7 +84,7 @@ async fn a_dns_endpoint_follows_its_answers_without_touching_the_links_that_stay
     answers.set(Err(std::io::Error::other(
         "temporary failure in name resolution",
     )));
-    until(
+    until_event(
         &mut monitor,
         |e| matches!(e, Event::HandshakeFailed { reason, .. } if reason.contains("resolve")),
     )
@@ -116,7 +93,7 @@ async fn a_dns_endpoint_follows_its_answers_without_touching_the_links_that_stay
 
     // The first address vanishes: its link is dropped, the other one untouched.
     answers.set(Ok(vec![addr_b]));
-    until(
+    until_event(
         &mut monitor,
         |e| matches!(e, Event::Lost { addr } if *addr == addr_a.to_string()),
     )
@@ -140,10 +117,7 @@ async fn a_dns_endpoint_follows_its_answers_without_touching_the_links_that_stay
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dns_localhost_connects_through_the_system_resolver() {
     let mut pull = Pull::bind("tcp://127.0.0.1:0").await.unwrap();
-    let port = match &pull.endpoints()[0] {
-        zocket::Endpoint::Tcp { port, .. } => *port,
-        other => panic!("{other}"),
-    };
+    let port = tcp_port(&pull.endpoints()[0]);
     let mut push = Push::connect(&format!("dns://localhost:{port}"))
         .await
         .unwrap();
@@ -173,10 +147,7 @@ impl Discovery for Pushed {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_that_pushes_changes_is_followed_as_they_come() {
     let a = Pull::bind("tcp://127.0.0.1:0").await.unwrap();
-    let port = match &a.endpoints()[0] {
-        zocket::Endpoint::Tcp { port, .. } => *port,
-        other => panic!("{other}"),
-    };
+    let port = tcp_port(&a.endpoints()[0]);
     let mut b = Pull::bind(&format!("tcp://127.0.0.2:{port}"))
         .await
         .unwrap();
@@ -201,7 +172,7 @@ async fn a_source_that_pushes_changes_is_followed_as_they_come() {
 
     tx.send(Err(std::io::Error::other("registry unreachable")))
         .unwrap();
-    until(
+    until_event(
         &mut monitor,
         |e| matches!(e, Event::HandshakeFailed { reason, .. } if reason.contains("registry unreachable")),
     )
@@ -209,7 +180,7 @@ async fn a_source_that_pushes_changes_is_followed_as_they_come() {
     assert_eq!(push.peers(), 2, "an error leaves the links alone");
 
     tx.send(Ok(Change::Removed(addr_a))).unwrap();
-    until(
+    until_event(
         &mut monitor,
         |e| matches!(e, Event::Lost { addr } if *addr == format!("127.0.0.1:{port}")),
     )

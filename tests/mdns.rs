@@ -10,12 +10,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::netns;
+use common::{netns, tcp_port, until_event, until_true};
 use futures::{FutureExt, StreamExt};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::timeout;
 use zocket::monitor::{Event, Monitor};
-use zocket::{Endpoint, Options, Pub, Sub};
+use zocket::{Options, Pub, Sub};
 
 /// Generous: the machine may be loaded.
 const T: Duration = Duration::from_secs(30);
@@ -29,42 +29,12 @@ fn on_lo(node: &str) -> Options {
         .reconnect_interval_max(Duration::from_millis(500))
 }
 
-async fn until(monitor: &mut Monitor, pred: impl Fn(&Event) -> bool) -> Event {
-    timeout(T, async {
-        loop {
-            let e = monitor.next().await.expect("monitor open");
-            if pred(&e) {
-                return e;
-            }
-        }
-    })
-    .await
-    .expect("event came")
-}
-
-async fn until_true(mut f: impl FnMut() -> bool) {
-    timeout(T, async {
-        while !f() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("condition reached");
-}
-
 async fn recv_text(sub: &mut Sub) -> String {
     let msg = timeout(T, sub.recv())
         .await
         .expect("a message came")
         .expect("recv");
     common::text(&msg)
-}
-
-fn port_of(endpoint: &Endpoint) -> u16 {
-    match endpoint {
-        Endpoint::Tcp { port, .. } => *port,
-        other => panic!("an mdns:// bind listens on tcp://, got {other}"),
-    }
 }
 
 fn addr_port(addr: &str) -> u16 {
@@ -83,7 +53,7 @@ struct Node {
 impl Node {
     async fn start(name: &'static str) -> Node {
         let publisher = Pub::with_options(on_lo(name));
-        let port = port_of(&publisher.bind("mdns://chat").await.expect("bind mdns"));
+        let port = tcp_port(&publisher.bind("mdns://chat").await.expect("bind mdns"));
         let subscriber = Sub::with_options(on_lo(name));
         subscriber.subscribe("");
         subscriber.connect("mdns://chat").expect("connect mdns");
@@ -163,7 +133,7 @@ fn three_nodes_find_each_other_a_late_one_is_found_and_a_closed_one_dropped() {
             } = late;
             publisher.close().await;
             for (node, monitor) in nodes.iter().zip(&mut monitors) {
-                until(
+                until_event(
                     monitor,
                     |e| matches!(e, Event::Lost { addr } if addr_port(addr) == port),
                 )
@@ -181,7 +151,7 @@ fn a_process_never_connects_to_itself() {
         // Both sockets of this process keep the default node: the process.
         let lo = || Options::new().mdns_interfaces(["lo"]);
         let own = Pub::with_options(lo());
-        let own_port = port_of(&own.bind("mdns://solo").await.unwrap());
+        let own_port = tcp_port(&own.bind("mdns://solo").await.unwrap());
         let mut sub = Sub::with_options(lo());
         sub.subscribe("");
         let mut monitor = sub.monitor();
@@ -197,8 +167,8 @@ fn a_process_never_connects_to_itself() {
         // ... before another node's publisher appears: when `sub` finds that one, it has
         // judged ours too.
         let other = Pub::with_options(on_lo("other"));
-        let other_port = port_of(&other.bind("mdns://solo").await.unwrap());
-        let found = until(&mut monitor, |e| matches!(e, Event::Discovered { .. })).await;
+        let other_port = tcp_port(&other.bind("mdns://solo").await.unwrap());
+        let found = until_event(&mut monitor, |e| matches!(e, Event::Discovered { .. })).await;
         let Event::Discovered { addr } = found else {
             unreachable!()
         };
@@ -240,7 +210,7 @@ fn mdns_helper_node() {
         .block_on(async {
             let publisher = Pub::with_options(on_lo("helper"));
             let bound = publisher.bind("mdns://chat").await.unwrap();
-            println!("bound {}", port_of(&bound));
+            println!("bound {}", tcp_port(&bound));
             std::io::stdout().flush().unwrap();
             for _ in 0..1200 {
                 publisher.send("helper").await.unwrap();
@@ -279,7 +249,7 @@ fn a_killed_node_is_dropped() {
         let killed_at = Instant::now();
         helper.start_kill().unwrap();
         helper.wait().await.unwrap();
-        until(
+        until_event(
             &mut monitor,
             |e| matches!(e, Event::Lost { addr } if addr_port(addr) == port),
         )
@@ -349,7 +319,7 @@ fn bad_announcements_are_ignored_and_a_flood_of_others_makes_no_connection() {
             let mut monitor = sub.monitor();
             sub.connect("mdns://chat").unwrap();
             let real = Pub::with_options(on_lo("real"));
-            let real_port = port_of(&real.bind("tcp://127.0.0.1:0").await.unwrap());
+            let real_port = tcp_port(&real.bind("tcp://127.0.0.1:0").await.unwrap());
 
             // Hand-made announcements, from a responder of the test's own.
             let raw = ServiceDaemon::new().unwrap();
@@ -511,13 +481,13 @@ fn announce_to_first_message_median_of_ten() {
         for i in 0..10 {
             let publisher = Pub::with_options(on_lo(&format!("p{i}")));
             let started = Instant::now();
-            let port = port_of(&publisher.bind("mdns://timing").await.unwrap());
+            let port = tcp_port(&publisher.bind("mdns://timing").await.unwrap());
             timeout(T, sub.wait_for_peers(1)).await.unwrap().unwrap();
             publisher.send(format!("hello {i}")).await.unwrap();
             assert_eq!(recv_text(&mut sub).await, format!("hello {i}"));
             times.push(started.elapsed());
             publisher.close().await;
-            until(
+            until_event(
                 &mut monitor,
                 |e| matches!(e, Event::Lost { addr } if addr_port(addr) == port),
             )

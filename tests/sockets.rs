@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{free_port, text};
+use common::{free_port, text, until_event};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
@@ -17,22 +17,6 @@ fn fast_reconnect() -> Options {
     Options::new()
         .reconnect_interval(Duration::from_millis(10))
         .reconnect_interval_max(Duration::from_millis(200))
-}
-
-async fn until_event(
-    monitor: &mut zocket::monitor::Monitor,
-    pred: impl Fn(&Event) -> bool,
-) -> Event {
-    timeout(T, async {
-        loop {
-            let e = monitor.next().await.expect("monitor ended");
-            if pred(&e) {
-                return e;
-            }
-        }
-    })
-    .await
-    .expect("event never came")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

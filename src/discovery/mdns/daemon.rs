@@ -233,7 +233,18 @@ async fn with_room<T>(command: impl Fn() -> mdns_sd::Result<T>) -> mdns_sd::Resu
 fn apply(catalog: &mut Catalog, event: ServiceEvent) -> bool {
     match event {
         ServiceEvent::ServiceResolved(service) => match instance(&service) {
-            Ok(instance) => {
+            Ok(mut instance) => {
+                // An instance resolved again with more addresses keeps the one it had, so
+                // its link is not moved for nothing.
+                if let Some(known) = catalog.get(&instance.fullname) {
+                    let still_there = service
+                        .get_addresses()
+                        .iter()
+                        .any(|ip| ip.to_ip_addr() == known.addr.ip());
+                    if still_there && known.addr.port() == instance.addr.port() {
+                        instance.addr = known.addr;
+                    }
+                }
                 if catalog.get(&instance.fullname) == Some(&instance) {
                     return false;
                 }
@@ -348,6 +359,29 @@ mod tests {
         assert!(apply(&mut catalog, removed.clone()));
         assert!(!apply(&mut catalog, removed));
         assert!(catalog.is_empty());
+    }
+
+    #[test]
+    fn an_instance_keeps_its_address_while_it_still_has_it() {
+        let mut catalog = Catalog::default();
+        let resolved_at = |ips: &str| {
+            let info =
+                ServiceInfo::new(SERVICE_TYPE, "a", "h.local.", ips, 5000, &GOOD[..]).unwrap();
+            ServiceEvent::ServiceResolved(Box::new(info.as_resolved_service()))
+        };
+        assert!(apply(&mut catalog, resolved_at("10.0.0.9")));
+        // A lower address appears: the link stays where it is.
+        assert!(!apply(&mut catalog, resolved_at("10.0.0.9,10.0.0.1")));
+        assert_eq!(
+            catalog["a._zocket._tcp.local."].addr.ip().to_string(),
+            "10.0.0.9"
+        );
+        // Its address goes: it moves to the best one left.
+        assert!(apply(&mut catalog, resolved_at("10.0.0.1")));
+        assert_eq!(
+            catalog["a._zocket._tcp.local."].addr.ip().to_string(),
+            "10.0.0.1"
+        );
     }
 
     #[test]
