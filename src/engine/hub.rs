@@ -206,7 +206,7 @@ async fn bind_address(engine: &Arc<Engine>, endpoint: &Endpoint) -> Result<Bindi
                 let (weak, text) = (weak.clone(), text.clone());
                 async move {
                     if let (Some(engine), Connection::Inproc(conn)) = (weak.upgrade(), conn) {
-                        let _ = attach_inproc(&engine, conn, text);
+                        let _ = attach_inproc(&engine, conn, text, None);
                     }
                 }
                 .boxed()
@@ -295,7 +295,7 @@ async fn new_listener(engine: &Arc<Engine>, endpoint: &Endpoint) -> Result<Arc<S
                         .and_then(Weak::upgrade);
                     match engine {
                         Some(engine) => {
-                            let _ = attach_zmtp(&engine, io, &greeting, peer);
+                            let _ = attach_zmtp(&engine, io, &greeting, peer, None);
                         }
                         None => {
                             warn!(%peer, "ZMTP peer, but no socket is bound at this address's default path");
@@ -488,7 +488,12 @@ pub(crate) fn accept_stream(peer: &mut Peer, engine: &Engine) {
 }
 
 /// Attaches an inproc connection, checking the socket types.
-fn attach_inproc(engine: &Arc<Engine>, conn: InprocConn, endpoint: String) -> Result<PeerHandles> {
+fn attach_inproc(
+    engine: &Arc<Engine>,
+    conn: InprocConn,
+    endpoint: String,
+    dialed: Option<&DialedPeer>,
+) -> Result<PeerHandles> {
     let local = engine.socket_type;
     if let Some(remote) = conn.peer.socket_type {
         if !local.is_compatible(remote) {
@@ -525,8 +530,8 @@ fn attach_inproc(engine: &Arc<Engine>, conn: InprocConn, endpoint: String) -> Re
         p
     });
     drop(active_tx);
+    remember(dialed, peer_id);
     Ok(PeerHandles {
-        peer: peer_id,
         active: active_rx,
         gone: gone_rx,
     })
@@ -534,13 +539,21 @@ fn attach_inproc(engine: &Arc<Engine>, conn: InprocConn, endpoint: String) -> Re
 
 /// Receivers for a new peer's fate.
 struct PeerHandles {
-    peer: PeerId,
     active: tokio::sync::oneshot::Receiver<Result<()>>,
     gone: tokio::sync::oneshot::Receiver<Option<Error>>,
 }
 
 /// The peer a dialer's current connection created, so that `disconnect` can drop it.
 pub(crate) type DialedPeer = Arc<Mutex<Option<PeerId>>>;
+
+/// Records a dialed peer. Called with the engine locked, right after `add_peer`: once the
+/// lock is released the peer may become active and be counted, and a `disconnect` that
+/// follows must find it.
+fn remember(dialed: Option<&DialedPeer>, peer: PeerId) {
+    if let Some(dialed) = dialed {
+        *dialed.lock().unwrap_or_else(|e| e.into_inner()) = Some(peer);
+    }
+}
 
 /// Runs ZMTP on a connection whose greeting showed a plain ZeroMQ peer, as a peer of
 /// `engine`; the peer is usable once its READY arrived.
@@ -549,6 +562,7 @@ fn attach_zmtp(
     io: ByteStream,
     greeting: &crate::proto::greeting::Greeting,
     peer: String,
+    dialed: Option<&DialedPeer>,
 ) -> Result<PeerHandles> {
     let options = &engine.options;
     let config = crate::proto::zmtp::ZmtpConfig {
@@ -577,8 +591,8 @@ fn attach_zmtp(
         p.on_gone = Some(gone_tx);
         p
     });
+    remember(dialed, peer_id);
     Ok(PeerHandles {
-        peer: peer_id,
         active: active_rx,
         gone: gone_rx,
     })
@@ -605,8 +619,7 @@ pub(crate) fn dial(engine: &Arc<Engine>, endpoint: Endpoint, dialed: DialedPeer)
                     let Connection::Inproc(conn) = conn else {
                         return Err(Error::Closed);
                     };
-                    let handles = attach_inproc(&engine, conn, text.clone())?;
-                    *dialed.lock().unwrap_or_else(|e| e.into_inner()) = Some(handles.peer);
+                    let handles = attach_inproc(&engine, conn, text.clone(), Some(&dialed))?;
                     Ok(Established {
                         peer: text,
                         closed: handles.gone.map(|r| r.unwrap_or(None)).boxed(),
@@ -645,13 +658,12 @@ pub(crate) fn dial(engine: &Arc<Engine>, endpoint: Endpoint, dialed: DialedPeer)
                     };
                     let handles = match conn {
                         Dialed::Native(shared) => {
-                            attach_outgoing(&engine, shared, &path, &peer_name)?
+                            attach_outgoing(&engine, shared, &path, &peer_name, &dialed)?
                         }
                         Dialed::Zmtp { io, greeting } => {
-                            attach_zmtp(&engine, io, &greeting, peer_name.clone())?
+                            attach_zmtp(&engine, io, &greeting, peer_name.clone(), Some(&dialed))?
                         }
                     };
-                    *dialed.lock().unwrap_or_else(|e| e.into_inner()) = Some(handles.peer);
                     // A publisher accepts a subscriber's stream once it has the Sub's
                     // subscriptions, which are sent when the Sub starts receiving (see
                     // `Engine::start_receiving`): that can be any time later, so a Sub's
@@ -683,6 +695,7 @@ fn attach_outgoing(
     shared: Arc<Shared>,
     path: &str,
     endpoint: &str,
+    dialed: &DialedPeer,
 ) -> Result<PeerHandles> {
     let identity = engine.options.identity.clone().unwrap_or_default();
     let opened = shared
@@ -725,8 +738,8 @@ fn attach_outgoing(
         p.on_gone = Some(gone_tx);
         p
     });
+    remember(Some(dialed), peer_id);
     Ok(PeerHandles {
-        peer: peer_id,
         active: active_rx,
         gone: gone_rx,
     })
