@@ -111,7 +111,7 @@ pub mod monitor;
 
 pub use endpoint::{Endpoint, Host};
 pub use error::{Error, Result};
-pub use message::Message;
+pub use message::{IntoFrames, Message};
 pub use options::{Options, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_STREAM_WINDOW};
 pub use socket::{proxy, Dealer, Pair, Pub, Pull, Push, Rep, Req, Request, Router, Socket, Sub};
 pub use socket_type::SocketType;

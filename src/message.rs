@@ -43,11 +43,61 @@ use bytes::{Bytes, BytesMut};
 /// assert_eq!(frames, [&b"orders.eu"[..], &b"{\"id\":1}"[..]]);
 /// assert_eq!(msg.byte_len(), 9 + 8);
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Default)]
 pub struct Message {
-    // A Vec, not a VecDeque: messages have a handful of frames, so `push_front` /
-    // `pop_front` move a few handles, and `frames()` stays a plain slice for vectored writes.
-    frames: Vec<Bytes>,
+    frames: Frames,
+}
+
+/// The frames: most messages have one, kept inline so that making, cloning and dropping
+/// such a message allocates nothing beyond its `Bytes`. A Vec, not a VecDeque, for the rest:
+/// messages have a handful of frames, so `push_front` / `pop_front` move a few handles, and
+/// `frames()` stays a plain slice for vectored writes.
+#[derive(Clone)]
+enum Frames {
+    One(Bytes),
+    Many(Vec<Bytes>),
+}
+
+impl Default for Frames {
+    fn default() -> Self {
+        Frames::Many(Vec::new())
+    }
+}
+
+impl Frames {
+    /// The frames as a Vec (allocating only if there is one inline frame).
+    fn vec(&mut self) -> &mut Vec<Bytes> {
+        if let Frames::One(frame) = self {
+            let frame = std::mem::take(frame);
+            *self = Frames::Many(vec![frame]);
+        }
+        match self {
+            Frames::Many(frames) => frames,
+            Frames::One(_) => unreachable!("turned into Many above"),
+        }
+    }
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message")
+            .field("frames", &self.frames())
+            .finish()
+    }
+}
+
+impl PartialEq for Message {
+    fn eq(&self, other: &Self) -> bool {
+        self.frames() == other.frames()
+    }
+}
+
+impl Eq for Message {}
+
+impl std::hash::Hash for Message {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.frames().hash(state);
+    }
 }
 
 impl Message {
@@ -58,19 +108,31 @@ impl Message {
 
     /// The frames, in order.
     pub fn frames(&self) -> &[Bytes] {
-        &self.frames
+        match &self.frames {
+            Frames::One(frame) => slice::from_ref(frame),
+            Frames::Many(frames) => frames,
+        }
     }
 
     /// Appends a frame.
     pub fn push(&mut self, frame: impl Into<Bytes>) {
-        self.frames.push(frame.into());
+        match &mut self.frames {
+            Frames::Many(frames) if frames.is_empty() && frames.capacity() == 0 => {
+                self.frames = Frames::One(frame.into());
+            }
+            _ => self.frames.vec().push(frame.into()),
+        }
     }
 
     /// Inserts a frame before the first one (a Router prepending a peer identity).
     ///
     /// Takes time proportional to the number of frames, which is small for real messages.
     pub fn push_front(&mut self, frame: impl Into<Bytes>) {
-        self.frames.insert(0, frame.into());
+        if self.is_empty() {
+            self.push(frame);
+        } else {
+            self.frames.vec().insert(0, frame.into());
+        }
     }
 
     /// Removes and returns the first frame, or `None` if the message has no frames
@@ -78,53 +140,60 @@ impl Message {
     ///
     /// Takes time proportional to the number of frames, which is small for real messages.
     pub fn pop_front(&mut self) -> Option<Bytes> {
-        if self.frames.is_empty() {
-            None
-        } else {
-            Some(self.frames.remove(0))
+        match &mut self.frames {
+            Frames::One(frame) => {
+                let frame = std::mem::take(frame);
+                self.frames = Frames::default();
+                Some(frame)
+            }
+            Frames::Many(frames) if frames.is_empty() => None,
+            Frames::Many(frames) => Some(frames.remove(0)),
         }
     }
 
     /// The number of frames (not bytes; see [`byte_len`](Message::byte_len)).
     pub fn len(&self) -> usize {
-        self.frames.len()
+        self.frames().len()
     }
 
     /// Whether the message has no frames at all.
     ///
     /// A message with one empty frame is not empty.
     pub fn is_empty(&self) -> bool {
-        self.frames.is_empty()
+        self.frames().is_empty()
     }
 
     /// The frame at `index`, or `None` if there are not that many frames.
     pub fn get(&self, index: usize) -> Option<&Bytes> {
-        self.frames.get(index)
+        self.frames().get(index)
     }
 
     /// The first frame (the topic of a pub/sub message), or `None` if there are no frames.
     pub fn first(&self) -> Option<&Bytes> {
-        self.frames.first()
+        self.frames().first()
     }
 
     /// An iterator over the frames, in order.
     pub fn iter(&self) -> slice::Iter<'_, Bytes> {
-        self.frames.iter()
+        self.frames().iter()
     }
 
     /// Total payload size of all frames, in bytes.
     pub fn byte_len(&self) -> usize {
-        self.frames.iter().map(Bytes::len).sum()
+        self.frames().iter().map(Bytes::len).sum()
     }
 
     /// Consumes the message, giving its frames.
     pub fn into_frames(self) -> Vec<Bytes> {
-        self.frames
+        match self.frames {
+            Frames::One(frame) => vec![frame],
+            Frames::Many(frames) => frames,
+        }
     }
 
     fn single(frame: Bytes) -> Self {
         Message {
-            frames: vec![frame],
+            frames: Frames::One(frame),
         }
     }
 }
@@ -132,7 +201,9 @@ impl Message {
 /// One frame per element.
 impl From<Vec<Bytes>> for Message {
     fn from(frames: Vec<Bytes>) -> Self {
-        Message { frames }
+        Message {
+            frames: Frames::Many(frames),
+        }
     }
 }
 
@@ -216,34 +287,79 @@ impl<T: Into<Bytes>, const N: usize> From<[T; N]> for Message {
 /// One frame per item.
 impl<T: Into<Bytes>> FromIterator<T> for Message {
     fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
-        Message {
-            frames: iter.into_iter().map(Into::into).collect(),
-        }
+        let mut msg = Message::new();
+        msg.extend(iter);
+        msg
     }
 }
 
 /// Appends one frame per item.
 impl<T: Into<Bytes>> Extend<T> for Message {
     fn extend<I: IntoIterator<Item = T>>(&mut self, iter: I) {
-        self.frames.extend(iter.into_iter().map(Into::into));
+        for frame in iter {
+            self.push(frame);
+        }
     }
 }
 
 impl IntoIterator for Message {
     type Item = Bytes;
-    type IntoIter = vec::IntoIter<Bytes>;
+    type IntoIter = IntoFrames;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.frames.into_iter()
+        IntoFrames(match self.frames {
+            Frames::One(frame) => FramesIter::One(Some(frame)),
+            Frames::Many(frames) => FramesIter::Many(frames.into_iter()),
+        })
     }
 }
+
+/// The frames of a [`Message`], by value, in order (from `message.into_iter()`).
+#[derive(Debug)]
+pub struct IntoFrames(FramesIter);
+
+#[derive(Debug)]
+enum FramesIter {
+    One(Option<Bytes>),
+    Many(vec::IntoIter<Bytes>),
+}
+
+impl Iterator for IntoFrames {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        match &mut self.0 {
+            FramesIter::One(frame) => frame.take(),
+            FramesIter::Many(frames) => frames.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = match &self.0 {
+            FramesIter::One(frame) => usize::from(frame.is_some()),
+            FramesIter::Many(frames) => frames.len(),
+        };
+        (n, Some(n))
+    }
+}
+
+impl DoubleEndedIterator for IntoFrames {
+    fn next_back(&mut self) -> Option<Bytes> {
+        match &mut self.0 {
+            FramesIter::One(frame) => frame.take(),
+            FramesIter::Many(frames) => frames.next_back(),
+        }
+    }
+}
+
+impl ExactSizeIterator for IntoFrames {}
 
 impl<'a> IntoIterator for &'a Message {
     type Item = &'a Bytes;
     type IntoIter = slice::Iter<'a, Bytes>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.frames.iter()
+        self.frames().iter()
     }
 }
 
@@ -386,6 +502,34 @@ mod tests {
         assert_eq!(msg.pop_front().unwrap(), "trailer");
         assert_eq!(msg.pop_front(), None);
         assert!(msg.is_empty());
+    }
+
+    #[test]
+    fn one_frame_inline_behaves_like_one_frame_in_a_vec() {
+        use std::hash::{BuildHasher, RandomState};
+        let inline = Message::from("x");
+        let in_vec = Message::from(vec![Bytes::from_static(b"x")]);
+        assert_eq!(inline, in_vec);
+        let hasher = RandomState::new();
+        assert_eq!(hasher.hash_one(&inline), hasher.hash_one(&in_vec));
+        assert_eq!(format!("{inline:?}"), format!("{in_vec:?}"));
+
+        let mut grown = inline.clone();
+        grown.push("y");
+        grown.push_front("w");
+        assert_eq!(frames_of(&grown), [&b"w"[..], b"x", b"y"]);
+        let mut popped = inline.clone();
+        assert_eq!(popped.pop_front(), Some(Bytes::from_static(b"x")));
+        assert!(popped.is_empty());
+        assert_eq!(popped.pop_front(), None);
+        popped.push_front("z");
+        assert_eq!(frames_of(&popped), [&b"z"[..]]);
+
+        let mut it = inline.clone().into_iter();
+        assert_eq!(it.len(), 1);
+        assert_eq!(it.next_back(), Some(Bytes::from_static(b"x")));
+        assert_eq!(it.next(), None);
+        assert_eq!(inline.into_frames(), vec![Bytes::from_static(b"x")]);
     }
 
     #[test]

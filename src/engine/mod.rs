@@ -689,16 +689,20 @@ impl Engine {
 
     /// The next whole message from the fair queue of readable peers.
     fn try_recv(&self, st: &mut State) -> Option<(PeerId, Message)> {
-        while let Some(id) = st.fair.pop() {
+        // The front peer stays queued while it yields messages (rotated to the back after
+        // each, so a busy peer cannot starve the others) and leaves once it has none.
+        while let Some(id) = st.fair.front() {
             let Some(peer) = st.peers.get_mut(&id) else {
+                st.fair.pop();
                 continue;
             };
             if peer.phase != Phase::Active {
+                st.fair.pop();
                 continue;
             }
             match peer.read(&self.signal) {
                 Read::Message(msg) => {
-                    st.fair.push_ready(id);
+                    st.fair.rotate();
                     if self.socket_type == SocketType::Sub
                         && !subscription::wanted(&st.subscriptions, &msg)
                     {
@@ -706,8 +710,13 @@ impl Engine {
                     }
                     return Some((id, msg));
                 }
-                Read::Empty => {}
-                Read::Gone(why) => self.remove_peer(st, id, why),
+                Read::Empty => {
+                    st.fair.pop();
+                }
+                Read::Gone(why) => {
+                    st.fair.pop();
+                    self.remove_peer(st, id, why);
+                }
             }
         }
         None

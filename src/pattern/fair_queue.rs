@@ -40,6 +40,19 @@ impl FairQueue {
         Some(peer)
     }
 
+    /// The peer that has waited longest, left in place (`pop` or `rotate` it next).
+    pub(crate) fn front(&self) -> Option<PeerId> {
+        self.order.front().copied()
+    }
+
+    /// Moves the front peer to the back: it was read from and has more. The same as `pop`
+    /// then `push_ready`, without touching the duplicate check.
+    pub(crate) fn rotate(&mut self) {
+        if let Some(peer) = self.order.pop_front() {
+            self.order.push_back(peer);
+        }
+    }
+
     /// Forgets `peer` (it disconnected); an unqueued peer is ignored.
     pub(crate) fn remove(&mut self, peer: PeerId) {
         if self.queued.remove(&peer) {
@@ -64,6 +77,26 @@ impl FairQueue {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn rotate_is_pop_then_push_ready() {
+        let mut a = FairQueue::new();
+        let mut b = FairQueue::new();
+        for q in [&mut a, &mut b] {
+            q.push_ready(PeerId(1));
+            q.push_ready(PeerId(2));
+        }
+        assert_eq!(a.front(), Some(PeerId(1)));
+        a.rotate();
+        let popped = b.pop().unwrap();
+        b.push_ready(popped);
+        for _ in 0..2 {
+            assert_eq!(a.pop(), b.pop());
+        }
+        assert!(a.is_empty() && a.front().is_none());
+        a.rotate(); // nothing to rotate: no effect
+        assert!(a.is_empty());
+    }
 
     #[test]
     fn ready_peers_are_read_in_turn() {
