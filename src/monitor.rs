@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -81,34 +82,71 @@ pub enum Event {
     },
 }
 
-/// The sending side of a socket's event channel.
+/// The sending side of a socket's event channel, or a relay to several sockets' channels.
 ///
 /// Cheap to clone; every listener and dialer of the socket holds one.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct MonitorSender {
-    tx: broadcast::Sender<Event>,
+    to: Target,
+}
+
+#[derive(Clone)]
+enum Target {
+    /// One socket's channel.
+    Channel(broadcast::Sender<Event>),
+    /// A function that passes each event on (to the sockets sharing a listener).
+    Relay(Arc<dyn Fn(Event) + Send + Sync>),
+}
+
+impl fmt::Debug for MonitorSender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let to = match self.to {
+            Target::Channel(_) => "channel",
+            Target::Relay(_) => "relay",
+        };
+        f.debug_struct("MonitorSender").field("to", &to).finish()
+    }
 }
 
 impl MonitorSender {
     /// A new event channel with no subscribers.
     pub(crate) fn new() -> Self {
         let (tx, _) = broadcast::channel(CAPACITY);
-        MonitorSender { tx }
+        MonitorSender {
+            to: Target::Channel(tx),
+        }
+    }
+
+    /// A sender that hands every event to `relay`, which passes it on to other senders.
+    pub(crate) fn relay(relay: impl Fn(Event) + Send + Sync + 'static) -> Self {
+        MonitorSender {
+            to: Target::Relay(Arc::new(relay)),
+        }
     }
 
     /// Emits `event` to every current [`Monitor`]. Never blocks; without subscribers the event
     /// is simply dropped.
     pub(crate) fn emit(&self, event: Event) {
         tracing::trace!(?event, "monitor event");
-        // An error only means that nobody is subscribed, which is fine.
-        let _ = self.tx.send(event);
+        match &self.to {
+            // An error only means that nobody is subscribed, which is fine.
+            Target::Channel(tx) => {
+                let _ = tx.send(event);
+            }
+            Target::Relay(relay) => relay(event),
+        }
     }
 
-    /// A new [`Monitor`] that yields every event emitted from now on.
+    /// A new [`Monitor`] that yields every event emitted from now on (for a relay, which
+    /// has no channel of its own, one that has ended: subscribe to the sockets instead).
     #[allow(dead_code)] // used by the socket engine
     pub(crate) fn subscribe(&self) -> Monitor {
+        let rx = match &self.to {
+            Target::Channel(tx) => tx.subscribe(),
+            Target::Relay(_) => broadcast::channel(1).1,
+        };
         Monitor {
-            inner: ReusableBoxFuture::new(recv(self.tx.subscribe())),
+            inner: ReusableBoxFuture::new(recv(rx)),
         }
     }
 }

@@ -240,6 +240,37 @@ async fn garbage_bytes_close_that_connection_while_good_peers_are_served() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_socket_sharing_a_listener_hears_its_events_even_after_the_first_one_left() {
+    let first = Pull::bind("tcp://127.0.0.1:0/first").await.unwrap();
+    let port = common::tcp_port(&first.endpoints()[0]);
+    let second = Pull::bind(&format!("tcp://127.0.0.1:{port}/second"))
+        .await
+        .unwrap();
+    let mut first_events = first.monitor();
+    let mut second_events = second.monitor();
+    let connect_garbage = || async move {
+        let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let _ = raw.write_all(b"GET / HTTP/1.1\r\n\r\n").await;
+        let mut sink = vec![];
+        let _ = timeout(T, raw.read_to_end(&mut sink)).await;
+    };
+    connect_garbage().await;
+    for events in [&mut first_events, &mut second_events] {
+        until_event(events, |e| matches!(e, Event::Accepted { .. })).await;
+        until_event(events, |e| matches!(e, Event::HandshakeFailed { .. })).await;
+    }
+    // The socket that made the listener leaves; the other still hears what happens there.
+    first.close().await;
+    connect_garbage().await;
+    until_event(&mut second_events, |e| {
+        matches!(e, Event::HandshakeFailed { .. })
+    })
+    .await;
+}
+
 /// Counts established TCP connections whose local port is `port` (IPv4).
 fn established_on(port: u16) -> usize {
     let table = std::fs::read_to_string("/proc/net/tcp").unwrap();

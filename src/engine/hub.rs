@@ -19,7 +19,7 @@ use crate::discovery::mdns::daemon::{Announcement, Daemon};
 use crate::discovery::mdns::txt::Record;
 use crate::driver::connect::{self, Connected};
 use crate::driver::{zmtp, IncomingStream, Shared};
-use crate::monitor::Event;
+use crate::monitor::{Event, MonitorSender};
 use crate::pattern::PeerId;
 use crate::proto::native::Reason;
 use crate::transport::dialer::{Connect, Dialer, Established, HandshakeWith};
@@ -241,7 +241,8 @@ async fn bind_address(engine: &Arc<Engine>, endpoint: &Endpoint) -> Result<Bindi
             };
             {
                 let mut paths = entry.paths();
-                if paths.get(&path).is_some_and(|w| w.strong_count() > 0) {
+                // (A new listener holds our own path already.)
+                if joined && paths.get(&path).is_some_and(|w| w.strong_count() > 0) {
                     return Err(Error::AddrInUse {
                         endpoint: endpoint.to_string(),
                     });
@@ -270,9 +271,23 @@ async fn bind_address(engine: &Arc<Engine>, endpoint: &Endpoint) -> Result<Bindi
 async fn new_listener(engine: &Arc<Engine>, endpoint: &Endpoint) -> Result<Arc<SharedListener>> {
     let paths: Arc<Mutex<HashMap<String, Weak<Engine>>>> = Arc::default();
     let options = engine.options.clone();
-    let monitor = engine.monitor.clone();
+    // What happens on the listener (Accepted, HandshakeFailed) concerns every socket bound
+    // at its address, whichever bound first and whether or not that one is still there.
+    let routes = paths.clone();
+    let monitor = MonitorSender::relay(move |event| {
+        let engines: Vec<Arc<Engine>> = routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for engine in engines {
+            engine.emit(event.clone());
+        }
+    });
     let routes = paths.clone();
     let text = endpoint.to_string();
+    let listener_monitor = monitor.clone();
     let handler: AcceptHandler = Arc::new(move |conn| {
         let (options, monitor, routes, text) = (
             options.clone(),
@@ -313,10 +328,15 @@ async fn new_listener(engine: &Arc<Engine>, endpoint: &Endpoint) -> Result<Arc<S
         }
         .boxed()
     });
+    // The binding socket is routed to already, so it hears `Listening` through the relay.
+    paths.lock().unwrap_or_else(|e| e.into_inner()).insert(
+        endpoint.path().unwrap_or("").to_owned(),
+        Arc::downgrade(engine),
+    );
     let listener = Listener::bind_with_hello(
         &with_path(endpoint, None),
         engine.options.clone(),
-        engine.monitor.clone(),
+        listener_monitor,
         InprocHello::default(),
         handler,
     )
