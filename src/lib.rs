@@ -75,7 +75,9 @@
 //!
 //! Each multiplexed stream has its own credit window ([`Options::stream_window`], 1 MiB): a
 //! peer can send that much before our reader consumes it, so a slow reader holds back only
-//! its own stream. Data goes out in chunks of at most 64 KiB, streams taking turns.
+//! its own stream. Data goes out in chunks of at most 64 KiB, streams taking turns. ZMTP
+//! has no credit: a plain ZMTP peer's input is left to TCP backpressure once as many bytes
+//! (or [`Options::recv_hwm`] messages) wait unread.
 //!
 //! # Limits
 //!

@@ -89,7 +89,8 @@ impl Options {
     }
 
     /// Incoming messages queued per peer before the peer is pushed back. Default 1000.
-    /// Bounds memory per fast peer.
+    /// Bounds memory per fast peer (together with [`stream_window`](Self::stream_window),
+    /// which bounds the bytes).
     pub fn recv_hwm(mut self, messages: usize) -> Self {
         self.recv_hwm = messages.max(1);
         self
@@ -176,6 +177,9 @@ impl Options {
     /// Bytes a peer may send on one multiplexed stream before we have read them (the
     /// per-stream flow-control window). Default 1 MiB ([`DEFAULT_STREAM_WINDOW`]). Bounds the
     /// memory one unread stream can hold; larger windows help throughput on long, fast links.
+    /// A plain ZMTP peer (libzmq) has no window: its input is left in the kernel (TCP
+    /// backpressure) once this many bytes of its messages, or `recv_hwm` messages, wait
+    /// unread, and taken again once half of that has been read.
     pub fn stream_window(mut self, bytes: u32) -> Self {
         self.stream_window = bytes.max(MIN_STREAM_WINDOW);
         self

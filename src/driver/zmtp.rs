@@ -20,8 +20,8 @@ use tracing::{debug, Instrument};
 
 use super::native::Transport;
 use super::StreamObserver;
-use crate::proto::native::frame::MAX_FRAME_LEN;
 use crate::proto::native::Transmit;
+use crate::proto::zmtp::frame::make_room;
 use crate::proto::zmtp::{ZmtpConfig, ZmtpError, ZmtpEvent, ZmtpSession};
 use crate::transport::shared::{DirectWrite, SharedStream};
 use crate::{Error, Message, SocketType};
@@ -102,7 +102,7 @@ impl ZmtpInner {
             return Some(cmd);
         }
         let msg = self.core.recv();
-        if self.core.is_input_held_back() {
+        if self.core.wants_input() {
             self.wake_driver(); // room again: the driver reads on
         }
         msg
@@ -210,8 +210,6 @@ pub(crate) fn spawn(io: SharedStream, config: ZmtpConfig, peer: String) -> Arc<Z
     shared
 }
 
-const READ_CHUNK: usize = 256 * 1024;
-
 struct Driver {
     io: Pin<Box<SharedStream>>,
     shared: Arc<ZmtpShared>,
@@ -229,7 +227,7 @@ impl Driver {
                 break;
             }
             let now = Instant::now().into_std();
-            {
+            let frame_len = {
                 // Bytes held back by the core are fed again once it has room.
                 let mut inner = self.shared.lock();
                 if inner.core.is_input_held_back() {
@@ -238,10 +236,9 @@ impl Driver {
                         break; // TCP backpressure until the engine reads
                     }
                 }
-            }
-            if self.read_buf.capacity() - self.read_buf.len() < MAX_FRAME_LEN {
-                self.read_buf.reserve(READ_CHUNK);
-            }
+                inner.core.incomplete_frame_len()
+            };
+            make_room(&mut self.read_buf, frame_len);
             match self.io.as_mut().poll_read_into(cx, &mut self.read_buf) {
                 Poll::Pending => break,
                 Poll::Ready(Ok(0)) => {

@@ -594,6 +594,7 @@ fn attach_zmtp(
         heartbeat_timeout: options.heartbeat_timeout,
         handshake_timeout: options.handshake_timeout,
         recv_limit: options.recv_hwm,
+        recv_bytes_limit: options.stream_window as usize,
     };
     let shared = zmtp::spawn(SharedStream::new(io), config, peer.clone());
     let (active_tx, active_rx) = tokio::sync::oneshot::channel();

@@ -7,8 +7,10 @@
 //! ```
 //!
 //! Decoding checks the size against the caller's limit (and against `usize`) before it
-//! reserves room for the body or waits for it, so a peer's claim never makes the reader
-//! buffer more than the limit. Bodies are split off the input without copying.
+//! waits for the body, so a peer's claim never makes the reader buffer more than the limit.
+//! The decoder never reserves or moves memory: the reader owns its buffer and keeps room
+//! for the frame in progress ([`frame_len`] tells how much). Bodies are split off the
+//! input without copying.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -27,10 +29,14 @@ pub(crate) const SHORT_HEADER_LEN: usize = 2;
 pub(crate) const LONG_HEADER_LEN: usize = 9;
 /// Longest body a short frame can carry.
 pub(crate) const MAX_SHORT_LEN: usize = u8::MAX as usize;
-/// Most bytes the decoder reserves ahead of data it has not received: a 9-byte header
+/// Most bytes [`make_room`] reserves ahead of data that has not arrived: a 9-byte header
 /// cannot make it allocate more than this, even when the limit is huge. Longer frames
 /// grow the buffer as their bytes arrive (geometrically, so without quadratic copying).
 pub(crate) const MAX_RESERVE: usize = 1 << 20;
+/// Read buffer growth step of [`make_room`].
+pub(crate) const READ_CHUNK: usize = 256 * 1024;
+/// Spare room [`make_room`] keeps for every read (less would make short reads).
+pub(crate) const MIN_READ: usize = 64 * 1024;
 
 /// One decoded frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,11 +88,10 @@ impl Frame {
 
     /// Decodes one frame from the front of `buf`, or `Ok(None)` when more bytes are needed.
     ///
-    /// A body longer than `max` is refused as soon as its header is complete, before any
-    /// room is reserved for it. A long frame whose size would fit a short one is accepted
-    /// (libzmq accepts it too). Once the header is valid, room for the rest of the frame
-    /// (at most [`MAX_RESERVE`] bytes) is reserved in `buf`, for a reader that fills
-    /// `buf`'s spare capacity.
+    /// A body longer than `max` is refused as soon as its header is complete, before
+    /// anything waits for it. A long frame whose size would fit a short one is accepted
+    /// (libzmq accepts it too). `buf`'s capacity is never touched: while a frame is
+    /// incomplete, [`frame_len`] tells the reader how much room it needs.
     /// On success the frame's bytes are removed from `buf` and the body split off without
     /// copying.
     ///
@@ -94,26 +99,13 @@ impl Frame {
     /// [`FrameError`] when the flags have reserved bits set or the size is above `max`;
     /// `buf` is then left as it was.
     pub(crate) fn decode(buf: &mut BytesMut, max: u64) -> Result<Option<Frame>, FrameError> {
-        let Some(&flags) = buf.first() else {
+        let Some((flags, header_len, size)) = header(buf) else {
             return Ok(None);
         };
         if flags & !KNOWN != 0 {
             return Err(FrameError::ReservedFlags(flags));
         }
-        let (header_len, size) = if flags & LONG != 0 {
-            if buf.len() < LONG_HEADER_LEN {
-                return Ok(None);
-            }
-            let mut size = [0u8; 8];
-            size.copy_from_slice(&buf[1..LONG_HEADER_LEN]);
-            (LONG_HEADER_LEN, u64::from_be_bytes(size))
-        } else {
-            if buf.len() < SHORT_HEADER_LEN {
-                return Ok(None);
-            }
-            (SHORT_HEADER_LEN, u64::from(buf[1]))
-        };
-        // Checked before anything waits for or reserves the body.
+        // Checked before anything waits for the body.
         if size > max {
             return Err(FrameError::TooLarge { size, max });
         }
@@ -128,7 +120,6 @@ impl Frame {
             });
         };
         if buf.len() < total {
-            buf.reserve((total - buf.len()).min(MAX_RESERVE));
             return Ok(None);
         }
         buf.advance(header_len);
@@ -147,6 +138,68 @@ impl Frame {
         out.reserve(header_len(self.body.len()) + self.body.len());
         encode_header(out, self.more, self.command, self.body.len());
         out.extend_from_slice(&self.body);
+    }
+}
+
+/// The flags, header length and announced body size of the frame at the front of `buf`;
+/// `None` until the header is complete (a first byte with reserved bits set counts as a
+/// complete header, so that it is refused at once).
+fn header(buf: &[u8]) -> Option<(u8, usize, u64)> {
+    let &flags = buf.first()?;
+    if flags & !KNOWN != 0 {
+        return Some((flags, 1, 0));
+    }
+    if flags & LONG != 0 {
+        let size: [u8; 8] = buf.get(1..LONG_HEADER_LEN)?.try_into().ok()?;
+        Some((flags, LONG_HEADER_LEN, u64::from_be_bytes(size)))
+    } else {
+        Some((flags, SHORT_HEADER_LEN, u64::from(*buf.get(1)?)))
+    }
+}
+
+/// The whole length (header and body) of the frame at the front of `buf` as its header
+/// announces it, once the header is complete; `None` before, or when the length does not
+/// fit a `usize`. It checks no limit: ask only about a frame [`Frame::decode`] accepted
+/// the header of (it answered `Ok(None)`), so the answer is bounded by the decoder's `max`.
+pub(crate) fn frame_len(buf: &[u8]) -> Option<usize> {
+    let (flags, header_len, size) = header(buf)?;
+    if flags & !KNOWN != 0 {
+        return None;
+    }
+    usize::try_from(size).ok()?.checked_add(header_len)
+}
+
+/// Makes room in a reader's buffer `buf` before it reads into the spare capacity: for the
+/// rest of the incomplete frame at its front (`frame_len` bytes in all, as
+/// [`ZmtpSession::incomplete_frame_len`](super::ZmtpSession::incomplete_frame_len) says;
+/// 0 when unknown), or for [`MIN_READ`] bytes when no frame is in progress.
+///
+/// When the buffer must grow, what it holds (the start of one frame) is copied into a
+/// buffer with room for the whole frame, so a frame of up to [`MAX_RESERVE`] bytes is
+/// moved at most once however it arrives; frames already split off keep the old buffer
+/// alive until they are dropped. A buffer nobody else refers to any more is reused
+/// instead. A longer frame gets room as its bytes arrive, doubling what is held, not what
+/// its header claims: its bytes are copied about once in all.
+pub(crate) fn make_room(buf: &mut BytesMut, frame_len: usize) {
+    let len = buf.len();
+    let rest = frame_len.saturating_sub(len);
+    // A frame that fits needs nothing more; a longer one than we reserve at once gets its
+    // next room when the current one is used up.
+    let needed = if rest == 0 || rest > MAX_RESERVE {
+        MIN_READ
+    } else {
+        rest
+    };
+    if buf.capacity() - len >= needed {
+        return;
+    }
+    let room = rest.min(len.max(MAX_RESERVE)).max(MIN_READ);
+    // Not `reserve`: on a buffer nobody else holds, it may reallocate in place and copy
+    // the consumed bytes in front of the data too (up to doubling the allocation).
+    if !buf.try_reclaim(room) {
+        let mut fresh = BytesMut::with_capacity(len + room.max(READ_CHUNK));
+        fresh.extend_from_slice(buf);
+        *buf = fresh;
     }
 }
 

@@ -7,7 +7,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tracing::{debug, trace};
 
 use super::command::{Command, Ready};
-use super::frame::{encode_header, Frame, FrameError, COMMAND};
+use super::frame::{self, encode_header, Frame, FrameError, COMMAND};
 use crate::proto::native::Transmit;
 use crate::{Message, SocketType};
 
@@ -33,6 +33,11 @@ pub(crate) struct ZmtpConfig {
     pub(crate) handshake_timeout: Duration,
     /// Messages (and subscription events) buffered before input is left unconsumed.
     pub(crate) recv_limit: usize,
+    /// Bytes of buffered messages before input is left unconsumed (at least one message
+    /// is always taken, however large). ZMTP has no flow control: this is what bounds the
+    /// memory a fast peer of large messages can fill, as the stream window does on the
+    /// native wire.
+    pub(crate) recv_bytes_limit: usize,
 }
 
 /// Why a ZMTP session ended.
@@ -147,6 +152,8 @@ pub(crate) struct ZmtpSession {
     partial: Vec<Bytes>,
     partial_len: u64,
     inbox: VecDeque<Message>,
+    /// Bytes of the messages in `inbox`.
+    inbox_bytes: usize,
     readable_signalled: bool,
     /// Subscription events in `events`, counted against `recv_limit`.
     pending_subscriptions: usize,
@@ -166,6 +173,9 @@ pub(crate) struct ZmtpSession {
     peer_ttl: Option<Duration>,
     /// `buf.len()` when `handle_input` last returned, to tell new bytes.
     unconsumed: usize,
+    /// Whole length of the incomplete frame at the front of the input (header checked
+    /// against the limits), 0 when there is none.
+    incomplete_frame_len: usize,
     /// Set once the session ends.
     error: Option<ZmtpError>,
     /// The reason of an ERROR command still to send.
@@ -184,6 +194,7 @@ impl ZmtpSession {
             partial: Vec::new(),
             partial_len: 0,
             inbox: VecDeque::new(),
+            inbox_bytes: 0,
             readable_signalled: false,
             pending_subscriptions: 0,
             held_back: false,
@@ -197,6 +208,7 @@ impl ZmtpSession {
             pending_pong: None,
             peer_ttl: None,
             unconsumed: 0,
+            incomplete_frame_len: 0,
             error: None,
             error_to_send: None,
             closing: false,
@@ -234,6 +246,30 @@ impl ZmtpSession {
         self.held_back
     }
 
+    /// Whether input is held back and [`recv`](Self::recv) has drained the buffered
+    /// messages to half of `recv_limit` and of `recv_bytes_limit`: the time to call
+    /// [`handle_input`](Self::handle_input) again. Waiting for half, not for one free
+    /// slot, lets the reader take many frames per wakeup instead of one.
+    pub(crate) fn wants_input(&self) -> bool {
+        self.held_back
+            && self.inbox.len() + self.pending_subscriptions <= self.config.recv_limit / 2
+            && self.inbox_bytes <= self.config.recv_bytes_limit / 2
+    }
+
+    fn inbox_full(&self) -> bool {
+        self.inbox.len() + self.pending_subscriptions >= self.config.recv_limit.max(1)
+            || (self.inbox_bytes >= self.config.recv_bytes_limit && !self.inbox.is_empty())
+    }
+
+    /// Whole length (header and body) of the frame that starts at the front of the input
+    /// and has not fully arrived, as its header announced it once checked against
+    /// `max_message_size`; 0 when no such frame is known. A reader that keeps room for it
+    /// in its buffer never has to move the frame's bytes again, and never reserves more
+    /// than the limit allows.
+    pub(crate) fn incomplete_frame_len(&self) -> usize {
+        self.incomplete_frame_len
+    }
+
     // ----- input -----
 
     /// Consumes complete frames at the front of `buf` until `recv_limit` messages (and
@@ -265,13 +301,14 @@ impl ZmtpSession {
 
     fn consume(&mut self, buf: &mut BytesMut) -> Result<(), ZmtpError> {
         self.held_back = false;
+        self.incomplete_frame_len = 0;
         loop {
             if self.error.is_some() {
                 // The peer sent ERROR: nothing after it counts.
                 buf.clear();
                 return Ok(());
             }
-            if self.inbox.len() + self.pending_subscriptions >= self.config.recv_limit.max(1) {
+            if self.inbox_full() {
                 self.held_back = !buf.is_empty();
                 return Ok(());
             }
@@ -283,7 +320,11 @@ impl ZmtpSession {
             };
             let frame = match Frame::decode(buf, max) {
                 Ok(Some(frame)) => frame,
-                Ok(None) => return Ok(()),
+                Ok(None) => {
+                    // The header (if complete) passed the limit check above.
+                    self.incomplete_frame_len = frame::frame_len(buf).unwrap_or(0);
+                    return Ok(());
+                }
                 Err(FrameError::TooLarge { size, .. }) if !command => {
                     let err = ZmtpError::MessageTooLarge {
                         size: self.partial_len.saturating_add(size),
@@ -391,7 +432,9 @@ impl ZmtpSession {
                 return;
             }
         }
-        self.inbox.push_back(Message::from(frames));
+        let msg = Message::from(frames);
+        self.inbox_bytes += msg.byte_len();
+        self.inbox.push_back(msg);
         if !self.readable_signalled {
             self.readable_signalled = true;
             self.events.push_back(ZmtpEvent::Readable);
@@ -534,8 +577,9 @@ impl ZmtpSession {
     /// brings a new [`ZmtpEvent::Readable`]).
     pub(crate) fn recv(&mut self) -> Option<Message> {
         let msg = self.inbox.pop_front();
-        if msg.is_none() {
-            self.readable_signalled = false;
+        match &msg {
+            Some(m) => self.inbox_bytes -= m.byte_len(),
+            None => self.readable_signalled = false,
         }
         msg
     }
@@ -661,6 +705,7 @@ impl ZmtpSession {
         self.queued_bytes = 0;
         self.partial.clear();
         self.partial_len = 0;
+        self.incomplete_frame_len = 0;
         self.pending_pong = None;
         self.ping_queued = false;
         self.held_back = false;
