@@ -37,7 +37,7 @@ const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 /// A zocket instance announced on the network, with a usable TXT record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Instance {
-    /// The DNS-SD instance name (`chat-5f2c….​_zocket._tcp.local.`).
+    /// The DNS-SD instance name (`chat-5f2c0e91a3b4d677._zocket._tcp.local.`).
     pub(crate) fullname: String,
     /// What its TXT record says.
     pub(crate) record: Record,
