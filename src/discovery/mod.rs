@@ -21,6 +21,29 @@
 //!   goodbye (its socket closed), when its records expire, or when its link fails and it
 //!   does not answer a query within 3 s. See [`Options::mdns_interfaces`](crate::Options::mdns_interfaces)
 //!   and [`Options::mdns_listen`](crate::Options::mdns_listen).
+//!
+//! ```no_run
+//! # async fn demo() -> zocket::Result<()> {
+//! use futures::StreamExt;
+//! use zocket::monitor::Event;
+//!
+//! // Every node of the cluster runs this; nobody knows an address.
+//! let publisher = zocket::Pub::bind("mdns://cluster").await?;
+//! let mut subscriber = zocket::Sub::connect("mdns://cluster").await?;
+//! subscriber.subscribe("");
+//! let mut events = subscriber.monitor();
+//! tokio::spawn(async move {
+//!     while let Some(event) = events.next().await {
+//!         match event {
+//!             Event::Discovered { addr } => println!("peer at {addr}"),
+//!             Event::Lost { addr } => println!("peer at {addr} gone"),
+//!             _ => {}
+//!         }
+//!     }
+//! });
+//! publisher.send("hello, whoever is there").await?;
+//! # Ok(()) }
+//! ```
 
 mod dns;
 pub(crate) mod mdns;
