@@ -453,6 +453,12 @@ impl Session {
         if self.streams.contains_key(&id) {
             return Ok(self.streams.get_mut(&id));
         }
+        self.gone_stream(id, what).map(|()| None)
+    }
+
+    /// For a frame on a stream not in the table: `Ok` if the stream existed and is gone
+    /// (the frame is ignored), the protocol error if it never existed.
+    fn gone_stream(&self, id: StreamId, what: &str) -> Result<(), SessionError> {
         let existed = if id.0 == 0 {
             false
         } else if self.is_peer_id(id) {
@@ -461,7 +467,7 @@ impl Session {
             id.0 < self.next_local_id
         };
         if existed {
-            Ok(None)
+            Ok(())
         } else {
             Err(SessionError::Protocol(format!(
                 "{what} for stream {id} that was never opened"
@@ -528,8 +534,9 @@ impl Session {
         payload: Bytes,
     ) -> Result<(), SessionError> {
         let max = self.config.max_message_size;
-        let Some(s) = self.known_stream(id, "DATA")? else {
-            return Ok(());
+        // One table lookup per DATA frame (the hot path): `s` borrows only `streams`.
+        let Some(s) = self.streams.get_mut(&id) else {
+            return self.gone_stream(id, "DATA");
         };
         if s.recv.fin {
             return Err(SessionError::Protocol(format!(
@@ -565,7 +572,10 @@ impl Session {
             data: payload,
             flags,
         });
-        self.signal_readable(id);
+        if !s.recv.signalled {
+            s.recv.signalled = true;
+            self.events.push_back(Event::Readable(id));
+        }
         Ok(())
     }
 
@@ -870,7 +880,16 @@ impl Session {
         let s = self.streams.get_mut(&id).ok_or(StreamError::Unknown)?;
         match s.recv.read_chunk() {
             Some((chunk, consumed)) => {
-                self.after_read(id, consumed);
+                // `after_read`, without a second lookup (the hot path).
+                let credit_due = consumed > 0 && self.error.is_none() && !s.recv.fin;
+                if credit_due && s.error.is_none() {
+                    if let Some(inc) = s.recv.window.on_consumed(consumed) {
+                        self.control.push_back(Frame::Window {
+                            stream: id,
+                            increment: inc,
+                        });
+                    }
+                }
                 Ok(Some((chunk.data, chunk.flags)))
             }
             None => {
@@ -971,22 +990,37 @@ impl Session {
             let Some(id) = self.ready.pop_front() else {
                 break;
             };
+            // One table lookup per turn (the hot path): `s` borrows only `streams`.
             let Some(s) = self.streams.get_mut(&id) else {
                 continue;
             };
             s.scheduled = false;
-            if let Some(chunk) = s.send.pop_chunk() {
+            // A turn is one chunk; while no other stream waits, the turn goes on. A CLOSE
+            // takes a turn of its own once the data is out.
+            let mut sent = false;
+            while let Some(chunk) = s.send.pop_chunk() {
+                sent = true;
                 encode_data_header(id, chunk.flags, chunk.data.len(), out.scratch());
                 out.push_payload(chunk.data);
-            } else if s.send.fin_queued && !s.send.fin_sent {
+                if full(out) || !self.ready.is_empty() {
+                    break;
+                }
+            }
+            if !sent && s.send.fin_queued && !s.send.fin_sent {
                 s.send.fin_sent = true;
                 Frame::Close { stream: id }.encode(out.scratch());
             }
-            if !s.send.has_pending() && std::mem::take(&mut s.send.flush_wanted) {
+            let pending = s.send.has_pending();
+            if !pending && std::mem::take(&mut s.send.flush_wanted) {
                 self.events.push_back(Event::Writable(id));
             }
-            self.schedule(id);
-            self.maybe_remove(id);
+            if pending {
+                // `schedule`, inline: back of the queue, behind the others.
+                s.scheduled = true;
+                self.ready.push_back(id);
+            } else if s.released {
+                self.maybe_remove(id);
+            }
         }
         // The GOAWAY of a graceful close waits for the data; an error's goes at once.
         if !self.goaway_sent

@@ -262,6 +262,62 @@ fn message_chunks_keep_their_flags_and_empty_frames() {
     assert_eq!(p.server.read_chunk(sid).unwrap(), None);
 }
 
+/// The streams of the DATA frames (and CLOSEs) in one transmit, in order.
+fn data_order(session: &mut Session, now: Instant) -> Vec<(StreamId, bool)> {
+    let mut t = Transmit::new();
+    session.poll_transmit(now, &mut t);
+    let mut buf = BytesMut::from(&t.concat()[..]);
+    let mut order = vec![];
+    while let Some(frame) = Frame::decode(&mut buf).unwrap() {
+        match frame {
+            Frame::Data { stream, .. } => order.push((stream, false)),
+            Frame::Close { stream } => order.push((stream, true)),
+            _ => {}
+        }
+    }
+    order
+}
+
+#[test]
+fn streams_take_turns_chunk_by_chunk_and_a_lone_stream_sends_all_at_once() {
+    let mut p = Pair::new();
+    let a = p.client.open(3, "", &Bytes::new()).unwrap();
+    let b = p.client.open(3, "", &Bytes::new()).unwrap();
+    p.drive();
+    for _ in 0..3 {
+        for id in [a, b] {
+            let chunk = Bytes::from_static(b"m");
+            assert!(p
+                .client
+                .write_chunk(id, chunk, DataFlags::default())
+                .unwrap());
+        }
+    }
+    let order: Vec<StreamId> = data_order(&mut p.client, p.now)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(
+        order,
+        [a, b, a, b, a, b],
+        "one chunk per turn while others wait"
+    );
+
+    for _ in 0..3 {
+        let chunk = Bytes::from_static(b"m");
+        assert!(p
+            .client
+            .write_chunk(a, chunk, DataFlags::default())
+            .unwrap());
+    }
+    p.client.finish(a).unwrap();
+    // Alone, it sends its three chunks in one turn; its CLOSE takes the next turn, after them.
+    assert_eq!(
+        data_order(&mut p.client, p.now),
+        [(a, false), (a, false), (a, false), (a, true)]
+    );
+}
+
 #[test]
 fn oversized_message_fails_the_session() {
     let mut c = config(Side::Client);
