@@ -2,16 +2,20 @@
 //!
 //! The task owns the transport. It reads into one buffer and hands it to the core, which
 //! slices frames out as zero-copy `Bytes`; it writes what the core queued with vectored
-//! writes (many frames per syscall); it sleeps until the core's next timer. Handles (the
-//! multiplexer's streams, later the socket engine) share the core through [`Shared`] and
-//! never touch the transport. No lock is held across an `.await`.
+//! writes (many frames per syscall); it sleeps until the core's next timer. That loop is
+//! the same for every protocol: [`io_loop`]. Handles (the multiplexer's streams, the socket
+//! engine) share the core through [`Shared`] (native) or [`zmtp::ZmtpShared`] and never
+//! touch the transport. No lock is held across an `.await`.
 
 pub(crate) mod connect;
 pub(crate) mod handshake;
+mod io_loop;
 mod native;
+mod transport;
 pub(crate) mod zmtp;
 
-pub(crate) use native::{spawn, AnyIo, Greeting, IncomingStream, Shared, StreamObserver};
+pub(crate) use native::{spawn, Greeting, IncomingStream, Shared, StreamObserver};
+pub(crate) use transport::AnyIo;
 
 use std::time::Duration;
 

@@ -1,23 +1,22 @@
-//! The driver of a native session.
+//! The driver of a native session: one task runs a [`Session`] over the connection through
+//! the [`io_loop`](super::io_loop); what is native here is the shared state, [`Shared`],
+//! and how the session's events reach the streams' handles and observers.
 
 use std::collections::VecDeque;
-
-use crate::id_hash::IdMap;
-use std::future::Future;
-use std::io::IoSlice;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::Waker;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tracing::{debug, Instrument};
 
 use super::handshake;
+use super::io_loop::{Connection, Driver, SessionCore, Wire};
+use super::transport::Transport;
+use crate::id_hash::IdMap;
 use crate::proto::native::frame::MAX_FRAME_LEN;
 use crate::proto::native::{Config, Event, Session, SessionError, StreamId, Transmit};
-use crate::transport::shared::{DirectWrite, SharedStream};
+use crate::transport::shared::DirectWrite;
 use crate::Error;
 
 /// Someone who follows streams without polling them: told (with the token it registered)
@@ -30,78 +29,6 @@ pub(crate) trait StreamObserver: Send + Sync + std::fmt::Debug {
     fn writable(&self, token: u64);
     /// The stream failed (reset, refused, connection lost).
     fn failed(&self, token: u64);
-}
-
-/// A connection the driver can run: a byte stream that also reads straight into a
-/// `BytesMut`'s spare capacity (without zeroing it first, which `AsyncRead` over a fresh
-/// buffer must do).
-pub(crate) trait Transport: AsyncRead + AsyncWrite + Send + Unpin + 'static {
-    /// Reads what is available into `buf`'s spare capacity; `Ok(0)` at end of stream.
-    fn poll_read_into(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut BytesMut,
-    ) -> Poll<std::io::Result<usize>>;
-}
-
-impl Transport for SharedStream {
-    fn poll_read_into(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut BytesMut,
-    ) -> Poll<std::io::Result<usize>> {
-        self.get_mut().poll_read_buf(cx, buf)
-    }
-}
-
-/// Any `AsyncRead + AsyncWrite` (what the public multiplexer runs over).
-#[derive(Debug)]
-pub(crate) struct AnyIo<T>(pub(crate) T);
-
-impl<T: AsyncRead + Unpin> AsyncRead for AnyIo<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for AnyIo<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
-    }
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_flush(cx)
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
-    }
-}
-
-impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Transport for AnyIo<T> {
-    fn poll_read_into(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut BytesMut,
-    ) -> Poll<std::io::Result<usize>> {
-        tokio_util::io::poll_read_buf(self, cx, buf)
-    }
 }
 
 /// What the driver tells an observer.
@@ -137,7 +64,8 @@ pub(crate) struct Shared {
 pub(crate) struct SharedInner {
     /// The protocol core.
     pub(crate) core: Session,
-    driver: Option<Waker>,
+    /// The connection: bytes on their way out, the driver task.
+    wire: Wire,
     readers: IdMap<StreamId, Waker>,
     writers: IdMap<StreamId, Waker>,
     /// Streams the peer opened, not yet taken by an owner.
@@ -146,14 +74,8 @@ pub(crate) struct SharedInner {
     established: bool,
     established_wakers: Vec<Waker>,
     close_wakers: Vec<Waker>,
-    /// Encoded frames not yet written, shared by the driver and direct writers.
-    transmit: Transmit,
-    /// Lets a handle write to the connection itself (byte-stream transports only).
-    direct: Option<Arc<dyn DirectWrite>>,
     /// Persistent watchers of streams (the socket engine), with their tokens.
     observers: IdMap<StreamId, (Arc<dyn StreamObserver>, u64)>,
-    /// The driver has exited: the transport is gone.
-    finished: bool,
     /// Handles that keep the session alive; at zero the session closes itself.
     handles: usize,
 }
@@ -169,38 +91,17 @@ impl Shared {
 
 impl SharedInner {
     /// Writes what commands queued straight to the connection from the calling task, when
-    /// the transport allows it; what the kernel does not take now is left to the driver.
-    /// For a handle about to wait for an answer: it saves waking the driver and waiting
-    /// for it to run. A burst of sends should not use it: the driver batches them into
-    /// fewer syscalls.
+    /// the transport allows it; what the kernel does not take now is left to the driver
+    /// (see [`Wire::write_now`]).
     pub(crate) fn flush_now(&mut self) {
-        let Some(direct) = self.direct.clone() else {
-            self.wake_driver();
-            return;
-        };
-        let now = Instant::now().into_std();
-        loop {
-            if self.transmit.is_empty() && !self.core.poll_transmit(now, &mut self.transmit) {
-                break;
-            }
-            let mut slices = [IoSlice::new(&[]); MAX_IOV];
-            let n = self.transmit.io_slices(&mut slices);
-            match direct.try_write_vectored(&slices[..n]) {
-                Ok(n) if n > 0 => self.transmit.advance(n),
-                // Full, or failed: the driver takes over (and sees any error itself).
-                _ => break,
-            }
-        }
-        if !self.transmit.is_empty() || self.core.has_events() {
-            self.wake_driver();
+        if !self.wire.write_now(&mut self.core) || self.core.has_events() {
+            self.wire.wake_driver();
         }
     }
 
     /// Wakes the driver so it transmits what commands queued.
     pub(crate) fn wake_driver(&mut self) {
-        if let Some(w) = &self.driver {
-            w.wake_by_ref();
-        }
+        self.wire.wake_driver();
     }
 
     /// Registers `waker` to be woken when stream `id` may be readable.
@@ -237,7 +138,7 @@ impl SharedInner {
 
     /// Whether the driver has exited and the transport is closed.
     pub(crate) fn is_finished(&self) -> bool {
-        self.finished
+        self.wire.is_finished()
     }
 
     /// The error that ended the session, once it ended.
@@ -245,7 +146,7 @@ impl SharedInner {
         if let Some(e) = self.core.error() {
             return Some(session_error(e));
         }
-        self.finished.then_some(Error::Closed)
+        self.wire.is_finished().then_some(Error::Closed)
     }
 
     fn take_all_wakers(&mut self) -> Vec<Waker> {
@@ -342,7 +243,7 @@ where
     let shared = Arc::new(Shared {
         inner: Mutex::new(SharedInner {
             core: Session::new(config, now),
-            driver: None,
+            wire: Wire::new(direct),
             readers: IdMap::default(),
             writers: IdMap::default(),
             incoming: VecDeque::new(),
@@ -351,9 +252,6 @@ where
             established_wakers: Vec::new(),
             close_wakers: Vec::new(),
             observers: IdMap::default(),
-            transmit: Transmit::new(),
-            direct,
-            finished: false,
             handles: 1,
         }),
     });
@@ -375,145 +273,41 @@ where
                     let wake = {
                         let mut inner = task_shared.lock();
                         inner.core.abort(SessionError::Protocol(why));
-                        inner.finished = true;
+                        inner.wire.finish();
                         inner.take_all_wakers()
                     };
                     wake.into_iter().for_each(Waker::wake);
                     return;
                 }
             }
-            let driver = Driver {
-                io: Box::pin(io),
-                shared: task_shared,
-                read_buf: BytesMut::new(),
-                read_closed: false,
-                wrote_since_flush: false,
-                timer: Box::pin(tokio::time::sleep_until(Instant::now())),
-                timer_deadline: None,
-                close_linger: None,
-            };
-            driver.await;
+            Driver::new(io, task_shared, Some(CLOSE_LINGER)).await;
         }
         .instrument(span),
     );
     shared
 }
 
-/// Reads at most this many times per poll before letting other tasks run.
-const READS_PER_POLL: usize = 16;
+/// How long the last frames of an ended session (its GOAWAY) may wait for the peer to read
+/// them.
+const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 /// Read buffer growth step.
 const READ_CHUNK: usize = 256 * 1024;
-/// How long the last frames of an ended session may wait for the peer to read them.
-const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
-/// Most segments per vectored write.
-const MAX_IOV: usize = 64;
 
-struct Driver<T> {
-    io: Pin<Box<T>>,
-    shared: Arc<Shared>,
-    read_buf: BytesMut,
-    read_closed: bool,
-    wrote_since_flush: bool,
-    timer: Pin<Box<Sleep>>,
-    timer_deadline: Option<std::time::Instant>,
-    close_linger: Option<Pin<Box<Sleep>>>,
-}
+impl Connection for Shared {
+    type Core = Session;
 
-impl<T: Transport> Driver<T> {
-    /// Reads what is available and feeds it to the core. Returns whether anything was read.
-    fn poll_read(&mut self, cx: &mut Context<'_>) -> bool {
-        let mut progressed = false;
-        for _ in 0..READS_PER_POLL {
-            if self.read_closed {
-                break;
-            }
-            // Room for a whole frame of the largest size past what we hold, so a frame is
-            // never moved once part of it is in (only at this reserve, rarely).
-            if self.read_buf.capacity() - self.read_buf.len() < MAX_FRAME_LEN {
-                self.read_buf.reserve(READ_CHUNK);
-            }
-            match self.io.as_mut().poll_read_into(cx, &mut self.read_buf) {
-                Poll::Pending => break,
-                Poll::Ready(Ok(0)) => {
-                    self.read_closed = true;
-                    self.shared.lock().core.handle_eof("");
-                    progressed = true;
-                }
-                Poll::Ready(Ok(_)) => {
-                    progressed = true;
-                    let now = Instant::now().into_std();
-                    let mut inner = self.shared.lock();
-                    if let Err(e) = inner.core.handle_input(now, &mut self.read_buf) {
-                        debug!(error = %e, "closing connection");
-                    }
-                }
-                Poll::Ready(Err(e)) => {
-                    self.read_closed = true;
-                    self.shared.lock().core.handle_eof(&e.to_string());
-                    progressed = true;
-                }
-            }
-        }
-        progressed
-    }
-
-    /// Writes what the core has queued. Returns whether anything was written.
-    ///
-    /// The bytes wait in the shared [`Transmit`], so a handle that writes directly (see
-    /// [`SharedInner::flush_now`]) and this task never interleave frames: both only touch it
-    /// under the lock.
-    fn poll_write(&mut self, cx: &mut Context<'_>) -> bool {
-        let mut progressed = false;
-        let mut inner = self.shared.lock();
+    fn with<R>(&self, f: impl FnOnce(&mut Session, &mut Wire) -> R) -> R {
+        let mut inner = self.lock();
         let inner = &mut *inner;
-        loop {
-            if inner.transmit.is_empty() {
-                let now = Instant::now().into_std();
-                if !inner.core.poll_transmit(now, &mut inner.transmit) {
-                    break;
-                }
-            }
-            let mut slices = [IoSlice::new(&[]); MAX_IOV];
-            let n = inner.transmit.io_slices(&mut slices);
-            let res = if self.io.is_write_vectored() {
-                self.io.as_mut().poll_write_vectored(cx, &slices[..n])
-            } else {
-                self.io.as_mut().poll_write(cx, inner.transmit.first())
-            };
-            match res {
-                Poll::Pending => break,
-                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
-                    // The transport is gone; nothing more can be sent.
-                    inner.transmit = Transmit::new();
-                    self.read_closed = true;
-                    inner.core.handle_eof("write failed");
-                    return true;
-                }
-                Poll::Ready(Ok(n)) => {
-                    inner.transmit.advance(n);
-                    self.wrote_since_flush = true;
-                    progressed = true;
-                }
-            }
-        }
-        if self.wrote_since_flush
-            && inner.transmit.is_empty()
-            && self.io.as_mut().poll_flush(cx).is_ready()
-        {
-            self.wrote_since_flush = false;
-        }
-        progressed
+        f(&mut inner.core, &mut inner.wire)
     }
 
-    /// Wakes handles for the core's events. Returns whether the session is over.
-    fn dispatch(&mut self, cx: &mut Context<'_>) -> bool {
+    /// Wakes handles and tells observers about the core's events.
+    fn dispatch(&self) -> bool {
         let mut wake = Vec::new();
         let mut notify = Vec::new();
-        let mut inner = self.shared.lock();
-        register(
-            inner.driver.get_or_insert_with(|| cx.waker().clone()),
-            cx.waker(),
-        );
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         while let Some(event) = inner.core.poll_event() {
             match event {
                 Event::Established(_) => {
@@ -553,16 +347,12 @@ impl<T: Transport> Driver<T> {
                 }
             }
         }
-        let over = inner.core.is_closed() && inner.transmit.is_empty();
-        if over {
-            inner.finished = true;
-            inner.direct = None; // the connection closes with the driver's handle
-        }
+        let over = inner.wire.finish_if_closed(&inner.core);
         if inner.core.error().is_some() {
             // Everyone waiting learns the session ended.
             wake.append(&mut inner.take_all_wakers());
         }
-        drop(inner);
+        drop(guard);
         for w in wake {
             w.wake();
         }
@@ -575,85 +365,42 @@ impl<T: Transport> Driver<T> {
         }
         over
     }
-
-    /// Runs due timers and arms the sleep for the next one. Returns whether a timer fired.
-    fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
-        let deadline = self.shared.lock().core.poll_timeout();
-        if deadline != self.timer_deadline {
-            self.timer_deadline = deadline;
-            if let Some(d) = deadline {
-                self.timer.as_mut().reset(Instant::from_std(d));
-            }
-        }
-        if self.timer_deadline.is_some() && self.timer.as_mut().poll(cx).is_ready() {
-            let now = Instant::now().into_std();
-            self.shared.lock().core.handle_timeout(now);
-            self.timer_deadline = None;
-            return true;
-        }
-        false
-    }
 }
 
-impl<T> Driver<T> {
-    /// Once the session has ended, bounds how long its last frames (the GOAWAY) may wait
-    /// for a peer that does not read. Returns whether that time is up; the session is then
-    /// marked finished and everyone waiting is woken.
-    fn poll_close_linger(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.close_linger.is_none() {
-            if self.shared.lock().core.error().is_none() {
-                return false;
-            }
-            self.close_linger = Some(Box::pin(tokio::time::sleep(CLOSE_LINGER)));
+impl SessionCore for Session {
+    type Error = SessionError;
+
+    /// Room for a whole frame of the largest size past what we hold, so a frame is never
+    /// moved once part of it is in (only at this reserve, rarely).
+    fn prepare_read(&mut self, _now: std::time::Instant, buf: &mut BytesMut) -> bool {
+        if buf.capacity() - buf.len() < MAX_FRAME_LEN {
+            buf.reserve(READ_CHUNK);
         }
-        let Some(linger) = self.close_linger.as_mut() else {
-            return false;
-        };
-        if linger.as_mut().poll(cx).is_pending() {
-            return false;
-        }
-        let wake = {
-            let mut inner = self.shared.lock();
-            inner.finished = true;
-            inner.take_all_wakers()
-        };
-        wake.into_iter().for_each(Waker::wake);
         true
     }
-}
-
-impl<T: Transport> Future for Driver<T> {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = self.get_mut();
-        // Registered first, so a command issued while we run wakes us again.
-        {
-            let mut inner = this.shared.lock();
-            register(
-                inner.driver.get_or_insert_with(|| cx.waker().clone()),
-                cx.waker(),
-            );
-        }
-        for _ in 0..8 {
-            let read = this.poll_read(cx);
-            let fired = this.poll_timer(cx);
-            let wrote = this.poll_write(cx);
-            if this.dispatch(cx) {
-                let _ = this.io.as_mut().poll_shutdown(cx);
-                debug!("connection closed");
-                return Poll::Ready(());
-            }
-            if this.poll_close_linger(cx) {
-                debug!("peer did not take our GOAWAY in time; dropping the connection");
-                return Poll::Ready(());
-            }
-            if !(read || fired || wrote) {
-                return Poll::Pending;
-            }
-        }
-        // Plenty of work: yield to other tasks, then go on.
-        cx.waker().wake_by_ref();
-        Poll::Pending
+    fn handle_input(
+        &mut self,
+        now: std::time::Instant,
+        buf: &mut BytesMut,
+    ) -> Result<(), SessionError> {
+        self.handle_input(now, buf)
+    }
+    fn handle_eof(&mut self, reason: &str) {
+        self.handle_eof(reason);
+    }
+    fn handle_timeout(&mut self, now: std::time::Instant) {
+        self.handle_timeout(now);
+    }
+    fn poll_transmit(&mut self, now: std::time::Instant, out: &mut Transmit) -> bool {
+        self.poll_transmit(now, out)
+    }
+    fn poll_timeout(&self) -> Option<std::time::Instant> {
+        self.poll_timeout()
+    }
+    fn has_ended(&self) -> bool {
+        self.error().is_some()
+    }
+    fn is_closed(&self) -> bool {
+        self.is_closed()
     }
 }

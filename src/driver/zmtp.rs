@@ -1,29 +1,24 @@
 //! The driver of a ZMTP connection (a libzmq peer): one task runs a [`ZmtpSession`] over
-//! the connection, as [`native`](super::native) does for zocket peers.
+//! the connection through the [`io_loop`](super::io_loop), as [`native`](super::native)
+//! does for zocket peers.
 //!
 //! A ZMTP connection carries exactly one link, so its shared state is the link's: the socket
 //! engine reads messages and writes messages through [`ZmtpShared`], and learns about them
 //! through the same [`StreamObserver`] as native streams.
 
 use std::collections::VecDeque;
-use std::future::Future;
-use std::io::IoSlice;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
-
-use tokio::io::AsyncWrite;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tracing::{debug, Instrument};
 
-use super::native::Transport;
+use super::io_loop::{Connection, Driver, SessionCore, Wire};
 use super::StreamObserver;
 use crate::proto::native::Transmit;
 use crate::proto::zmtp::frame::make_room;
 use crate::proto::zmtp::{ZmtpConfig, ZmtpError, ZmtpEvent, ZmtpSession};
-use crate::transport::shared::{DirectWrite, SharedStream};
+use crate::transport::shared::SharedStream;
 use crate::{Error, Message, SocketType};
 
 /// A ZMTP connection's state, shared by its driver task and the engine's peer.
@@ -43,13 +38,10 @@ pub(crate) struct ZmtpInner {
     /// (`01`/`00` + prefix), waiting to be read before the data behind them.
     commands: VecDeque<Message>,
     observer: Option<(Arc<dyn StreamObserver>, u64)>,
-    driver: Option<Waker>,
-    transmit: Transmit,
-    direct: Option<Arc<dyn DirectWrite>>,
+    /// The connection: bytes on their way out, the driver task.
+    wire: Wire,
     /// The engine stopped writing at its byte budget and waits for a writable signal.
     write_blocked: bool,
-    /// The driver has exited; the connection is closed.
-    finished: bool,
 }
 
 /// Bytes a link may have queued in the core before the engine's writes wait.
@@ -67,7 +59,7 @@ impl ZmtpInner {
     pub(crate) fn observe(&mut self, observer: Arc<dyn StreamObserver>, token: u64) {
         observer.readable(token);
         observer.writable(token);
-        if self.finished || self.core.error().is_some() {
+        if self.wire.is_finished() || self.core.error().is_some() {
             observer.failed(token);
         }
         self.observer = Some((observer, token));
@@ -75,9 +67,7 @@ impl ZmtpInner {
 
     /// Wakes the driver so it transmits what was queued.
     pub(crate) fn wake_driver(&self) {
-        if let Some(w) = &self.driver {
-            w.wake_by_ref();
-        }
+        self.wire.wake_driver();
     }
 
     /// Queues a message (the engine's subscription messages become SUBSCRIBE/CANCEL for a
@@ -113,7 +103,7 @@ impl ZmtpInner {
         if let Some(e) = self.core.error() {
             return Some(zmtp_error(e));
         }
-        self.finished.then_some(Error::Closed)
+        self.wire.is_finished().then_some(Error::Closed)
     }
 
     /// Whether the connection ended and everything it brought has been read.
@@ -123,28 +113,15 @@ impl ZmtpInner {
 
     /// Whether everything queued has been written.
     pub(crate) fn is_flushed(&self) -> bool {
-        self.core.queued_bytes() == 0 && self.transmit.is_empty()
+        self.core.queued_bytes() == 0 && self.wire.is_flushed()
     }
 
-    /// Writes what was queued from the calling task when the socket takes it now.
+    /// Writes what was queued from the calling task when the socket takes it now (see
+    /// [`Wire::write_now`]). The driver is woken in any case: it writes the rest, and tells
+    /// a writer blocked at the byte budget that the queue drained.
     pub(crate) fn flush_now(&mut self) {
-        let Some(direct) = self.direct.clone() else {
-            self.wake_driver();
-            return;
-        };
-        let now = Instant::now().into_std();
-        loop {
-            if self.transmit.is_empty() && !self.core.poll_transmit(now, &mut self.transmit) {
-                break;
-            }
-            let mut slices = [IoSlice::new(&[]); 64];
-            let n = self.transmit.io_slices(&mut slices);
-            match direct.try_write_vectored(&slices[..n]) {
-                Ok(n) if n > 0 => self.transmit.advance(n),
-                _ => break,
-            }
-        }
-        self.wake_driver();
+        self.wire.write_now(&mut self.core);
+        self.wire.wake_driver();
     }
 }
 
@@ -190,144 +167,32 @@ pub(crate) fn spawn(io: SharedStream, config: ZmtpConfig, peer: String) -> Arc<Z
             ready: None,
             commands: VecDeque::new(),
             observer: None,
-            driver: None,
-            transmit: Transmit::new(),
-            direct: Some(io.direct()),
+            wire: Wire::new(Some(io.direct())),
             write_blocked: false,
-            finished: false,
         }),
     });
-    let driver = Driver {
-        io: Box::pin(io),
-        shared: shared.clone(),
-        read_buf: BytesMut::new(),
-        read_closed: false,
-        timer: Box::pin(tokio::time::sleep_until(Instant::now())),
-        timer_deadline: None,
-    };
+    // No close linger: ZMTP has no goodbye, and a failed session's ERROR command waits
+    // as long as the connection lives (as before the driver loop was shared).
+    let driver = Driver::new(io, shared.clone(), None);
     let span = tracing::debug_span!("zocket.conn", %peer, protocol = "zmtp");
     tokio::spawn(driver.instrument(span));
     shared
 }
 
-struct Driver {
-    io: Pin<Box<SharedStream>>,
-    shared: Arc<ZmtpShared>,
-    read_buf: BytesMut,
-    read_closed: bool,
-    timer: Pin<Box<Sleep>>,
-    timer_deadline: Option<std::time::Instant>,
-}
+impl Connection for ZmtpShared {
+    type Core = ZmtpSession;
 
-impl Driver {
-    fn poll_read(&mut self, cx: &mut Context<'_>) -> bool {
-        let mut progressed = false;
-        for _ in 0..16 {
-            if self.read_closed {
-                break;
-            }
-            let now = Instant::now().into_std();
-            let frame_len = {
-                // Bytes held back by the core are fed again once it has room.
-                let mut inner = self.shared.lock();
-                if inner.core.is_input_held_back() {
-                    let _ = inner.core.handle_input(now, &mut self.read_buf);
-                    if inner.core.is_input_held_back() {
-                        break; // TCP backpressure until the engine reads
-                    }
-                }
-                inner.core.incomplete_frame_len()
-            };
-            make_room(&mut self.read_buf, frame_len);
-            match self.io.as_mut().poll_read_into(cx, &mut self.read_buf) {
-                Poll::Pending => break,
-                Poll::Ready(Ok(0)) => {
-                    self.read_closed = true;
-                    self.shared.lock().core.handle_eof("");
-                    progressed = true;
-                }
-                Poll::Ready(Ok(_)) => {
-                    progressed = true;
-                    if let Err(e) = self
-                        .shared
-                        .lock()
-                        .core
-                        .handle_input(now, &mut self.read_buf)
-                    {
-                        debug!(error = %e, "closing ZMTP connection");
-                    }
-                }
-                Poll::Ready(Err(e)) => {
-                    self.read_closed = true;
-                    self.shared.lock().core.handle_eof(&e.to_string());
-                    progressed = true;
-                }
-            }
-        }
-        progressed
-    }
-
-    fn poll_write(&mut self, cx: &mut Context<'_>) -> bool {
-        let mut progressed = false;
-        let mut inner = self.shared.lock();
+    fn with<R>(&self, f: impl FnOnce(&mut ZmtpSession, &mut Wire) -> R) -> R {
+        let mut inner = self.lock();
         let inner = &mut *inner;
-        loop {
-            if inner.transmit.is_empty() {
-                let now = Instant::now().into_std();
-                if !inner.core.poll_transmit(now, &mut inner.transmit) {
-                    break;
-                }
-            }
-            let mut slices = [IoSlice::new(&[]); 64];
-            let n = inner.transmit.io_slices(&mut slices);
-            match self.io.as_mut().poll_write_vectored(cx, &slices[..n]) {
-                Poll::Pending => break,
-                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
-                    inner.transmit = Transmit::new();
-                    self.read_closed = true;
-                    inner.core.handle_eof("write failed");
-                    return true;
-                }
-                Poll::Ready(Ok(n)) => {
-                    inner.transmit.advance(n);
-                    progressed = true;
-                }
-            }
-        }
-        progressed
-    }
-
-    fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
-        let deadline = self.shared.lock().core.poll_timeout();
-        if deadline != self.timer_deadline {
-            self.timer_deadline = deadline;
-            if let Some(d) = deadline {
-                self.timer.as_mut().reset(Instant::from_std(d));
-            }
-        }
-        if self.timer_deadline.is_some() && self.timer.as_mut().poll(cx).is_ready() {
-            self.shared
-                .lock()
-                .core
-                .handle_timeout(Instant::now().into_std());
-            self.timer_deadline = None;
-            return true;
-        }
-        false
+        f(&mut inner.core, &mut inner.wire)
     }
 
     /// Turns the core's events into what the engine sees; returns whether the connection
     /// is over.
-    fn dispatch(&mut self, cx: &mut Context<'_>) -> bool {
-        let mut guard = self.shared.lock();
+    fn dispatch(&self) -> bool {
+        let mut guard = self.lock();
         let inner = &mut *guard;
-        if !inner
-            .driver
-            .as_ref()
-            .is_some_and(|w| w.will_wake(cx.waker()))
-        {
-            inner.driver = Some(cx.waker().clone());
-        }
         let (mut readable, mut writable) = (false, false);
         while let Some(event) = inner.core.poll_event() {
             match event {
@@ -358,11 +223,7 @@ impl Driver {
             inner.write_blocked = false;
             writable = true;
         }
-        let over = inner.core.is_closed() && inner.transmit.is_empty();
-        if over {
-            inner.finished = true;
-            inner.direct = None;
-        }
+        let over = inner.wire.finish_if_closed(&inner.core);
         let failed = inner.core.error().is_some() || over;
         let observer = inner.observer.clone();
         drop(guard); // observers are told without the lock
@@ -382,35 +243,46 @@ impl Driver {
     }
 }
 
-impl Future for Driver {
-    type Output = ();
+impl SessionCore for ZmtpSession {
+    type Error = ZmtpError;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = self.get_mut();
-        {
-            let mut inner = this.shared.lock();
-            if !inner
-                .driver
-                .as_ref()
-                .is_some_and(|w| w.will_wake(cx.waker()))
-            {
-                inner.driver = Some(cx.waker().clone());
+    /// Feeds input held back again once the engine made room, and keeps room for the frame
+    /// being received (see [`make_room`]); no read while input is still held back (TCP
+    /// backpressure until the engine reads).
+    fn prepare_read(&mut self, now: std::time::Instant, buf: &mut BytesMut) -> bool {
+        if self.is_input_held_back() {
+            let _ = self.handle_input(now, buf);
+            if self.is_input_held_back() {
+                return false;
             }
         }
-        for _ in 0..8 {
-            let read = this.poll_read(cx);
-            let fired = this.poll_timer(cx);
-            let wrote = this.poll_write(cx);
-            if this.dispatch(cx) {
-                debug!("ZMTP connection closed");
-                return Poll::Ready(());
-            }
-            if !(read || fired || wrote) {
-                return Poll::Pending;
-            }
-        }
-        cx.waker().wake_by_ref();
-        Poll::Pending
+        make_room(buf, self.incomplete_frame_len());
+        true
+    }
+    fn handle_input(
+        &mut self,
+        now: std::time::Instant,
+        buf: &mut BytesMut,
+    ) -> Result<(), ZmtpError> {
+        self.handle_input(now, buf)
+    }
+    fn handle_eof(&mut self, reason: &str) {
+        self.handle_eof(reason);
+    }
+    fn handle_timeout(&mut self, now: std::time::Instant) {
+        self.handle_timeout(now);
+    }
+    fn poll_transmit(&mut self, now: std::time::Instant, out: &mut Transmit) -> bool {
+        self.poll_transmit(now, out)
+    }
+    fn poll_timeout(&self) -> Option<std::time::Instant> {
+        self.poll_timeout()
+    }
+    fn has_ended(&self) -> bool {
+        self.error().is_some()
+    }
+    fn is_closed(&self) -> bool {
+        self.is_closed()
     }
 }
 

@@ -1,0 +1,385 @@
+//! The loop every connection's driver task runs, whatever the protocol.
+//!
+//! It reads into one buffer and feeds the core, which slices frames out as zero-copy
+//! `Bytes`; it runs the core's timers; it writes what the core queued with vectored writes
+//! (up to [`MAX_IOV`] segments per syscall); after each round it lets the protocol turn the
+//! core's events into wakeups; it closes the transport once the core is done.
+//!
+//! What differs between protocols stays behind two traits: [`SessionCore`], what the loop
+//! needs of a sans-IO core, and [`Connection`], the state the task shares with the
+//! connection's handles (a core and a [`Wire`] behind one mutex), which knows who waits
+//! for what. No lock is held across an `.await`.
+
+use std::fmt;
+use std::future::Future;
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWrite;
+use tokio::time::{Instant, Sleep};
+use tracing::debug;
+
+use super::transport::Transport;
+use crate::proto::native::Transmit;
+use crate::transport::shared::DirectWrite;
+
+/// Reads at most this many times per round before doing anything else.
+const READS_PER_POLL: usize = 16;
+/// Rounds (read, timers, write, dispatch) per poll before letting other tasks run.
+const ROUNDS_PER_POLL: usize = 8;
+/// Most segments per vectored write.
+const MAX_IOV: usize = 64;
+
+/// A sans-IO protocol core as the loop drives it: bytes and time in, bytes out.
+pub(crate) trait SessionCore: Send + 'static {
+    /// Why input was refused (the session has then ended; logged).
+    type Error: fmt::Display;
+
+    /// Called before every read: makes room in `buf` for it (the protocol's read buffer
+    /// policy) and says whether to read at all: `false` while the core holds input back
+    /// until its owner takes what it buffered (TCP backpressure).
+    fn prepare_read(&mut self, now: std::time::Instant, buf: &mut BytesMut) -> bool;
+    /// Consumes what it can of `buf`.
+    ///
+    /// # Errors
+    /// When the input breaks the protocol; the session has then ended.
+    fn handle_input(
+        &mut self,
+        now: std::time::Instant,
+        buf: &mut BytesMut,
+    ) -> Result<(), Self::Error>;
+    /// The transport reached end-of-file or failed (`reason`, empty at end-of-file).
+    fn handle_eof(&mut self, reason: &str);
+    /// Runs the timers that are due.
+    fn handle_timeout(&mut self, now: std::time::Instant);
+    /// Encodes what is due into `out`; returns whether anything was added.
+    fn poll_transmit(&mut self, now: std::time::Instant, out: &mut Transmit) -> bool;
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called.
+    fn poll_timeout(&self) -> Option<std::time::Instant>;
+    /// Whether the session has ended (its last frames may still wait to be written).
+    fn has_ended(&self) -> bool;
+    /// Whether the session has ended and has nothing more to transmit.
+    fn is_closed(&self) -> bool;
+}
+
+/// A connection's state as its driver task and its handles share it.
+pub(crate) trait Connection: Send + Sync + 'static {
+    /// The protocol core.
+    type Core: SessionCore;
+
+    /// Runs `f` on the core and the wire, under the lock.
+    fn with<R>(&self, f: impl FnOnce(&mut Self::Core, &mut Wire) -> R) -> R;
+
+    /// Tells everyone waiting what the core's events say, without holding the lock while
+    /// waking them; once the core has ended, or the wire is finished, everyone learns it.
+    /// Returns whether the connection is over (see [`Wire::finish_if_closed`]).
+    fn dispatch(&self) -> bool;
+}
+
+/// The connection itself, beside the core, as the driver task and the handles share it:
+/// the bytes on their way out, a way to write them from a handle's task, and the driver to
+/// wake.
+#[derive(Debug)]
+pub(crate) struct Wire {
+    /// Encoded frames not yet written, shared by the driver and direct writers: both only
+    /// touch it under the lock, so their frames never interleave.
+    transmit: Transmit,
+    /// Lets a handle write to the connection itself (byte-stream transports only).
+    direct: Option<Arc<dyn DirectWrite>>,
+    /// The driver task.
+    driver: Option<Waker>,
+    /// The driver has exited, or is about to: the transport is gone.
+    finished: bool,
+}
+
+impl Wire {
+    /// A wire with nothing to write, writable directly through `direct` when given.
+    pub(crate) fn new(direct: Option<Arc<dyn DirectWrite>>) -> Self {
+        Wire {
+            transmit: Transmit::new(),
+            direct,
+            driver: None,
+            finished: false,
+        }
+    }
+
+    /// Wakes the driver so it transmits what was queued.
+    pub(crate) fn wake_driver(&self) {
+        if let Some(w) = &self.driver {
+            w.wake_by_ref();
+        }
+    }
+
+    fn register_driver(&mut self, waker: &Waker) {
+        if !self.driver.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            self.driver = Some(waker.clone());
+        }
+    }
+
+    /// Whether the driver has exited (or is about to) and the transport is closed.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Whether nothing taken from the core waits to be written.
+    pub(crate) fn is_flushed(&self) -> bool {
+        self.transmit.is_empty()
+    }
+
+    /// Marks the connection finished (its driver is exiting).
+    pub(crate) fn finish(&mut self) {
+        self.finished = true;
+    }
+
+    /// Marks the connection finished once `core` is closed and everything it transmitted
+    /// was written; returns whether it is. The driver then closes the transport.
+    pub(crate) fn finish_if_closed(&mut self, core: &impl SessionCore) -> bool {
+        let over = core.is_closed() && self.transmit.is_empty();
+        if over {
+            self.finished = true;
+            self.direct = None; // the connection closes with the driver's handle
+        }
+        over
+    }
+
+    /// Writes what `core` has to transmit straight to the connection from the calling
+    /// task, as far as the kernel takes it now; the driver writes the rest. Returns whether
+    /// everything was written (`false` too when the transport allows no direct writes).
+    ///
+    /// For a handle about to wait for an answer: it saves waking the driver and waiting for
+    /// it to run. A burst of sends should not use it: the driver batches them into fewer
+    /// syscalls.
+    pub(crate) fn write_now(&mut self, core: &mut impl SessionCore) -> bool {
+        let Some(direct) = &self.direct else {
+            return false;
+        };
+        let now = Instant::now().into_std();
+        loop {
+            if self.transmit.is_empty() && !core.poll_transmit(now, &mut self.transmit) {
+                return true;
+            }
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let n = self.transmit.io_slices(&mut slices);
+            match direct.try_write_vectored(&slices[..n]) {
+                Ok(n) if n > 0 => self.transmit.advance(n),
+                // Full, or failed: the driver takes over (and sees any error itself).
+                _ => return false,
+            }
+        }
+    }
+}
+
+/// The driver task of one connection: runs `C`'s core over `T` until the core is done.
+pub(crate) struct Driver<T, C> {
+    io: T,
+    conn: Arc<C>,
+    read_buf: BytesMut,
+    read_closed: bool,
+    /// The core's last [`prepare_read`](SessionCore::prepare_read) said "read" and nothing
+    /// was read since: the next read needs no lock. (Only this task reads or feeds the
+    /// core, so neither the buffer nor the core's wish to read can change meanwhile.)
+    read_prepared: bool,
+    wrote_since_flush: bool,
+    timer: Pin<Box<Sleep>>,
+    timer_deadline: Option<std::time::Instant>,
+    /// How long the last frames of an ended session may wait for a peer that does not
+    /// read them; `None`: as long as the transport lives.
+    close_linger: Option<Duration>,
+    close_linger_timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl<T: Transport, C: Connection> Driver<T, C> {
+    /// A driver of `conn` over `io`. `close_linger` bounds how long the last frames of an
+    /// ended session may wait for a peer that does not read them (`None`: no bound).
+    pub(crate) fn new(io: T, conn: Arc<C>, close_linger: Option<Duration>) -> Self {
+        Driver {
+            io,
+            conn,
+            read_buf: BytesMut::new(),
+            read_closed: false,
+            read_prepared: false,
+            wrote_since_flush: false,
+            timer: Box::pin(tokio::time::sleep_until(Instant::now())),
+            timer_deadline: None,
+            close_linger,
+            close_linger_timer: None,
+        }
+    }
+
+    /// Reads what is available and feeds it to the core. Returns whether anything was read.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.read_closed {
+            return false;
+        }
+        let Self {
+            io,
+            conn,
+            read_buf,
+            read_closed,
+            read_prepared,
+            ..
+        } = self;
+        let mut ready = *read_prepared || {
+            let now = Instant::now().into_std();
+            conn.with(|core, _| core.prepare_read(now, read_buf))
+        };
+        let mut progressed = false;
+        for _ in 0..READS_PER_POLL {
+            if !ready {
+                break;
+            }
+            match Pin::new(&mut *io).poll_read_into(cx, read_buf) {
+                Poll::Pending => break,
+                Poll::Ready(Ok(0)) => {
+                    *read_closed = true;
+                    conn.with(|core, _| core.handle_eof(""));
+                    return true;
+                }
+                Poll::Ready(Ok(_)) => {
+                    progressed = true;
+                    let now = Instant::now().into_std();
+                    ready = conn.with(|core, _| {
+                        if let Err(e) = core.handle_input(now, read_buf) {
+                            debug!(error = %e, "closing connection");
+                        }
+                        core.prepare_read(now, read_buf)
+                    });
+                }
+                Poll::Ready(Err(e)) => {
+                    *read_closed = true;
+                    conn.with(|core, _| core.handle_eof(&e.to_string()));
+                    return true;
+                }
+            }
+        }
+        *read_prepared = ready;
+        progressed
+    }
+
+    /// Writes what the core has queued. Returns whether anything was written.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> bool {
+        let Self {
+            io,
+            conn,
+            read_closed,
+            wrote_since_flush,
+            ..
+        } = self;
+        conn.with(|core, wire| {
+            let mut progressed = false;
+            loop {
+                if wire.transmit.is_empty() {
+                    let now = Instant::now().into_std();
+                    if !core.poll_transmit(now, &mut wire.transmit) {
+                        break;
+                    }
+                }
+                let mut slices = [IoSlice::new(&[]); MAX_IOV];
+                let n = wire.transmit.io_slices(&mut slices);
+                let res = if io.is_write_vectored() {
+                    Pin::new(&mut *io).poll_write_vectored(cx, &slices[..n])
+                } else {
+                    Pin::new(&mut *io).poll_write(cx, wire.transmit.first())
+                };
+                match res {
+                    Poll::Pending => break,
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                        // The transport is gone; nothing more can be sent.
+                        wire.transmit = Transmit::new();
+                        *read_closed = true;
+                        core.handle_eof("write failed");
+                        return true;
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        wire.transmit.advance(n);
+                        *wrote_since_flush = true;
+                        progressed = true;
+                    }
+                }
+            }
+            if *wrote_since_flush
+                && wire.transmit.is_empty()
+                && Pin::new(&mut *io).poll_flush(cx).is_ready()
+            {
+                *wrote_since_flush = false;
+            }
+            progressed
+        })
+    }
+
+    /// Runs due timers and arms the sleep for the next one. Returns whether a timer fired.
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
+        let deadline = self.conn.with(|core, _| core.poll_timeout());
+        if deadline != self.timer_deadline {
+            self.timer_deadline = deadline;
+            if let Some(d) = deadline {
+                self.timer.as_mut().reset(Instant::from_std(d));
+            }
+        }
+        if self.timer_deadline.is_some() && self.timer.as_mut().poll(cx).is_ready() {
+            let now = Instant::now().into_std();
+            self.conn.with(|core, _| core.handle_timeout(now));
+            self.timer_deadline = None;
+            return true;
+        }
+        false
+    }
+
+    /// Once the session has ended, bounds how long its last frames (a GOAWAY) may wait for
+    /// a peer that does not read. Returns whether that time is up; the connection is then
+    /// marked finished and everyone waiting is told.
+    fn poll_close_linger(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(linger) = self.close_linger else {
+            return false;
+        };
+        if self.close_linger_timer.is_none() {
+            if !self.conn.with(|core, _| core.has_ended()) {
+                return false;
+            }
+            self.close_linger_timer = Some(Box::pin(tokio::time::sleep(linger)));
+        }
+        let Some(timer) = self.close_linger_timer.as_mut() else {
+            return false;
+        };
+        if timer.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        self.conn.with(|_, wire| wire.finish());
+        self.conn.dispatch(); // the core has ended: everyone waiting learns it
+        true
+    }
+}
+
+impl<T: Transport, C: Connection> Future for Driver<T, C> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        // Registered first, so a command issued while we run wakes us again.
+        this.conn.with(|_, wire| wire.register_driver(cx.waker()));
+        for _ in 0..ROUNDS_PER_POLL {
+            let read = this.poll_read(cx);
+            let fired = this.poll_timer(cx);
+            let wrote = this.poll_write(cx);
+            if this.conn.dispatch() {
+                let _ = Pin::new(&mut this.io).poll_shutdown(cx);
+                debug!("connection closed");
+                return Poll::Ready(());
+            }
+            if this.poll_close_linger(cx) {
+                debug!("peer did not read our last frames in time; dropping the connection");
+                return Poll::Ready(());
+            }
+            if !(read || fired || wrote) {
+                return Poll::Pending;
+            }
+        }
+        // Plenty of work: yield to other tasks, then go on.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
