@@ -426,6 +426,51 @@ fn zmtp_greeting(major: u8, mechanism: &[u8]) -> Vec<u8> {
     g
 }
 
+/// A READY command for a `socket_type` peer: 04 len 05 "READY" 0b "Socket-Type" len type.
+fn zmtp_ready(socket_type: &[u8]) -> Vec<u8> {
+    let mut body = vec![5];
+    body.extend_from_slice(b"READY");
+    body.push(11);
+    body.extend_from_slice(b"Socket-Type");
+    body.extend_from_slice(&(socket_type.len() as u32).to_be_bytes());
+    body.extend_from_slice(socket_type);
+    let mut command = vec![0x04, body.len() as u8];
+    command.extend_from_slice(&body);
+    command
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zmtp_subscriber_whose_subscribe_comes_with_its_ready_is_served() {
+    // libzmq sends SUBSCRIBE right behind READY; on a loaded machine both arrive in one
+    // read. The publisher must apply the subscription then, not wait for another signal.
+    let publisher = zocket::Pub::bind("tcp://127.0.0.1:0").await.unwrap();
+    let port = common::tcp_port(&publisher.endpoints()[0]);
+    let mut bytes = zmtp_greeting(3, b"NULL");
+    bytes.extend_from_slice(&zmtp_ready(b"SUB"));
+    bytes.extend_from_slice(&[0x04, 10, 9]); // SUBSCRIBE to everything
+    bytes.extend_from_slice(b"SUBSCRIBE");
+    let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    raw.write_all(&bytes).await.unwrap();
+    timeout(T, publisher.wait_for_peers(1))
+        .await
+        .unwrap()
+        .unwrap();
+    publisher.send("hello").await.unwrap();
+    let mut got = Vec::new();
+    timeout(T, async {
+        while !got.windows(5).any(|w| w == b"hello") {
+            let mut buf = [0u8; 4096];
+            let n = raw.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the publisher closed the connection");
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("the subscriber gets what is published");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_zmtp_peers_are_cut_off_while_good_peers_are_served() {
     let mut pull = Pull::bind("tcp://127.0.0.1:0").await.unwrap();
@@ -435,16 +480,9 @@ async fn bad_zmtp_peers_are_cut_off_while_good_peers_are_served() {
     timeout(T, push.wait_for_peers(1)).await.unwrap().unwrap();
     let addr = ep.trim_start_matches("tcp://").to_owned();
 
-    // READY for a PUSH peer: 04 len 05 "READY" 0b "Socket-Type" 00000004 "PUSH"
-    let mut ready = vec![0x04, 27, 5];
-    ready.extend_from_slice(b"READY");
-    ready.push(11);
-    ready.extend_from_slice(b"Socket-Type");
-    ready.extend_from_slice(&4u32.to_be_bytes());
-    ready.extend_from_slice(b"PUSH");
     let oversized = {
         let mut v = zmtp_greeting(3, b"NULL");
-        v.extend_from_slice(&ready);
+        v.extend_from_slice(&zmtp_ready(b"PUSH"));
         v.extend_from_slice(&[0x02, 0, 0, 0, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF]); // 2^39-byte frame
         v
     };

@@ -445,6 +445,7 @@ impl Engine {
                     peer.identity = identity;
                 }
                 self.activate(st, id);
+                self.read_arrived_with_acceptance(st, id);
             } else if let Some(e) = failure {
                 self.remove_peer(st, id, Some(e));
             }
@@ -475,12 +476,25 @@ impl Engine {
                 peer.identity = identity;
             }
             self.activate(st, id);
+            self.read_arrived_with_acceptance(st, id);
         } else if failed {
             let why = match peer.read(&self.signal) {
                 Read::Gone(why) => why,
                 _ => None,
             };
             self.remove_peer(st, id, Some(why.unwrap_or(Error::Closed)));
+        }
+    }
+
+    /// What came in the same read as a link's acceptance (a ZMTP peer's SUBSCRIBE right
+    /// behind its READY, a Sub's snapshot behind its ACCEPT) was signalled once, and that
+    /// signal went to `check_opening`: where the engine itself reads (Pub, Push), read it
+    /// now, or it waits for a signal that may never come. (Other types read through the fair
+    /// queue, which `activate` joined.)
+    fn read_arrived_with_acceptance(&self, st: &mut State, id: PeerId) {
+        let active = st.peers.get(&id).is_some_and(|p| p.phase == Phase::Active);
+        if active && matches!(self.socket_type, SocketType::Pub | SocketType::Push) {
+            self.on_readable(st, id);
         }
     }
 
