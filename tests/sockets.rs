@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{free_port, text, until_event};
+use common::{free_port, text, until_event, until_true};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
@@ -469,6 +469,53 @@ async fn a_zmtp_subscriber_whose_subscribe_comes_with_its_ready_is_served() {
     })
     .await
     .expect("the subscriber gets what is published");
+}
+
+/// The IPv4 TCP socket whose local address is 127.0.0.1:`port` and remote port `remote`,
+/// from /proc/net/tcp: its state ("01": established) and its receive queue in bytes.
+fn tcp_socket(port: u16, remote: u16) -> Option<(String, u64)> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table.lines().skip(1).find_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let ours = cols.len() > 4
+            && cols[1] == format!("0100007F:{port:04X}")
+            && cols[2].ends_with(&format!(":{remote:04X}"));
+        ours.then(|| {
+            let rx = cols[4].split(':').nth(1).unwrap_or("0");
+            (cols[3].to_owned(), u64::from_str_radix(rx, 16).unwrap_or(0))
+        })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zmtp_peer_that_stops_reading_cannot_keep_a_failed_connection_open() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut push = Push::connect(&format!("tcp://127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    let (mut raw, ours) = timeout(T, listener.accept()).await.unwrap().unwrap();
+    raw.write_all(&zmtp_greeting(3, b"NULL")).await.unwrap();
+    raw.write_all(&zmtp_ready(b"PULL")).await.unwrap();
+    timeout(T, push.wait_for_peers(1)).await.unwrap().unwrap();
+    // 64 MiB for a peer that never reads: more than every buffer between us holds.
+    let block = bytes::Bytes::from(vec![0u8; 64 * 1024]);
+    for _ in 0..1000 {
+        push.send(block.clone()).await.unwrap();
+    }
+    // Wait until the data piles up unread at the peer (its kernel receive queue, 128 KiB
+    // while its application does not read)...
+    until_true(|| tcp_socket(port, ours.port()).is_some_and(|(_, rx)| rx >= 64 << 10)).await;
+    // ... then it breaks the protocol: our session fails, and its ERROR cannot get out.
+    raw.write_all(&[0xFF, 0x00]).await.unwrap();
+    let our_state = || tcp_socket(ours.port(), port).map(|(state, _)| state);
+    assert_eq!(our_state().as_deref(), Some("01"));
+    // The connection is dropped after the close linger (2 s), not kept for as long as
+    // the peer keeps its end open.
+    let started = std::time::Instant::now();
+    until_true(|| our_state().as_deref() != Some("01")).await;
+    println!("dropped after {:?}", started.elapsed());
+    drop(raw);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

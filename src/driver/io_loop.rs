@@ -33,6 +33,9 @@ const READS_PER_POLL: usize = 16;
 const ROUNDS_PER_POLL: usize = 8;
 /// Most segments per vectored write.
 const MAX_IOV: usize = 64;
+/// How long the last frames of an ended session (a GOAWAY, a ZMTP ERROR) may wait for a
+/// peer that does not read them.
+pub(crate) const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
 /// A sans-IO protocol core as the loop drives it: bytes and time in, bytes out.
 pub(crate) trait SessionCore: Send + 'static {

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tracing::{debug, Instrument};
 
 use super::handshake;
-use super::io_loop::{Connection, Driver, SessionCore, Wire};
+use super::io_loop::{Connection, Driver, SessionCore, Wire, CLOSE_LINGER};
 use super::transport::Transport;
 use crate::id_hash::IdMap;
 use crate::proto::native::frame::MAX_FRAME_LEN;
@@ -287,9 +287,6 @@ where
     shared
 }
 
-/// How long the last frames of an ended session (its GOAWAY) may wait for the peer to read
-/// them.
-const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 /// Read buffer growth step.
 const READ_CHUNK: usize = 256 * 1024;
 

@@ -13,7 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio::time::Instant;
 use tracing::{debug, Instrument};
 
-use super::io_loop::{Connection, Driver, SessionCore, Wire};
+use super::io_loop::{Connection, Driver, SessionCore, Wire, CLOSE_LINGER};
 use super::StreamObserver;
 use crate::proto::native::Transmit;
 use crate::proto::zmtp::frame::make_room;
@@ -171,9 +171,9 @@ pub(crate) fn spawn(io: SharedStream, config: ZmtpConfig, peer: String) -> Arc<Z
             write_blocked: false,
         }),
     });
-    // No close linger: ZMTP has no goodbye, and a failed session's ERROR command waits
-    // as long as the connection lives (as before the driver loop was shared).
-    let driver = Driver::new(io, shared.clone(), None);
+    // A failed session's ERROR (or a closing one's last messages) may wait for a peer that
+    // stopped reading only so long: then the connection is dropped, not kept forever.
+    let driver = Driver::new(io, shared.clone(), Some(CLOSE_LINGER));
     let span = tracing::debug_span!("zocket.conn", %peer, protocol = "zmtp");
     tokio::spawn(driver.instrument(span));
     shared
