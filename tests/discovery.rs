@@ -201,3 +201,44 @@ async fn a_source_that_pushes_changes_is_followed_as_they_come() {
     assert_eq!(push.peers(), 1);
     drop(a);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discovery_never_drops_a_connect_the_user_made() {
+    let mut pull = Pull::bind("tcp://127.0.0.1:0").await.unwrap();
+    let port = tcp_port(&pull.endpoints()[0]);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let answers = Changing::new();
+    answers.set(Ok(vec![addr]));
+    let options = Options::new()
+        .dns_refresh(Duration::from_millis(30))
+        .reconnect_interval(Duration::from_millis(10))
+        .discovery(Arc::new(answers.clone()));
+    let mut push = Push::with_options(options);
+    let mut monitor = push.monitor();
+    let explicit = format!("tcp://127.0.0.1:{port}");
+    push.connect(&explicit).unwrap(); // the user's own connect...
+    push.connect(&format!("dns://svc.test:{port}")).unwrap(); // ... and a discovery's
+    until_event(
+        &mut monitor,
+        |e| matches!(e, Event::Discovered { addr: a } if *a == addr.to_string()),
+    )
+    .await;
+    timeout(T, push.wait_for_peers(2)).await.unwrap().unwrap();
+
+    // The discovery loses the address: its link goes, the user's stays.
+    answers.set(Ok(vec![]));
+    until_event(
+        &mut monitor,
+        |e| matches!(e, Event::Lost { addr: a } if *a == addr.to_string()),
+    )
+    .await;
+    until_true(|| push.peers() == 1).await;
+    push.send("still here").await.unwrap();
+    assert_eq!(
+        timeout(T, pull.recv()).await.unwrap().unwrap().frames()[0],
+        "still here"
+    );
+    // And it is still the user's to disconnect.
+    push.disconnect(&explicit).unwrap();
+    until_true(|| push.peers() == 0).await;
+}

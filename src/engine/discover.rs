@@ -4,6 +4,7 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use futures::StreamExt;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
-use super::Engine;
+use super::{Engine, Origin};
 use crate::discovery::mdns::browse::{Browser, Filter};
 use crate::discovery::mdns::daemon::Daemon;
 use crate::discovery::{set, Change, Discovery, Dns};
@@ -24,6 +25,8 @@ use crate::{Endpoint, Host, Result};
 #[derive(Debug)]
 pub(crate) struct Watch {
     task: JoinHandle<()>,
+    /// What its connects are tagged with.
+    origin: Origin,
     /// The addresses connected to now.
     current: Arc<Mutex<BTreeSet<SocketAddr>>>,
     path: Option<String>,
@@ -31,12 +34,17 @@ pub(crate) struct Watch {
 
 impl Watch {
     /// The `tcp://` endpoints this watch connected to.
-    pub(crate) fn endpoints(&self) -> Vec<String> {
+    pub(crate) fn endpoints(&self) -> Vec<Endpoint> {
         let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         current
             .iter()
             .map(|a| endpoint_for(*a, &self.path))
             .collect()
+    }
+
+    /// The origin its connects carry.
+    pub(crate) fn origin(&self) -> Origin {
+        self.origin
     }
 }
 
@@ -46,13 +54,12 @@ impl Drop for Watch {
     }
 }
 
-fn endpoint_for(addr: SocketAddr, path: &Option<String>) -> String {
+fn endpoint_for(addr: SocketAddr, path: &Option<String>) -> Endpoint {
     Endpoint::Tcp {
         host: Host::Ip(addr.ip()),
         port: addr.port(),
         path: path.clone(),
     }
-    .to_string()
 }
 
 /// Starts following `host:port` for `engine` (through its `discovery` option, or DNS).
@@ -108,20 +115,27 @@ fn spawn(
     path: Option<String>,
     text: String,
 ) -> Watch {
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+    let origin = Origin::Discovery(NEXT_ID.fetch_add(1, Ordering::Relaxed));
     let current = Arc::new(Mutex::new(BTreeSet::new()));
     // Subscribed before the task starts, so no failure of a link it makes is missed.
     let monitor = engine.monitor();
+    let target = Target {
+        origin,
+        port,
+        path: path.clone(),
+        text,
+    };
     let task = tokio::spawn(run(
         Arc::downgrade(engine),
         source,
         monitor,
         current.clone(),
-        port,
-        path.clone(),
-        text,
+        target,
     ));
     Watch {
         task,
+        origin,
         current,
         path,
     }
@@ -206,15 +220,29 @@ impl Poll {
     }
 }
 
+/// Where a watch's connects go and what they are tagged with.
+struct Target {
+    origin: Origin,
+    /// For addresses given with port 0.
+    port: u16,
+    path: Option<String>,
+    /// The `dns://` or `mdns://` endpoint, for logs and events.
+    text: String,
+}
+
 async fn run(
     engine: Weak<Engine>,
     mut source: Source,
     mut monitor: Monitor,
     current: Arc<Mutex<BTreeSet<SocketAddr>>>,
-    port: u16,
-    path: Option<String>,
-    text: String,
+    target: Target,
 ) {
+    let Target {
+        origin,
+        port,
+        path,
+        text,
+    } = target;
     let watches_links = matches!(source, Source::Mdns(_));
     loop {
         let change = tokio::select! {
@@ -226,7 +254,7 @@ async fn run(
                         .unwrap_or_else(|e| e.into_inner())
                         .iter()
                         .copied()
-                        .find(|a| endpoint_for(*a, &path) == endpoint);
+                        .find(|a| endpoint_for(*a, &path).to_string() == endpoint);
                     if let Some(addr) = ours {
                         source.suspect(addr);
                     }
@@ -259,7 +287,7 @@ async fn run(
                     continue;
                 }
                 debug!(%addr, endpoint = %text, "address found");
-                if let Err(e) = engine.connect(&endpoint_for(addr, &path)) {
+                if let Err(e) = engine.connect_as(endpoint_for(addr, &path), origin) {
                     warn!(%addr, error = %e, "cannot connect to a discovered address");
                 }
                 engine.emit(Event::Discovered {
@@ -276,7 +304,7 @@ async fn run(
                     continue;
                 }
                 debug!(%addr, endpoint = %text, "address gone");
-                let _ = engine.disconnect(&endpoint_for(addr, &path));
+                let _ = engine.disconnect_as(&endpoint_for(addr, &path), origin);
                 engine.emit(Event::Lost {
                     addr: addr.to_string(),
                 });

@@ -68,8 +68,9 @@ pub(crate) struct State {
     /// Sub: the handle has started receiving; publishers get our subscriptions.
     receiving: bool,
     binds: Vec<hub::Binding>,
-    /// Each connect: its endpoint, its dialer, and the peer its current connection made.
-    dialers: Vec<(Endpoint, Dialer, hub::DialedPeer)>,
+    /// Each connect: its endpoint, its dialer, the peer its current connection made, and
+    /// who asked for it.
+    dialers: Vec<(Endpoint, Dialer, hub::DialedPeer, Origin)>,
     /// Each `dns://` and `mdns://` connect: its endpoint and the discovery that keeps its
     /// connects.
     watches: Vec<(Endpoint, discover::Watch)>,
@@ -170,13 +171,18 @@ impl Engine {
             st.watches.push((endpoint, watch));
             return Ok(());
         }
+        self.connect_as(endpoint, Origin::User)
+    }
+
+    /// Starts a connect to an address endpoint on behalf of `origin`.
+    pub(crate) fn connect_as(self: &Arc<Self>, endpoint: Endpoint, origin: Origin) -> Result<()> {
         let dialed = hub::DialedPeer::default();
         let dialer = hub::dial(self, endpoint.clone(), dialed.clone())?;
         let mut st = self.lock();
         if st.closing {
             return Err(Error::Closed);
         }
-        st.dialers.push((endpoint, dialer, dialed));
+        st.dialers.push((endpoint, dialer, dialed, origin));
         Ok(())
     }
 
@@ -199,27 +205,33 @@ impl Engine {
                 )));
             }
             for (_, watch) in watches {
-                let endpoints = watch.endpoints();
+                let (origin, endpoints) = (watch.origin(), watch.endpoints());
                 drop(watch); // stops resolving first
                 for ep in endpoints {
-                    let _ = self.disconnect(&ep);
+                    let _ = self.disconnect_as(&ep, origin);
                 }
             }
             return Ok(());
         }
+        self.disconnect_as(&wanted, Origin::User)
+    }
+
+    /// Stops the connects to `wanted` that `origin` made (a user's `disconnect` leaves the
+    /// ones a discovery made, and the other way round) and closes their links.
+    pub(crate) fn disconnect_as(&self, wanted: &Endpoint, origin: Origin) -> Result<()> {
         let mut st = self.lock();
         let before = st.dialers.len();
         let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut st.dialers)
             .into_iter()
-            .partition(|(ep, _, _)| *ep == wanted);
+            .partition(|(ep, _, _, by)| ep == wanted && *by == origin);
         st.dialers = kept;
         if st.dialers.len() == before {
             return Err(Error::Io(std::io::Error::new(
                 std::io::ErrorKind::NotFound,
-                format!("not connected to {endpoint}"),
+                format!("not connected to {wanted}"),
             )));
         }
-        for (_, dialer, dialed) in gone {
+        for (_, dialer, dialed, _) in gone {
             drop(dialer); // stops redialing first, so the link is not made again
             let peer = dialed.lock().unwrap_or_else(|e| e.into_inner()).take();
             if let Some(peer) = peer {
@@ -916,6 +928,15 @@ impl Engine {
     pub(crate) fn emit(&self, event: Event) {
         self.monitor.emit(event);
     }
+}
+
+/// Who made a connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// The user, with `connect`.
+    User,
+    /// The discovery with this id (a `dns://` or `mdns://` connect).
+    Discovery(u64),
 }
 
 /// The socket's background task: finishes writes the links could not take at once, reads

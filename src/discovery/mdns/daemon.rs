@@ -385,6 +385,27 @@ mod tests {
     }
 
     #[test]
+    fn an_oversized_txt_record_is_refused_with_its_size() {
+        let padding = "x".repeat(200);
+        let mut txt: Vec<(&str, &str)> = GOOD.to_vec();
+        for key in ["p1", "p2", "p3", "p4", "p5"] {
+            txt.push((key, &padding));
+        }
+        let mut catalog = Catalog::default();
+        let info =
+            ServiceInfo::new(SERVICE_TYPE, "big", "h.local.", "127.0.0.1", 5000, &txt[..]).unwrap();
+        let err = instance(&info.as_resolved_service()).unwrap_err();
+        assert!(err.contains("bytes, over 1024"), "{err}");
+        txt.truncate(GOOD.len() + 3); // ~640 bytes: fine
+        let info =
+            ServiceInfo::new(SERVICE_TYPE, "big", "h.local.", "127.0.0.1", 5000, &txt[..]).unwrap();
+        assert!(apply(
+            &mut catalog,
+            ServiceEvent::ServiceResolved(Box::new(info.as_resolved_service()))
+        ));
+    }
+
+    #[test]
     fn the_catalog_is_bounded() {
         let mut catalog = Catalog::default();
         for i in 0..MAX_INSTANCES {
