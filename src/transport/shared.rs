@@ -46,7 +46,37 @@ impl SharedStream {
     }
 }
 
+/// Which readiness an operation waits for.
+#[derive(Clone, Copy)]
+enum Direction {
+    Read,
+    Write,
+}
+
 impl SharedStream {
+    /// Runs `op` once the stream is ready in `direction`, again after each `WouldBlock`
+    /// (a failed try clears the readiness, so the next poll registers the waker).
+    fn poll_io<R>(
+        &self,
+        cx: &mut Context<'_>,
+        direction: Direction,
+        mut op: impl FnMut(&ByteStream) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        loop {
+            let ready = match (&*self.0, direction) {
+                (ByteStream::Tcp(s), Direction::Read) => s.poll_read_ready(cx),
+                (ByteStream::Ipc(s), Direction::Read) => s.poll_read_ready(cx),
+                (ByteStream::Tcp(s), Direction::Write) => s.poll_write_ready(cx),
+                (ByteStream::Ipc(s), Direction::Write) => s.poll_write_ready(cx),
+            };
+            ready!(ready)?;
+            match op(&self.0) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                res => return Poll::Ready(res),
+            }
+        }
+    }
+
     /// Reads what is available into `buf`'s spare capacity (growing it if it has none),
     /// without zeroing the memory first; `Ok(0)` at end of stream.
     pub(crate) fn poll_read_buf(
@@ -54,21 +84,10 @@ impl SharedStream {
         cx: &mut Context<'_>,
         buf: &mut bytes::BytesMut,
     ) -> Poll<io::Result<usize>> {
-        loop {
-            let ready = match &*self.0 {
-                ByteStream::Tcp(s) => s.poll_read_ready(cx),
-                ByteStream::Ipc(s) => s.poll_read_ready(cx),
-            };
-            ready!(ready)?;
-            let res = match &*self.0 {
-                ByteStream::Tcp(s) => s.try_read_buf(buf),
-                ByteStream::Ipc(s) => s.try_read_buf(buf),
-            };
-            match res {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                res => return Poll::Ready(res),
-            }
-        }
+        self.poll_io(cx, Direction::Read, |stream| match stream {
+            ByteStream::Tcp(s) => s.try_read_buf(buf),
+            ByteStream::Ipc(s) => s.try_read_buf(buf),
+        })
     }
 }
 
@@ -78,26 +97,15 @@ impl AsyncRead for SharedStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        loop {
-            let ready = match &*self.0 {
-                ByteStream::Tcp(s) => s.poll_read_ready(cx),
-                ByteStream::Ipc(s) => s.poll_read_ready(cx),
-            };
-            ready!(ready)?;
-            let res = match &*self.0 {
-                ByteStream::Tcp(s) => s.try_read(buf.initialize_unfilled()),
-                ByteStream::Ipc(s) => s.try_read(buf.initialize_unfilled()),
-            };
-            match res {
-                Ok(n) => {
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                // Readiness was cleared by the failed try: poll again to register.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
+        let n = ready!(self.poll_io(cx, Direction::Read, |stream| {
+            let unfilled = buf.initialize_unfilled();
+            match stream {
+                ByteStream::Tcp(s) => s.try_read(unfilled),
+                ByteStream::Ipc(s) => s.try_read(unfilled),
             }
-        }
+        }))?;
+        buf.advance(n);
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -115,17 +123,9 @@ impl AsyncWrite for SharedStream {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            let ready = match &*self.0 {
-                ByteStream::Tcp(s) => s.poll_write_ready(cx),
-                ByteStream::Ipc(s) => s.poll_write_ready(cx),
-            };
-            ready!(ready)?;
-            match self.0.try_write_vectored(bufs) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                res => return Poll::Ready(res),
-            }
-        }
+        self.poll_io(cx, Direction::Write, |stream| {
+            stream.try_write_vectored(bufs)
+        })
     }
 
     fn is_write_vectored(&self) -> bool {
