@@ -28,6 +28,11 @@ pub(crate) fn id() -> [u8; 16] {
     })
 }
 
+/// `bytes` (of the id, say) as lower-case hex, for names that carry it.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A random number, different at every call (for names that must not collide).
 pub(crate) fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};

@@ -261,10 +261,7 @@ impl Options {
     pub(crate) fn node_name(&self) -> String {
         match &self.node {
             Some(name) => name.clone(),
-            None => crate::instance::id()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect(),
+            None => crate::instance::hex(&crate::instance::id()),
         }
     }
 

@@ -131,7 +131,7 @@ impl Daemon {
         let label: String = record.name.chars().take(40).collect();
         let instance = format!("{label}-{unique:016x}");
         let id = crate::instance::id();
-        let host = format!("zocket-{}.local.", hex(&id[..8]));
+        let host = format!("zocket-{}.local.", crate::instance::hex(&id[..8]));
         let addrs: Vec<IpAddr> = if listen.is_unspecified() {
             Vec::new()
         } else {
@@ -316,10 +316,6 @@ pub(crate) fn preferred(ips: &[IpAddr]) -> Option<IpAddr> {
     };
     // IpAddr orders every V4 before every V6.
     ips.iter().filter(usable).min().copied()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn mdns_error(e: mdns_sd::Error) -> io::Error {
