@@ -126,23 +126,17 @@ pub async fn run(kind: Kind, args: TalkArgs) -> Result<(), Fail> {
             }
             Kind::Dealer => {
                 let socket = Dealer::with_options(options);
-                let input = Input::new(&args, send_count).await?;
-                open(&socket, kind, &args, &mut monitor).await?;
-                let socket = duplex(socket, kind, input, output, timeout, recv_count).await?;
+                let socket = open_duplex(socket, kind, &args, output, &mut monitor).await?;
                 socket.close().await;
             }
             Kind::Router => {
                 let socket = Router::with_options(options);
-                let input = Input::new(&args, send_count).await?;
-                open(&socket, kind, &args, &mut monitor).await?;
-                let socket = duplex(socket, kind, input, output, timeout, recv_count).await?;
+                let socket = open_duplex(socket, kind, &args, output, &mut monitor).await?;
                 socket.close().await;
             }
             Kind::Pair => {
                 let socket = Pair::with_options(options);
-                let input = Input::new(&args, send_count).await?;
-                open(&socket, kind, &args, &mut monitor).await?;
-                let socket = duplex(socket, kind, input, output, timeout, recv_count).await?;
+                let socket = open_duplex(socket, kind, &args, output, &mut monitor).await?;
                 socket.close().await;
             }
         }
@@ -400,6 +394,26 @@ async fn within<T>(
         None => receive.await,
     };
     result.map_err(|e| Fail::runtime(&format!("receiving a {what}"), e))
+}
+
+/// Dealer, Router and Pair: opens the socket, then runs [`duplex`] on it with the input
+/// (all of it: --count counts the messages received) and --recv-timeout.
+async fn open_duplex<S>(
+    socket: S,
+    kind: Kind,
+    args: &TalkArgs,
+    output: Output,
+    monitor: &mut Option<MonitorTask>,
+) -> Result<S, Fail>
+where
+    S: std::ops::Deref<Target = Socket>
+        + Stream<Item = zocket::Result<Message>>
+        + Sink<Message, Error = zocket::Error>
+        + Unpin,
+{
+    let input = Input::new(args, None).await?;
+    open(&socket, kind, args, monitor).await?;
+    duplex(socket, kind, input, output, args.recv_timeout, args.count).await
 }
 
 /// Dealer, Router and Pair: send the input and print what arrives, at once, until --count
