@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::Task;
+use common::{tcp_pair, Task};
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::io;
@@ -15,7 +15,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::compat::{FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
 
@@ -29,17 +29,6 @@ const MIB: u64 = 1024 * 1024;
 trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 type BoxIo = Box<dyn Io>;
-
-/// A connected loopback TCP pair with TCP_NODELAY on both ends: (client, server).
-async fn tcp_pair() -> io::Result<(TcpStream, TcpStream)> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
-    let (client, (server, _)) = (client?, accepted?);
-    client.set_nodelay(true)?;
-    server.set_nodelay(true)?;
-    Ok((client, server))
-}
 
 /// Writes `bytes` in writes of `size`.
 async fn write_chunks<W: AsyncWrite + Unpin>(w: &mut W, bytes: u64, size: usize) -> io::Result<()> {
@@ -392,11 +381,7 @@ fn human(bytes: usize) -> String {
 }
 
 fn main() {
-    let scale: f64 = std::env::var("ZOCKET_BENCH_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .filter(|s: &f64| *s > 0.0)
-        .unwrap_or(1.0);
+    let scale = common::scale();
     let only = std::env::var("ZOCKET_BENCH_ONLY").unwrap_or_default();
     let run = |name: &str| only.is_empty() || only.split(',').any(|o| o.trim() == name);
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::{loadavg, Latency, Task};
+use common::{loadavg, rate, tcp_pair, Latency, Task};
 use std::future::Future;
 use std::io::{self, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
 use zocket::{Message, Options, Pub, Pull, Push, Rep, Req, Sub};
 
@@ -57,11 +56,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Res<T> = Result<T, BoxError>;
 
 fn main() {
-    let scale: f64 = std::env::var("ZOCKET_BENCH_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .filter(|s: &f64| *s > 0.0)
-        .unwrap_or(1.0);
+    let scale = common::scale();
     let scaled = |n: u64| ((n as f64 * scale) as u64).max(1);
 
     if let Ok(case) = std::env::var(CHILD_ENV) {
@@ -146,21 +141,6 @@ impl Progress {
 
 fn payload(size: usize) -> Bytes {
     Bytes::from((0..size).map(|i| i as u8).collect::<Vec<u8>>())
-}
-
-fn rate(n: u64, d: Duration) -> f64 {
-    n as f64 / d.as_secs_f64()
-}
-
-/// A connected loopback TCP pair with TCP_NODELAY on both ends: (client, server).
-async fn tcp_pair() -> io::Result<(TcpStream, TcpStream)> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
-    let (client, (server, _)) = (client?, accepted?);
-    client.set_nodelay(true)?;
-    server.set_nodelay(true)?;
-    Ok((client, server))
 }
 
 // ---------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@
 
 mod common;
 
-use common::{loadavg, Latency, Task};
+use common::{loadavg, rate, Latency, Task};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -70,11 +70,7 @@ const PAIRINGS: [Pairing; 4] = [
 ];
 
 fn main() {
-    let scale: f64 = std::env::var("ZOCKET_BENCH_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .filter(|s: &f64| *s > 0.0)
-        .unwrap_or(1.0);
+    let scale = common::scale();
     let scaled = |n: u64| ((n as f64 * scale) as u64).max(1);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -203,10 +199,6 @@ async fn bounded<T>(f: impl Future<Output = Res<T>>) -> Option<T> {
 
 fn payload(size: usize) -> Bytes {
     Bytes::from((0..size).map(|i| i as u8).collect::<Vec<u8>>())
-}
-
-fn rate(n: u64, d: Duration) -> f64 {
-    n as f64 / d.as_secs_f64()
 }
 
 /// Errs once `deadline` has passed (checked every 1024 iterations of a hot loop).

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 /// A spawned task that is aborted when dropped (so a timed-out row leaves nothing behind).
@@ -58,4 +59,29 @@ impl Latency {
             max: at(1.0),
         }
     }
+}
+
+/// `ZOCKET_BENCH_SCALE`: a positive float that multiplies the work per row (default 1).
+pub(crate) fn scale() -> f64 {
+    std::env::var("ZOCKET_BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|s: &f64| *s > 0.0)
+        .unwrap_or(1.0)
+}
+
+/// Messages per second.
+pub(crate) fn rate(n: u64, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+/// A connected loopback TCP pair with TCP_NODELAY on both ends: (client, server).
+pub(crate) async fn tcp_pair() -> std::io::Result<(TcpStream, TcpStream)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+    let (client, (server, _)) = (client?, accepted?);
+    client.set_nodelay(true)?;
+    server.set_nodelay(true)?;
+    Ok((client, server))
 }
