@@ -42,6 +42,16 @@ impl Discovery for Changing {
     }
 }
 
+/// A Push whose `dns://` connects follow `answers`, asked again every 30 ms.
+fn push_following(answers: Changing) -> Push {
+    Push::with_options(
+        Options::new()
+            .dns_refresh(Duration::from_millis(30))
+            .reconnect_interval(Duration::from_millis(10))
+            .discovery(Arc::new(answers)),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dns_endpoint_follows_its_answers_without_touching_the_links_that_stay() {
     // Two pullers on the same port of two loopback addresses.
@@ -55,11 +65,7 @@ async fn a_dns_endpoint_follows_its_answers_without_touching_the_links_that_stay
 
     let answers = Changing::new();
     answers.set(Ok(vec![addr_a]));
-    let options = Options::new()
-        .dns_refresh(Duration::from_millis(30))
-        .reconnect_interval(Duration::from_millis(10))
-        .discovery(Arc::new(answers.clone()));
-    let mut push = Push::with_options(options);
+    let mut push = push_following(answers.clone());
     let mut monitor = push.monitor();
     push.connect(&format!("dns://cluster.test:{port}")).unwrap();
     until_event(
@@ -209,11 +215,7 @@ async fn a_discovery_never_drops_a_connect_the_user_made() {
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let answers = Changing::new();
     answers.set(Ok(vec![addr]));
-    let options = Options::new()
-        .dns_refresh(Duration::from_millis(30))
-        .reconnect_interval(Duration::from_millis(10))
-        .discovery(Arc::new(answers.clone()));
-    let mut push = Push::with_options(options);
+    let mut push = push_following(answers.clone());
     let mut monitor = push.monitor();
     let explicit = format!("tcp://127.0.0.1:{port}");
     push.connect(&explicit).unwrap(); // the user's own connect...
