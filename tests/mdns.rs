@@ -41,6 +41,16 @@ fn addr_port(addr: &str) -> u16 {
     addr.parse::<SocketAddr>().expect("a socket address").port()
 }
 
+/// A Sub subscribed to everything and connected to `endpoint`, with a monitor started
+/// before the connect (so no Discovered is missed).
+fn subscriber(options: Options, endpoint: &str) -> (Sub, Monitor) {
+    let sub = Sub::with_options(options);
+    sub.subscribe("");
+    let monitor = sub.monitor();
+    sub.connect(endpoint).expect("connect");
+    (sub, monitor)
+}
+
 /// A node that publishes and subscribes on `mdns://chat`.
 struct Node {
     name: &'static str,
@@ -54,9 +64,7 @@ impl Node {
     async fn start(name: &'static str) -> Node {
         let publisher = Pub::with_options(on_lo(name));
         let port = tcp_port(&publisher.bind("mdns://chat").await.expect("bind mdns"));
-        let subscriber = Sub::with_options(on_lo(name));
-        subscriber.subscribe("");
-        subscriber.connect("mdns://chat").expect("connect mdns");
+        let (subscriber, _) = subscriber(on_lo(name), "mdns://chat");
         Node {
             name,
             publisher,
@@ -152,10 +160,7 @@ fn a_process_never_connects_to_itself() {
         let lo = || Options::new().mdns_interfaces(["lo"]);
         let own = Pub::with_options(lo());
         let own_port = tcp_port(&own.bind("mdns://solo").await.unwrap());
-        let mut sub = Sub::with_options(lo());
-        sub.subscribe("");
-        let mut monitor = sub.monitor();
-        sub.connect("mdns://solo").unwrap();
+        let (mut sub, mut monitor) = subscriber(lo(), "mdns://solo");
 
         // Another node sees our publisher, so the catalog the two share holds it...
         let observer = Sub::with_options(on_lo("observer"));
@@ -222,10 +227,7 @@ fn mdns_helper_node() {
 #[test]
 fn a_killed_node_is_dropped() {
     netns::isolated("a_killed_node_is_dropped", || async {
-        let mut sub = Sub::with_options(on_lo("parent"));
-        sub.subscribe("");
-        let mut monitor = sub.monitor();
-        sub.connect("mdns://chat").unwrap();
+        let (mut sub, mut monitor) = subscriber(on_lo("parent"), "mdns://chat");
 
         let mut helper = tokio::process::Command::new(std::env::current_exe().unwrap())
             .args(["mdns_helper_node", "--exact", "--ignored", "--nocapture"])
@@ -314,10 +316,7 @@ fn bad_announcements_are_ignored_and_a_flood_of_others_makes_no_connection() {
                 }
             });
 
-            let mut sub = Sub::with_options(on_lo("sub"));
-            sub.subscribe("");
-            let mut monitor = sub.monitor();
-            sub.connect("mdns://chat").unwrap();
+            let (mut sub, mut monitor) = subscriber(on_lo("sub"), "mdns://chat");
             let real = Pub::with_options(on_lo("real"));
             let real_port = tcp_port(&real.bind("tcp://127.0.0.1:0").await.unwrap());
 
@@ -476,10 +475,7 @@ fn bad_announcements_are_ignored_and_a_flood_of_others_makes_no_connection() {
 #[test]
 fn announce_to_first_message_median_of_ten() {
     netns::isolated("announce_to_first_message_median_of_ten", || async {
-        let mut sub = Sub::with_options(on_lo("listener"));
-        sub.subscribe("");
-        let mut monitor = sub.monitor();
-        sub.connect("mdns://timing").unwrap();
+        let (mut sub, mut monitor) = subscriber(on_lo("listener"), "mdns://timing");
         let mut times = Vec::new();
         for i in 0..10 {
             let publisher = Pub::with_options(on_lo(&format!("p{i}")));
