@@ -7,3 +7,13 @@ pub(crate) mod greeting;
 pub(crate) mod native;
 pub(crate) mod sniff;
 pub(crate) mod zmtp;
+
+/// How a session error shows the reason the transport ended: `": reason"`, or nothing at a
+/// plain end-of-file (empty `reason`).
+pub(crate) fn eof_detail(reason: &str) -> String {
+    if reason.is_empty() {
+        String::new()
+    } else {
+        format!(": {reason}")
+    }
+}

@@ -262,12 +262,7 @@ impl Session {
     /// The transport reached end-of-file or failed: every stream ends.
     pub(crate) fn handle_eof(&mut self, reason: &str) {
         if self.error.is_none() {
-            let text = if reason.is_empty() {
-                String::new()
-            } else {
-                format!(": {reason}")
-            };
-            self.terminate(SessionError::Closed(text));
+            self.terminate(SessionError::Closed(crate::proto::eof_detail(reason)));
         }
         self.goaway = None;
     }

@@ -449,12 +449,7 @@ impl ZmtpSession {
     /// The transport reached end-of-file or failed: the session ends.
     pub(crate) fn handle_eof(&mut self, reason: &str) {
         if self.error.is_none() {
-            let text = if reason.is_empty() {
-                String::new()
-            } else {
-                format!(": {reason}")
-            };
-            self.terminate(ZmtpError::Closed(text));
+            self.terminate(ZmtpError::Closed(crate::proto::eof_detail(reason)));
         }
         self.error_to_send = None;
     }
