@@ -17,3 +17,16 @@ pub(crate) fn eof_detail(reason: &str) -> String {
         format!(": {reason}")
     }
 }
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary
+/// (for reason texts that go into a length-limited field).
+pub(crate) fn truncate_utf8(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}

@@ -223,7 +223,7 @@ impl Frame {
                 identity,
             } => {
                 // Callers bound both by MAX_PATH_LEN / MAX_IDENTITY_LEN.
-                let path = truncate_utf8(path, MAX_PATH_LEN);
+                let path = crate::proto::truncate_utf8(path, MAX_PATH_LEN);
                 let identity = &identity[..identity.len().min(MAX_IDENTITY_LEN)];
                 header(out, ty::OPEN, 0, *stream, 2 + path.len() + identity.len());
                 out.put_u8(*socket_type);
@@ -246,7 +246,7 @@ impl Frame {
                 reason,
                 text,
             } => {
-                let text = truncate_utf8(text, MAX_CONTROL_PAYLOAD - 4);
+                let text = crate::proto::truncate_utf8(text, MAX_CONTROL_PAYLOAD - 4);
                 header(out, ty::REJECT, 0, *stream, 4 + text.len());
                 out.put_u32(reason.0);
                 out.extend_from_slice(text.as_bytes());
@@ -272,7 +272,7 @@ impl Frame {
                 out.put_u64(h.max_message_size);
             }
             Frame::GoAway { reason, text } => {
-                let text = truncate_utf8(text, MAX_CONTROL_PAYLOAD - 4);
+                let text = crate::proto::truncate_utf8(text, MAX_CONTROL_PAYLOAD - 4);
                 header(out, ty::GOAWAY, 0, StreamId(0), 4 + text.len());
                 out.put_u32(reason.0);
                 out.extend_from_slice(text.as_bytes());
@@ -299,17 +299,6 @@ fn header(out: &mut BytesMut, kind: u8, flags: u8, stream: StreamId, len: usize)
     out.put_u32(stream.0);
     // Callers bound `len` by MAX_CONTROL_PAYLOAD / MAX_DATA_PAYLOAD.
     out.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
-}
-
-fn truncate_utf8(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 fn decode_control(kind: u8, stream: StreamId, mut p: &[u8]) -> Result<Option<Frame>, FrameError> {

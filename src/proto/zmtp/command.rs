@@ -156,7 +156,7 @@ impl Command {
             Command::Subscribe(p) | Command::Cancel(p) => p.len(),
             Command::Ping { context, .. } => 2 + context.len().min(MAX_PING_CONTEXT),
             Command::Pong(context) => context.len(),
-            Command::Error(reason) => 1 + truncate_utf8(reason, 255).len(),
+            Command::Error(reason) => 1 + crate::proto::truncate_utf8(reason, 255).len(),
             Command::Unknown(_) => 0,
         };
         1 + self.name().len().min(255) + data
@@ -187,7 +187,7 @@ impl Command {
             }
             Command::Pong(context) => out.extend_from_slice(context),
             Command::Error(reason) => {
-                let reason = truncate_utf8(reason, 255);
+                let reason = crate::proto::truncate_utf8(reason, 255);
                 out.put_u8(reason.len() as u8);
                 out.extend_from_slice(reason.as_bytes());
             }
@@ -256,15 +256,4 @@ fn put_property(out: &mut BytesMut, name: &str, value: &[u8]) {
     // Identities are bounded far below 4 GiB by the caller (ZeroMQ allows 255 bytes).
     out.put_u32(u32::try_from(value.len()).unwrap_or(u32::MAX));
     out.extend_from_slice(value);
-}
-
-fn truncate_utf8(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
