@@ -29,12 +29,14 @@ pub struct Options {
     pub(crate) heartbeat_timeout: Duration,
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_message_size: u64,
+    pub(crate) max_message_frames: u32,
     pub(crate) identity: Option<Bytes>,
     pub(crate) request_timeout: Option<Duration>,
     pub(crate) router_mandatory: bool,
     pub(crate) dns_refresh: Duration,
     pub(crate) stream_window: u32,
     pub(crate) max_streams: usize,
+    pub(crate) connection_window: usize,
     pub(crate) native: bool,
     pub(crate) discovery: Option<std::sync::Arc<dyn crate::discovery::Discovery>>,
     pub(crate) node: Option<String>,
@@ -44,6 +46,9 @@ pub struct Options {
 
 /// Default of [`Options::max_message_size`]: 64 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 64 * 1024 * 1024;
+
+/// Default of [`Options::connection_window`]: 32 MiB.
+pub const DEFAULT_CONNECTION_WINDOW: usize = 32 * 1024 * 1024;
 
 /// Default of [`Options::stream_window`]: 1 MiB.
 pub const DEFAULT_STREAM_WINDOW: u32 = 1024 * 1024;
@@ -60,12 +65,14 @@ impl Default for Options {
             heartbeat_timeout: Duration::from_secs(15),
             handshake_timeout: Duration::from_secs(10),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_message_frames: crate::proto::limits::DEFAULT_MAX_MESSAGE_FRAMES,
             identity: None,
             request_timeout: None,
             router_mandatory: false,
             dns_refresh: Duration::from_secs(30),
             stream_window: DEFAULT_STREAM_WINDOW,
             max_streams: 256,
+            connection_window: DEFAULT_CONNECTION_WINDOW,
             native: true,
             discovery: None,
             node: None,
@@ -147,6 +154,18 @@ impl Options {
         self
     }
 
+    /// Most frames in one message accepted from a peer. Default 65,536. A message's frames
+    /// cost memory even when empty (each is a handle in the message), so a peer that sends
+    /// one message of endless empty frames (`MORE`, `MORE`, …) is refused at this count
+    /// instead of growing a message without bound. Over the limit, the native wire resets
+    /// only that peer's stream; a ZMTP peer loses its connection. A `Sub` sends its
+    /// subscriptions to a publisher as one message of one frame each, so a subscriber with
+    /// more subscriptions than this needs a higher limit at its publishers.
+    pub fn max_message_frames(mut self, frames: u32) -> Self {
+        self.max_message_frames = frames.max(1);
+        self
+    }
+
     /// The routing id this socket announces to the peers it connects to (seen by a
     /// `Router`). Default none: the Router assigns one.
     pub fn identity(mut self, identity: impl Into<Bytes>) -> Self {
@@ -189,6 +208,19 @@ impl Options {
     /// window it bounds the memory one connection can hold (256 × 1 MiB by default).
     pub fn max_streams(mut self, streams: usize) -> Self {
         self.max_streams = streams.max(1);
+        self
+    }
+
+    /// Bytes one connection's received but unread data may hold, all its streams together,
+    /// counted as really held: payloads, 64 bytes per frame, and the read buffer a large
+    /// payload keeps alive (payloads under 64 KiB are copied out of it). Default 32 MiB
+    /// ([`DEFAULT_CONNECTION_WINDOW`]). When a connection reaches it, we stop reading from
+    /// that connection (TCP pushes back on that peer alone) until our sockets have read
+    /// half of it, so a peer that opens many streams to a slow reader cannot make us hold
+    /// `max_streams` × `stream_window`. A plain ZMTP connection is held to the smaller of
+    /// this and `stream_window`.
+    pub fn connection_window(mut self, bytes: usize) -> Self {
+        self.connection_window = bytes.max(MIN_STREAM_WINDOW as usize);
         self
     }
 

@@ -4,6 +4,7 @@
 //! test in memory. The tokio side lives in [`driver`](crate::driver).
 
 pub(crate) mod greeting;
+pub(crate) mod limits;
 pub(crate) mod native;
 pub(crate) mod sniff;
 pub(crate) mod zmtp;
