@@ -71,9 +71,7 @@ pub(crate) enum ZmtpError {
         max: u64,
     },
     /// A message grew past `max_message_frames` frames.
-    #[error(
-        "peer sent a message of more than {max} frames, the limit (max_message_frames) is {max}"
-    )]
+    #[error("peer sent a message of more than {max} frames, the limit of max_message_frames")]
     TooManyFrames {
         /// The limit.
         max: u32,
@@ -438,8 +436,15 @@ impl ZmtpSession {
         };
         if name == SUBSCRIBE || name == CANCEL {
             self.check_subscriber(name)?;
-            let prefix_max = self.config.max_message_size;
-            return Ok(Some(prefix_max.saturating_add(1 + u64::from(name_len))));
+            let prefix_len = size.saturating_sub(1 + u64::from(name_len));
+            let max = self.config.max_message_size;
+            if prefix_len > max {
+                return Err(ZmtpError::MessageTooLarge {
+                    size: prefix_len,
+                    max,
+                });
+            }
+            return Ok(Some(size));
         }
         Err(ZmtpError::Protocol(format!(
             "{} command of {size} bytes; commands other than SUBSCRIBE and CANCEL may have at \
@@ -459,6 +464,20 @@ impl ZmtpSession {
             String::from_utf8_lossy(name),
             peer.map_or("unknown", SocketType::as_str)
         )))
+    }
+
+    /// Refuses a SUBSCRIBE or CANCEL (`name`) from a peer that does not subscribe, or
+    /// whose prefix is longer than `max_message_size`.
+    fn check_subscription(&self, name: &[u8], prefix: &[u8]) -> Result<(), ZmtpError> {
+        self.check_subscriber(name)?;
+        let max = self.config.max_message_size;
+        if prefix.len() as u64 > max {
+            return Err(ZmtpError::MessageTooLarge {
+                size: prefix.len() as u64,
+                max,
+            });
+        }
+        Ok(())
     }
 
     /// Takes a frame [`frame_limit`](Self::frame_limit) accepted.
@@ -515,11 +534,11 @@ impl ZmtpSession {
         match command {
             Command::Ready(_) => return Err(ZmtpError::Protocol("second READY".into())),
             Command::Subscribe(prefix) => {
-                self.check_subscriber(SUBSCRIBE)?;
+                self.check_subscription(SUBSCRIBE, &prefix)?;
                 self.push_message(subscription_message(true, &prefix));
             }
             Command::Cancel(prefix) => {
-                self.check_subscriber(CANCEL)?;
+                self.check_subscription(CANCEL, &prefix)?;
                 self.push_message(subscription_message(false, &prefix));
             }
             Command::Ping { ttl, context } => {

@@ -1605,6 +1605,21 @@ fn oversized_commands_other_than_subscriptions_are_refused_once_their_name_is_se
     s.handle_input(now, &mut input).unwrap();
     let expected = [&[1u8][..], &prefix].concat();
     assert_eq!(recv_all(&mut s), [Message::from(expected)]);
+    // But no longer than max_message_size, short or long.
+    for len in [1001, 100_000] {
+        let mut cfg = config(SocketType::Pub);
+        cfg.max_message_size = 1000;
+        let mut s = ready_session_with(cfg, SocketType::Sub, now);
+        let wire = encoded_command(&Command::Cancel(Bytes::from(vec![7u8; len])));
+        assert_eq!(
+            s.handle_input(now, &mut BytesMut::from(&wire[..])),
+            Err(ZmtpError::MessageTooLarge {
+                size: len as u64,
+                max: 1000
+            }),
+            "{len}-byte prefix"
+        );
+    }
 }
 
 #[test]
