@@ -6,10 +6,9 @@
 //! engine reads messages and writes messages through [`ZmtpShared`], and learns about them
 //! through the same [`StreamObserver`] as native streams.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio::time::Instant;
 use tracing::{debug, Instrument};
 
@@ -34,9 +33,6 @@ pub(crate) struct ZmtpInner {
     pub(crate) core: ZmtpSession,
     /// The peer's READY, once it arrived: its socket type and routing id.
     pub(crate) ready: Option<(SocketType, Bytes)>,
-    /// Subscription changes from a SUB peer, as the engine's subscription messages
-    /// (`01`/`00` + prefix), waiting to be read before the data behind them.
-    commands: VecDeque<Message>,
     observer: Option<(Arc<dyn StreamObserver>, u64)>,
     /// The connection: bytes on their way out, the driver task.
     wire: Wire,
@@ -86,11 +82,11 @@ impl ZmtpInner {
         true
     }
 
-    /// The next message from the peer: subscription changes first.
+    /// The next message from the peer, in arrival order: from a SUB peer, its
+    /// subscription changes come as the engine's subscription messages (`01`/`00` +
+    /// prefix), before the data behind them. They stay counted against `recv_hwm` and the
+    /// byte budget until read here, so a flood nobody reads is held back in the kernel.
     pub(crate) fn recv(&mut self) -> Option<Message> {
-        if let Some(cmd) = self.commands.pop_front() {
-            return Some(cmd);
-        }
         let msg = self.core.recv();
         if self.core.wants_input() {
             self.wake_driver(); // room again: the driver reads on
@@ -108,7 +104,7 @@ impl ZmtpInner {
 
     /// Whether the connection ended and everything it brought has been read.
     pub(crate) fn is_failed(&self) -> bool {
-        self.failure().is_some() && self.commands.is_empty() && !self.core.has_messages()
+        self.failure().is_some() && !self.core.has_messages()
     }
 
     /// Whether everything queued has been written.
@@ -152,6 +148,7 @@ pub(crate) fn zmtp_error(e: &ZmtpError) -> Error {
             size: *size,
             max: *max,
         },
+        ZmtpError::TooManyFrames { .. } => Error::Protocol(e.to_string()),
         ZmtpError::Timeout(_) => Error::Timeout,
         ZmtpError::Closed(_) | ZmtpError::ClosedLocally => Error::Closed,
         ZmtpError::Protocol(m) | ZmtpError::Peer(m) => Error::Protocol(m.clone()),
@@ -165,7 +162,6 @@ pub(crate) fn spawn(io: SharedStream, config: ZmtpConfig, peer: String) -> Arc<Z
         inner: Mutex::new(ZmtpInner {
             core: ZmtpSession::new(config, now),
             ready: None,
-            commands: VecDeque::new(),
             observer: None,
             wire: Wire::new(Some(io.direct())),
             write_blocked: false,
@@ -202,18 +198,6 @@ impl Connection for ZmtpShared {
                 } => {
                     inner.ready = Some((socket_type, identity));
                     writable = true;
-                }
-                ZmtpEvent::Subscribe(prefix) => {
-                    inner
-                        .commands
-                        .push_back(subscription_message(true, &prefix));
-                    readable = true;
-                }
-                ZmtpEvent::Cancel(prefix) => {
-                    inner
-                        .commands
-                        .push_back(subscription_message(false, &prefix));
-                    readable = true;
                 }
                 ZmtpEvent::Readable => readable = true,
                 ZmtpEvent::Error(reason) => debug!(%reason, "peer sent ERROR"),
@@ -284,12 +268,4 @@ impl SessionCore for ZmtpSession {
     fn is_closed(&self) -> bool {
         self.is_closed()
     }
-}
-
-/// A subscription change as the engine's subscription message.
-pub(crate) fn subscription_message(subscribe: bool, prefix: &[u8]) -> Message {
-    let mut frame = BytesMut::with_capacity(1 + prefix.len());
-    frame.put_u8(u8::from(subscribe));
-    frame.extend_from_slice(prefix);
-    Message::from(frame.freeze())
 }

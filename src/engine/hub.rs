@@ -590,11 +590,13 @@ fn attach_zmtp(
         identity: options.identity.clone().unwrap_or_default(),
         peer_minor: greeting.version.1,
         max_message_size: options.max_message_size,
+        max_message_frames: options.max_message_frames,
         heartbeat_interval: options.heartbeat_interval,
         heartbeat_timeout: options.heartbeat_timeout,
         handshake_timeout: options.handshake_timeout,
         recv_limit: options.recv_hwm,
-        recv_bytes_limit: options.stream_window as usize,
+        // One link per connection: bounded by the stream's window and the connection's.
+        recv_bytes_limit: (options.stream_window as usize).min(options.connection_window),
     };
     let shared = zmtp::spawn(SharedStream::new(io), config, peer.clone());
     let (active_tx, active_rx) = tokio::sync::oneshot::channel();

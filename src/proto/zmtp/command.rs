@@ -13,6 +13,9 @@
 //! are matched ignoring ASCII case (RFC 37). Unknown commands decode as
 //! [`Command::Unknown`], unknown READY properties are skipped.
 
+use std::cmp::Ordering;
+use std::collections::BTreeSet;
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::frame::{encode_header, header_len};
@@ -22,8 +25,10 @@ use crate::SocketType;
 pub(crate) const MAX_PING_CONTEXT: usize = 16;
 
 const READY: &[u8] = b"READY";
-const SUBSCRIBE: &[u8] = b"SUBSCRIBE";
-const CANCEL: &[u8] = b"CANCEL";
+/// The name of the SUBSCRIBE command.
+pub(crate) const SUBSCRIBE: &[u8] = b"SUBSCRIBE";
+/// The name of the CANCEL command.
+pub(crate) const CANCEL: &[u8] = b"CANCEL";
 const PING: &[u8] = b"PING";
 const PONG: &[u8] = b"PONG";
 const ERROR: &[u8] = b"ERROR";
@@ -200,8 +205,9 @@ impl Command {
 fn decode_ready(mut p: &[u8]) -> Result<Ready, CommandError> {
     let mut socket_type = None;
     let mut identity = None;
-    // Known properties seen, for duplicates; unknown ones are checked too.
-    let mut seen: Vec<&[u8]> = Vec::new();
+    // Every property name seen (known or not), for duplicates: a sorted set, so that a
+    // READY of many properties costs O(n log n), not a scan of the names per name.
+    let mut seen = BTreeSet::new();
     while !p.is_empty() {
         let name_len = usize::from(p.get_u8());
         if p.len() < name_len + 4 {
@@ -216,12 +222,11 @@ fn decode_ready(mut p: &[u8]) -> Result<Ready, CommandError> {
         }
         let (value, rest) = p.split_at(value_len);
         p = rest;
-        if seen.iter().any(|s| s.eq_ignore_ascii_case(name)) {
+        if !seen.insert(PropertyName(name)) {
             return Err(CommandError::DuplicateProperty(
                 String::from_utf8_lossy(name).into_owned(),
             ));
         }
-        seen.push(name);
         if name.eq_ignore_ascii_case(SOCKET_TYPE.as_bytes()) {
             socket_type = Some(peer_socket_type(value).ok_or_else(|| {
                 CommandError::UnknownSocketType(String::from_utf8_lossy(value).into_owned())
@@ -235,6 +240,38 @@ fn decode_ready(mut p: &[u8]) -> Result<Ready, CommandError> {
         identity: identity.unwrap_or_default(),
     })
 }
+
+/// A READY property name, ordered and compared ignoring ASCII case (RFC 37).
+#[derive(Debug, Clone, Copy)]
+struct PropertyName<'a>(&'a [u8]);
+
+impl Ord for PropertyName<'_> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        let (a, b) = (self.0, other.0);
+        let mut i = 0;
+        while i < a.len() && i < b.len() {
+            match a[i].to_ascii_lowercase().cmp(&b[i].to_ascii_lowercase()) {
+                Ordering::Equal => i += 1,
+                unequal => return unequal,
+            }
+        }
+        a.len().cmp(&b.len())
+    }
+}
+
+impl PartialOrd for PropertyName<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for PropertyName<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.eq_ignore_ascii_case(other.0)
+    }
+}
+
+impl Eq for PropertyName<'_> {}
 
 /// A peer's Socket-Type value: zocket's types, plus libzmq's XPUB / XSUB, which play
 /// PUB's and SUB's part on the wire.

@@ -9,10 +9,13 @@
 //! Decoding checks the size against the caller's limit (and against `usize`) before it
 //! waits for the body, so a peer's claim never makes the reader buffer more than the limit.
 //! The decoder never reserves or moves memory: the reader owns its buffer and keeps room
-//! for the frame in progress ([`frame_len`] tells how much). Bodies are split off the
-//! input without copying.
+//! for the frame in progress ([`frame_len`] tells how much). Bodies are taken with
+//! [`take_payload`]: short ones copied out (so they keep no read buffer alive), long ones
+//! split off the input without copying.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use crate::proto::limits::take_payload;
 
 /// Flag: another frame of the same message follows.
 pub(crate) const MORE: u8 = 0x01;
@@ -21,7 +24,7 @@ pub(crate) const LONG: u8 = 0x02;
 /// Flag: the frame is a command, not part of a message.
 pub(crate) const COMMAND: u8 = 0x04;
 /// Every flag bit ZMTP 3.1 defines; the others must be zero.
-const KNOWN: u8 = MORE | LONG | COMMAND;
+pub(crate) const KNOWN: u8 = MORE | LONG | COMMAND;
 
 /// Header length of a short frame (flags and a 1-byte size).
 pub(crate) const SHORT_HEADER_LEN: usize = 2;
@@ -45,7 +48,8 @@ pub(crate) struct Frame {
     pub(crate) more: bool,
     /// The body is a command (see [`command`](super::command)), not message data.
     pub(crate) command: bool,
-    /// The body, split off the input without copying.
+    /// The body: copied out of the input when short, split off without copying when long
+    /// (see [`take_payload`]).
     pub(crate) body: Bytes,
 }
 
@@ -92,8 +96,9 @@ impl Frame {
     /// anything waits for it. A long frame whose size would fit a short one is accepted
     /// (libzmq accepts it too). `buf`'s capacity is never touched: while a frame is
     /// incomplete, [`frame_len`] tells the reader how much room it needs.
-    /// On success the frame's bytes are removed from `buf` and the body split off without
-    /// copying.
+    /// On success the frame's bytes are removed from `buf`; the body is copied out when
+    /// shorter than [`COPY_BELOW`](crate::proto::limits::COPY_BELOW) and split off without
+    /// copying otherwise.
     ///
     /// # Errors
     /// [`FrameError`] when the flags have reserved bits set or the size is above `max`;
@@ -123,7 +128,7 @@ impl Frame {
             return Ok(None);
         }
         buf.advance(header_len);
-        let body = buf.split_to(total - header_len).freeze();
+        let body = take_payload(buf, total - header_len);
         Ok(Some(Frame {
             more: flags & MORE != 0,
             command: flags & COMMAND != 0,
@@ -144,7 +149,7 @@ impl Frame {
 /// The flags, header length and announced body size of the frame at the front of `buf`;
 /// `None` until the header is complete (a first byte with reserved bits set counts as a
 /// complete header, so that it is refused at once).
-fn header(buf: &[u8]) -> Option<(u8, usize, u64)> {
+pub(crate) fn header(buf: &[u8]) -> Option<(u8, usize, u64)> {
     let &flags = buf.first()?;
     if flags & !KNOWN != 0 {
         return Some((flags, 1, 0));

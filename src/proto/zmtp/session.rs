@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, Bytes, BytesMut};
 use tracing::{debug, trace};
 
-use super::command::{Command, Ready};
-use super::frame::{self, encode_header, Frame, FrameError, COMMAND};
+use super::command::{Command, Ready, CANCEL, SUBSCRIBE};
+use super::frame::{self, encode_header, Frame, FrameError, COMMAND, KNOWN, MORE};
+use crate::proto::limits::{held_cost, MessageBudget, MessageLimits, OverLimit};
 use crate::proto::native::Transmit;
 use crate::{Message, SocketType};
 
@@ -21,8 +22,12 @@ pub(crate) struct ZmtpConfig {
     /// The minor version of the peer's greeting: 0 = ZMTP 3.0, 1 or more = 3.1.
     /// It decides how our subscriptions are sent (messages or commands).
     pub(crate) peer_minor: u8,
-    /// Largest message (all frames together) we accept.
+    /// Largest message (all frames together) we accept; also the longest prefix of a
+    /// SUBSCRIBE or CANCEL.
     pub(crate) max_message_size: u64,
+    /// Most frames in one message we accept (a message that never ends, MORE after MORE,
+    /// is refused at this count).
+    pub(crate) max_message_frames: u32,
     /// PING after this much silence (either way); `None`: we send no PINGs and have no
     /// timeout of our own (the peer's PING TTL still applies).
     pub(crate) heartbeat_interval: Option<Duration>,
@@ -31,12 +36,15 @@ pub(crate) struct ZmtpConfig {
     pub(crate) heartbeat_timeout: Duration,
     /// The peer's READY must arrive within this.
     pub(crate) handshake_timeout: Duration,
-    /// Messages (and subscription events) buffered before input is left unconsumed.
+    /// Messages (subscription messages included) buffered before input is left
+    /// unconsumed.
     pub(crate) recv_limit: usize,
-    /// Bytes of buffered messages before input is left unconsumed (at least one message
-    /// is always taken, however large). ZMTP has no flow control: this is what bounds the
-    /// memory a fast peer of large messages can fill, as the stream window does on the
-    /// native wire.
+    /// Bytes buffered messages may hold before input is left unconsumed, counted as really
+    /// held ([`held_cost`]: payload, 64 bytes per frame, the read buffer a slice pins),
+    /// the message in progress included. At least one message is always taken, however
+    /// large (it is bounded by `max_message_size` and `max_message_frames`). ZMTP has no
+    /// flow control: this is what bounds the memory a fast peer can fill, as the stream
+    /// window does on the native wire.
     pub(crate) recv_bytes_limit: usize,
 }
 
@@ -61,6 +69,12 @@ pub(crate) enum ZmtpError {
         size: u64,
         /// The limit.
         max: u64,
+    },
+    /// A message grew past `max_message_frames` frames.
+    #[error("peer sent a message of more than {max} frames, the limit of max_message_frames")]
+    TooManyFrames {
+        /// The limit.
+        max: u32,
     },
     /// The handshake or the peer's heartbeats took too long.
     #[error("{0}")]
@@ -92,11 +106,8 @@ pub(crate) enum ZmtpEvent {
         /// The peer's routing id (empty: none).
         identity: Bytes,
     },
-    /// A SUB peer subscribed to this prefix.
-    Subscribe(Bytes),
-    /// A SUB peer cancelled this prefix.
-    Cancel(Bytes),
-    /// Messages wait in [`ZmtpSession::recv`]; not repeated until `recv` returns `None`.
+    /// Messages wait in [`ZmtpSession::recv`] (from a SUB peer: its subscriptions, as
+    /// subscription messages); not repeated until `recv` returns `None`.
     Readable,
     /// The peer sent ERROR with this reason; the session has ended.
     Error(String),
@@ -120,8 +131,12 @@ impl Outgoing {
     }
 }
 
-/// Commands larger than this are refused, unless `max_message_size` is larger.
-const MIN_COMMAND_LIMIT: u64 = 64 * 1024;
+/// Longest command body accepted, except a SUBSCRIBE or CANCEL after READY (whose prefix
+/// may be as long as `max_message_size`). libzmq's READY carries Socket-Type, an Identity
+/// of at most 255 bytes and rarely a few user properties; PING, PONG and ERROR are at
+/// most a few hundred bytes. A longer command is refused as soon as its header (before
+/// READY) or its name (after READY) has arrived, before its body is buffered.
+pub(crate) const MAX_COMMAND_LEN: u64 = 8 * 1024;
 /// Stop filling a transmit buffer past this many bytes or segments.
 const TRANSMIT_MAX_BYTES: usize = 256 * 1024;
 const TRANSMIT_MAX_SEGMENTS: usize = 64;
@@ -148,15 +163,16 @@ pub(crate) struct ZmtpSession {
     /// The peer's READY, once received.
     peer: Option<Ready>,
     ready_sent: bool,
-    /// Frames of the message being received, and their total size.
+    /// Frames of the message being received, its size and frame count so far, and what
+    /// its frames hold ([`held_cost`]).
     partial: Vec<Bytes>,
-    partial_len: u64,
+    budget: MessageBudget,
+    partial_held: u64,
+    /// Received messages (from a SUB peer, subscriptions too), in arrival order.
     inbox: VecDeque<Message>,
-    /// Bytes of the messages in `inbox`.
-    inbox_bytes: usize,
+    /// What the messages in `inbox` hold ([`held_cost`]).
+    inbox_held: u64,
     readable_signalled: bool,
-    /// Subscription events in `events`, counted against `recv_limit`.
-    pending_subscriptions: usize,
     /// Input was left in the buffer because `recv_limit` was reached.
     held_back: bool,
     outbox: VecDeque<Outgoing>,
@@ -192,11 +208,11 @@ impl ZmtpSession {
             peer: None,
             ready_sent: false,
             partial: Vec::new(),
-            partial_len: 0,
+            budget: MessageBudget::default(),
+            partial_held: 0,
             inbox: VecDeque::new(),
-            inbox_bytes: 0,
+            inbox_held: 0,
             readable_signalled: false,
-            pending_subscriptions: 0,
             held_back: false,
             outbox: VecDeque::new(),
             queued_bytes: 0,
@@ -247,23 +263,44 @@ impl ZmtpSession {
     }
 
     /// Whether input is held back and [`recv`](Self::recv) has drained the buffered
-    /// messages to half of `recv_limit` and of `recv_bytes_limit`: the time to call
-    /// [`handle_input`](Self::handle_input) again. Waiting for half, not for one free
-    /// slot, lets the reader take many frames per wakeup instead of one.
+    /// messages to half of `recv_limit` and of `recv_bytes_limit` (or emptied the inbox):
+    /// the time to call [`handle_input`](Self::handle_input) again. Waiting for half, not
+    /// for one free slot, lets the reader take many frames per wakeup instead of one.
     pub(crate) fn wants_input(&self) -> bool {
         self.held_back
-            && self.inbox.len() + self.pending_subscriptions <= self.config.recv_limit / 2
-            && self.inbox_bytes <= self.config.recv_bytes_limit / 2
+            && self.inbox.len() <= self.config.recv_limit / 2
+            && (self.held() <= self.config.recv_bytes_limit as u64 / 2 || self.inbox.is_empty())
     }
 
+    /// Whether no more input is taken until [`recv`](Self::recv) makes room. The byte
+    /// limit holds only while messages wait: the one in progress is always completed.
     fn inbox_full(&self) -> bool {
-        self.inbox.len() + self.pending_subscriptions >= self.config.recv_limit.max(1)
-            || (self.inbox_bytes >= self.config.recv_bytes_limit && !self.inbox.is_empty())
+        self.inbox.len() >= self.config.recv_limit.max(1)
+            || (self.held() >= self.config.recv_bytes_limit as u64 && !self.inbox.is_empty())
+    }
+
+    /// What received data holds: the buffered messages and the one in progress.
+    fn held(&self) -> u64 {
+        self.inbox_held + self.partial_held
+    }
+
+    #[cfg(test)]
+    /// What received data holds ([`held_cost`] of every frame, whole or in progress).
+    pub(crate) fn held_bytes(&self) -> u64 {
+        self.held()
+    }
+
+    fn message_limits(&self) -> MessageLimits {
+        MessageLimits {
+            max_size: self.config.max_message_size,
+            max_frames: self.config.max_message_frames,
+        }
     }
 
     /// Whole length (header and body) of the frame that starts at the front of the input
-    /// and has not fully arrived, as its header announced it once checked against
-    /// `max_message_size`; 0 when no such frame is known. A reader that keeps room for it
+    /// and has not fully arrived, as its header announced it once checked against its
+    /// limit (`max_message_size` for messages and subscriptions, [`MAX_COMMAND_LEN`] for
+    /// other commands); 0 when no such frame is known. A reader that keeps room for it
     /// in its buffer never has to move the frame's bytes again, and never reserves more
     /// than the limit allows.
     pub(crate) fn incomplete_frame_len(&self) -> usize {
@@ -272,12 +309,15 @@ impl ZmtpSession {
 
     // ----- input -----
 
-    /// Consumes complete frames at the front of `buf` until `recv_limit` messages (and
-    /// subscription events) are buffered; the rest stays in `buf` (TCP backpressure).
+    /// Consumes complete frames at the front of `buf` until `recv_limit` messages
+    /// (subscription messages included) are buffered or they hold `recv_bytes_limit`
+    /// bytes; the rest stays in `buf` (TCP backpressure).
     ///
     /// # Errors
-    /// The session error when the input breaks the protocol, names an incompatible socket
-    /// type, or carries a message above `max_message_size`; the session has then ended and
+    /// The session error when the input breaks the protocol (a command over its limit, a
+    /// SUBSCRIBE or CANCEL from a peer that does not subscribe), names an incompatible
+    /// socket type, or carries a message above `max_message_size` or `max_message_frames`
+    /// (refused as soon as the frame that breaks the limit starts); the session has then ended and
     /// will transmit an ERROR command saying why. A peer's ERROR command is not an error
     /// here: it comes as [`ZmtpEvent::Error`].
     pub(crate) fn handle_input(
@@ -312,12 +352,12 @@ impl ZmtpSession {
                 self.held_back = !buf.is_empty();
                 return Ok(());
             }
-            let command = buf.first().is_some_and(|flags| flags & COMMAND != 0);
-            let max = if command {
-                self.config.max_message_size.max(MIN_COMMAND_LIMIT)
-            } else {
-                self.config.max_message_size - self.partial_len
+            let max = match self.frame_limit(buf) {
+                Ok(Some(max)) => max,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(self.fail(e)),
             };
+            let command = buf.first().is_some_and(|flags| flags & COMMAND != 0);
             let frame = match Frame::decode(buf, max) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => {
@@ -327,7 +367,7 @@ impl ZmtpSession {
                 }
                 Err(FrameError::TooLarge { size, .. }) if !command => {
                     let err = ZmtpError::MessageTooLarge {
-                        size: self.partial_len.saturating_add(size),
+                        size: self.budget.bytes().saturating_add(size),
                         max: self.config.max_message_size,
                     };
                     return Err(self.fail(err));
@@ -340,31 +380,126 @@ impl ZmtpSession {
         }
     }
 
-    fn handle_frame(&mut self, frame: Frame) -> Result<(), ZmtpError> {
+    /// Judges the frame at the front of `buf` by what has arrived of it, before anything
+    /// waits for its body: the most body bytes it may have, or `None` until enough of it
+    /// has arrived to tell.
+    ///
+    /// A message frame before READY, or one frame too many for the message, is refused at
+    /// its first byte. A command is refused at its header when longer than
+    /// [`MAX_COMMAND_LEN`] before READY; after READY, only SUBSCRIBE and CANCEL (from a
+    /// subscriber) may be longer, which is known once the name has arrived.
+    fn frame_limit(&self, buf: &[u8]) -> Result<Option<u64>, ZmtpError> {
         let protocol = |text: &str| Err(ZmtpError::Protocol(text.into()));
+        let Some(&flags) = buf.first() else {
+            return Ok(None);
+        };
+        if flags & !KNOWN != 0 {
+            return Err(FrameError::ReservedFlags(flags).into());
+        }
+        if flags & COMMAND == 0 {
+            if self.peer.is_none() {
+                return protocol("message before READY");
+            }
+            let mut budget = self.budget;
+            budget.add_frame(self.message_limits())?;
+            let left = self
+                .config
+                .max_message_size
+                .saturating_sub(self.budget.bytes());
+            return Ok(Some(left));
+        }
+        if flags & MORE != 0 {
+            return protocol("command frame with the MORE flag set");
+        }
+        if !self.partial.is_empty() {
+            return protocol("command inside a multi-frame message");
+        }
+        let Some((_, header_len, size)) = frame::header(buf) else {
+            return Ok(None);
+        };
+        if size <= MAX_COMMAND_LEN {
+            return Ok(Some(MAX_COMMAND_LEN));
+        }
+        if self.peer.is_none() {
+            return Err(ZmtpError::Protocol(format!(
+                "command of {size} bytes before READY; a handshake command may have at most \
+                 {MAX_COMMAND_LEN} bytes"
+            )));
+        }
+        // The body is longer than any name: its name arrives in its first 256 bytes.
+        let body = &buf[header_len..];
+        let Some(&name_len) = body.first() else {
+            return Ok(None);
+        };
+        let Some(name) = body.get(1..1 + usize::from(name_len)) else {
+            return Ok(None);
+        };
+        if name == SUBSCRIBE || name == CANCEL {
+            self.check_subscriber(name)?;
+            let prefix_len = size.saturating_sub(1 + u64::from(name_len));
+            let max = self.config.max_message_size;
+            if prefix_len > max {
+                return Err(ZmtpError::MessageTooLarge {
+                    size: prefix_len,
+                    max,
+                });
+            }
+            return Ok(Some(size));
+        }
+        Err(ZmtpError::Protocol(format!(
+            "{} command of {size} bytes; commands other than SUBSCRIBE and CANCEL may have at \
+             most {MAX_COMMAND_LEN} bytes",
+            String::from_utf8_lossy(name)
+        )))
+    }
+
+    /// Refuses SUBSCRIBE or CANCEL (`name`) unless the peer is a subscriber and we publish.
+    fn check_subscriber(&self, name: &[u8]) -> Result<(), ZmtpError> {
+        let peer = self.peer.as_ref().map(|p| p.socket_type);
+        if peer == Some(SocketType::Sub) && self.config.socket_type == SocketType::Pub {
+            return Ok(());
+        }
+        Err(ZmtpError::Protocol(format!(
+            "{} from a {} peer; only a SUB (or XSUB) peer of a PUB socket subscribes",
+            String::from_utf8_lossy(name),
+            peer.map_or("unknown", SocketType::as_str)
+        )))
+    }
+
+    /// Refuses a SUBSCRIBE or CANCEL (`name`) from a peer that does not subscribe, or
+    /// whose prefix is longer than `max_message_size`.
+    fn check_subscription(&self, name: &[u8], prefix: &[u8]) -> Result<(), ZmtpError> {
+        self.check_subscriber(name)?;
+        let max = self.config.max_message_size;
+        if prefix.len() as u64 > max {
+            return Err(ZmtpError::MessageTooLarge {
+                size: prefix.len() as u64,
+                max,
+            });
+        }
+        Ok(())
+    }
+
+    /// Takes a frame [`frame_limit`](Self::frame_limit) accepted.
+    fn handle_frame(&mut self, frame: Frame) -> Result<(), ZmtpError> {
         if frame.command {
-            if frame.more {
-                return protocol("command frame with the MORE flag set");
-            }
-            if !self.partial.is_empty() {
-                return protocol("command inside a multi-frame message");
-            }
             let command =
                 Command::decode(frame.body).map_err(|e| ZmtpError::Protocol(e.to_string()))?;
             trace!(?command, "recv");
             return self.handle_command(command);
         }
-        if self.peer.is_none() {
-            return protocol("message before READY");
-        }
-        self.partial_len += frame.body.len() as u64;
+        let limits = self.message_limits();
+        self.budget.add_frame(limits)?;
+        self.budget.add_bytes(frame.body.len(), limits)?;
+        self.partial_held += held_cost(frame.body.len());
         self.partial.push(frame.body);
         if frame.more {
             return Ok(());
         }
-        self.partial_len = 0;
+        self.budget.reset();
+        self.partial_held = 0;
         let frames = std::mem::take(&mut self.partial);
-        self.on_message(frames);
+        self.push_message(Message::from(frames));
         Ok(())
     }
 
@@ -398,8 +533,14 @@ impl ZmtpSession {
         }
         match command {
             Command::Ready(_) => return Err(ZmtpError::Protocol("second READY".into())),
-            Command::Subscribe(prefix) => self.push_subscription(ZmtpEvent::Subscribe(prefix)),
-            Command::Cancel(prefix) => self.push_subscription(ZmtpEvent::Cancel(prefix)),
+            Command::Subscribe(prefix) => {
+                self.check_subscription(SUBSCRIBE, &prefix)?;
+                self.push_message(subscription_message(true, &prefix));
+            }
+            Command::Cancel(prefix) => {
+                self.check_subscription(CANCEL, &prefix)?;
+                self.push_message(subscription_message(false, &prefix));
+            }
             Command::Ping { ttl, context } => {
                 self.pending_pong = Some(context);
                 self.peer_ttl = (ttl > 0).then(|| Duration::from_millis(u64::from(ttl) * 100));
@@ -413,37 +554,19 @@ impl ZmtpSession {
         Ok(())
     }
 
-    fn on_message(&mut self, frames: Vec<Bytes>) {
-        // A SUB peer's single-frame message starting with 1 or 0 is a subscription: that is
-        // all of ZMTP 3.0, and libzmq 4.3 still accepts it from 3.1 peers.
-        let from_subscriber = self
-            .peer
-            .as_ref()
-            .is_some_and(|p| p.socket_type == SocketType::Sub);
-        if let [only] = frames.as_slice() {
-            if from_subscriber && matches!(only.first(), Some(0 | 1)) {
-                let prefix = only.slice(1..);
-                let event = if only[0] == 1 {
-                    ZmtpEvent::Subscribe(prefix)
-                } else {
-                    ZmtpEvent::Cancel(prefix)
-                };
-                self.push_subscription(event);
-                return;
-            }
-        }
-        let msg = Message::from(frames);
-        self.inbox_bytes += msg.byte_len();
+    /// Queues a received message (or subscription message) for [`recv`](Self::recv).
+    ///
+    /// A SUB peer's single-frame message starting with 1 or 0 is a subscription (all of
+    /// ZMTP 3.0, and libzmq 4.3 still accepts it from 3.1 peers): it is already the
+    /// subscription message SUBSCRIBE and CANCEL are turned into, so it goes in as it is,
+    /// in order with the rest.
+    fn push_message(&mut self, msg: Message) {
+        self.inbox_held += message_held(&msg);
         self.inbox.push_back(msg);
         if !self.readable_signalled {
             self.readable_signalled = true;
             self.events.push_back(ZmtpEvent::Readable);
         }
-    }
-
-    fn push_subscription(&mut self, event: ZmtpEvent) {
-        self.pending_subscriptions += 1;
-        self.events.push_back(event);
     }
 
     /// The transport reached end-of-file or failed: the session ends.
@@ -573,7 +696,7 @@ impl ZmtpSession {
     pub(crate) fn recv(&mut self) -> Option<Message> {
         let msg = self.inbox.pop_front();
         match &msg {
-            Some(m) => self.inbox_bytes -= m.byte_len(),
+            Some(m) => self.inbox_held -= message_held(m),
             None => self.readable_signalled = false,
         }
         msg
@@ -674,11 +797,7 @@ impl ZmtpSession {
 
     /// The next event, if any.
     pub(crate) fn poll_event(&mut self) -> Option<ZmtpEvent> {
-        let event = self.events.pop_front()?;
-        if matches!(event, ZmtpEvent::Subscribe(_) | ZmtpEvent::Cancel(_)) {
-            self.pending_subscriptions -= 1;
-        }
-        Some(event)
+        self.events.pop_front()
     }
 
     // ----- failure -----
@@ -699,12 +818,36 @@ impl ZmtpSession {
         self.outbox.clear();
         self.queued_bytes = 0;
         self.partial.clear();
-        self.partial_len = 0;
+        self.budget.reset();
+        self.partial_held = 0;
         self.incomplete_frame_len = 0;
         self.pending_pong = None;
         self.ping_queued = false;
         self.held_back = false;
     }
+}
+
+impl From<OverLimit> for ZmtpError {
+    fn from(e: OverLimit) -> Self {
+        match e {
+            OverLimit::Size { size, max } => ZmtpError::MessageTooLarge { size, max },
+            OverLimit::Frames { max } => ZmtpError::TooManyFrames { max },
+        }
+    }
+}
+
+/// What a received message holds: [`held_cost`] of each frame.
+fn message_held(msg: &Message) -> u64 {
+    msg.frames().iter().map(|f| held_cost(f.len())).sum()
+}
+
+/// A SUB peer's SUBSCRIBE or CANCEL as a ZMTP 3.0 subscription message (`01` or `00`,
+/// then the prefix), the form the socket engine reads subscriptions in.
+fn subscription_message(subscribe: bool, prefix: &[u8]) -> Message {
+    let mut frame = BytesMut::with_capacity(1 + prefix.len());
+    frame.put_u8(u8::from(subscribe));
+    frame.extend_from_slice(prefix);
+    Message::from(frame.freeze())
 }
 
 /// The TTL sent in our PINGs: the heartbeat timeout in deciseconds, rounded up; 0 (none)

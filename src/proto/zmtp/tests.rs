@@ -7,7 +7,9 @@ use proptest::prelude::*;
 
 use super::command::{Command, CommandError, Ready, MAX_PING_CONTEXT};
 use super::frame::{Frame, FrameError};
+use super::session::MAX_COMMAND_LEN;
 use super::*;
+use crate::proto::limits;
 use crate::proto::native::Transmit;
 use crate::{Message, SocketType};
 
@@ -221,11 +223,19 @@ fn reserved_flag_bits_are_refused_at_the_first_byte() {
 }
 
 #[test]
-fn a_body_is_split_off_without_copying() {
+fn short_bodies_are_copied_out_of_the_input_and_long_ones_split_off() {
+    // Short: copied, so it keeps no read buffer alive.
     let mut buf = BytesMut::new();
     Frame::message(Bytes::from(vec![9u8; 1000]), false).encode(&mut buf);
+    let input = buf.as_ptr() as usize..buf.as_ptr() as usize + buf.capacity();
+    let frame = Frame::decode(&mut buf, 1 << 20).unwrap().unwrap();
+    assert_eq!(frame.body, vec![9u8; 1000]);
+    assert!(!input.contains(&(frame.body.as_ptr() as usize)));
+    // Long (`COPY_BELOW` and more): split off without copying.
+    let mut buf = BytesMut::new();
+    Frame::message(Bytes::from(vec![9u8; limits::COPY_BELOW]), false).encode(&mut buf);
     let body_at = buf.as_ptr() as usize + 9;
-    let frame = Frame::decode(&mut buf, 1000).unwrap().unwrap();
+    let frame = Frame::decode(&mut buf, 1 << 20).unwrap().unwrap();
     assert_eq!(frame.body.as_ptr() as usize, body_at);
 }
 
@@ -420,6 +430,7 @@ fn config(socket_type: SocketType) -> ZmtpConfig {
         handshake_timeout: Duration::from_secs(10),
         recv_limit: 1000,
         recv_bytes_limit: 1 << 20,
+        max_message_frames: crate::proto::limits::DEFAULT_MAX_MESSAGE_FRAMES,
     }
 }
 
@@ -524,7 +535,12 @@ fn recv_all(s: &mut ZmtpSession) -> Vec<Message> {
 
 /// A fresh session that has consumed a peer READY of type `peer`.
 fn ready_session(local: SocketType, peer: SocketType, now: Instant) -> ZmtpSession {
-    let mut s = ZmtpSession::new(config(local), now);
+    ready_session_with(config(local), peer, now)
+}
+
+/// A fresh session of `cfg` that has consumed a peer READY of type `peer`.
+fn ready_session_with(cfg: ZmtpConfig, peer: SocketType, now: Instant) -> ZmtpSession {
+    let mut s = ZmtpSession::new(cfg, now);
     all_bytes(&mut s, now);
     let mut buf = BytesMut::from(
         &encoded_command(&Command::Ready(Ready {
@@ -713,16 +729,14 @@ fn subscriptions_travel_as_commands_to_31_peers_and_as_messages_to_30_peers() {
             assert_eq!(wire, expected, "minor {minor}");
             publ.handle_input(p.now, &mut BytesMut::from(&wire[..]))
                 .unwrap();
+            // Either form comes out of `recv` as ZMTP 3.0 subscription messages.
             let events: Vec<_> = std::iter::from_fn(|| publ.poll_event()).collect();
+            assert_eq!(events, [ZmtpEvent::Readable]);
             assert_eq!(
-                events,
-                [
-                    ZmtpEvent::Subscribe(Bytes::from_static(b"topic")),
-                    ZmtpEvent::Cancel(Bytes::from_static(b"old"))
-                ],
+                recv_all(publ),
+                [Message::from("\x01topic"), Message::from("\x00old")],
                 "minor {minor}, sub first {sub_first}"
             );
-            assert!(publ.recv().is_none());
         }
     }
 }
@@ -734,17 +748,18 @@ fn a_31_pub_also_accepts_message_style_subscriptions_like_libzmq() {
     let mut buf = BytesMut::from(&b"\x00\x02\x01a\x00\x01\x00\x01\x02\x01b\x00\x01\x05"[..]);
     publ.handle_input(now, &mut buf).unwrap();
     let events: Vec<_> = std::iter::from_fn(|| publ.poll_event()).collect();
+    assert_eq!(events, [ZmtpEvent::Readable]);
+    // They arrive as they are, in order with the rest (a multi-frame message is not a
+    // subscription; the engine tells them apart).
+    let msgs = recv_all(&mut publ);
     assert_eq!(
-        events,
+        msgs,
         [
-            ZmtpEvent::Subscribe(Bytes::from_static(b"a")),
-            ZmtpEvent::Cancel(Bytes::new()),
-            ZmtpEvent::Readable,
+            Message::from("\x01a"),
+            Message::from("\x00"),
+            Message::from(["\x01b", "\x05"])
         ]
     );
-    // Multi-frame or other messages are not subscriptions.
-    let msgs = recv_all(&mut publ);
-    assert_eq!(msgs, [Message::from(["\x01b", "\x05"])]);
 }
 
 #[test]
@@ -1086,29 +1101,31 @@ fn input_past_the_recv_limit_stays_in_the_buffer_until_messages_are_read() {
 #[test]
 fn large_messages_are_held_back_at_the_byte_limit_and_resumed_at_half() {
     let now = Instant::now();
+    // Each message holds its 16,000 bytes and the 64 bytes a frame costs.
+    const HELD: usize = 16_000 + limits::FRAME_OVERHEAD as usize;
     let mut cfg = config(SocketType::Pull);
-    cfg.recv_bytes_limit = 256 * 1024;
+    cfg.recv_bytes_limit = 4 * HELD;
     let mut s = ZmtpSession::new(cfg, now);
     let mut input = command_bytes(Command::Ready(Ready {
         socket_type: SocketType::Push,
         identity: Bytes::new(),
     }));
     for i in 0..10u8 {
-        Frame::message(Bytes::from(vec![i; 64 * 1024]), false).encode(&mut input);
+        Frame::message(Bytes::from(vec![i; 16_000]), false).encode(&mut input);
     }
     s.handle_input(now, &mut input).unwrap();
     assert_eq!(
         input.len(),
-        6 * (9 + 64 * 1024),
-        "four messages fill 256 KiB"
+        6 * (9 + 16_000),
+        "four messages fill the limit"
     );
     assert!(s.is_input_held_back());
     assert!(s.recv().is_some());
-    assert!(!s.wants_input(), "192 KiB buffered: not yet");
+    assert!(!s.wants_input(), "three quarters buffered: not yet");
     assert!(s.recv().is_some());
     assert!(s.wants_input(), "drained to half");
     s.handle_input(now, &mut input).unwrap();
-    assert_eq!(input.len(), 4 * (9 + 64 * 1024));
+    assert_eq!(input.len(), 4 * (9 + 16_000));
     let rest: Vec<u8> = recv_all(&mut s).iter().map(|m| m.frames()[0][0]).collect();
     assert_eq!(rest, [2, 3, 4, 5]);
     assert!(s.wants_input());
@@ -1353,4 +1370,347 @@ fn a_buffer_nobody_else_holds_is_reused() {
         "moved to the front, not reallocated"
     );
     assert_eq!(buf.len(), 10);
+}
+
+// ----- hostile peers: what a connection can make us hold -----
+
+#[test]
+fn an_endless_message_of_empty_frames_is_refused_at_the_frame_limit_holding_little() {
+    let now = Instant::now();
+    let cfg = config(SocketType::Router);
+    let max_frames = cfg.max_message_frames;
+    let mut s = ready_session_with(cfg, SocketType::Dealer, now);
+    // Up to a million empty frames with MORE (one message that never ends), fed 32 Ki
+    // frames at a time. Each empty frame holds a handle: 64 bytes counted.
+    let per_chunk = 32 * 1024;
+    let chunk = [frame::MORE, 0].repeat(per_chunk);
+    let bound = u64::from(max_frames) * limits::FRAME_OVERHEAD;
+    let mut input = BytesMut::new();
+    let (mut fed, mut result) = (0, Ok(()));
+    while fed < 1_000_000 && result.is_ok() {
+        input.extend_from_slice(&chunk);
+        fed += per_chunk;
+        result = s.handle_input(now, &mut input);
+        assert!(s.held_bytes() <= bound, "{} bytes held", s.held_bytes());
+    }
+    let err = result.unwrap_err();
+    assert_eq!(err, ZmtpError::TooManyFrames { max: max_frames });
+    assert!(
+        fed <= max_frames as usize + per_chunk,
+        "refused after {fed} frames"
+    );
+    assert!(
+        err.to_string().contains("more than 65536 frames")
+            && err.to_string().contains("max_message_frames"),
+        "{err}"
+    );
+    assert_eq!(s.held_bytes(), 0, "the partial message is dropped");
+    assert!(s.recv().is_none());
+    // The peer learns why, then the connection ends.
+    assert_eq!(
+        all_bytes(&mut s, now),
+        &encoded_command(&Command::Error(err.to_string()))[..]
+    );
+    assert!(s.is_closed());
+}
+
+#[test]
+fn a_message_of_exactly_max_message_frames_frames_is_taken() {
+    let now = Instant::now();
+    let mut cfg = config(SocketType::Pull);
+    cfg.max_message_frames = 3;
+    let mut s = ready_session_with(cfg, SocketType::Push, now);
+    let mut input = BytesMut::from(&b"\x01\x00\x01\x01a\x00\x00"[..]);
+    s.handle_input(now, &mut input).unwrap();
+    assert_eq!(recv_all(&mut s), [Message::from(["", "a", ""])]);
+    // The count starts again with the next message; a fourth frame is one too many.
+    let mut input = BytesMut::from(&b"\x01\x00\x01\x00\x01\x00\x00"[..]);
+    assert_eq!(
+        s.handle_input(now, &mut input),
+        Err(ZmtpError::TooManyFrames { max: 3 })
+    );
+    assert_eq!(input.len(), 1, "refused at the fourth frame's first byte");
+}
+
+/// A READY body from a DEALER with `n` more distinct properties (`X-0`, `X-1`, ...).
+fn ready_with_many_properties(n: usize) -> Bytes {
+    let mut body = ready_body(&[("Socket-Type", b"DEALER")]).to_vec();
+    for i in 0..n {
+        let name = format!("X-{i}");
+        body.push(name.len() as u8);
+        body.extend_from_slice(name.as_bytes());
+        body.extend_from_slice(&0u32.to_be_bytes());
+    }
+    Bytes::from(body)
+}
+
+#[test]
+fn a_ready_of_200000_properties_is_refused_as_soon_as_its_header_arrives() {
+    let now = Instant::now();
+    let body = ready_with_many_properties(200_000);
+    assert!(body.len() > 2_000_000);
+    let mut wire = BytesMut::new();
+    Frame::command(body).encode(&mut wire);
+    let mut s = ZmtpSession::new(config(SocketType::Router), now);
+    all_bytes(&mut s, now);
+    // Part of the header: nothing to judge yet, and no room asked for.
+    let mut input = BytesMut::from(&wire[..5]);
+    s.handle_input(now, &mut input).unwrap();
+    assert_eq!((input.len(), s.incomplete_frame_len()), (5, 0));
+    // The whole header: refused before any of the body is waited for.
+    input.extend_from_slice(&wire[5..9]);
+    let err = s.handle_input(now, &mut input).unwrap_err();
+    let limit = MAX_COMMAND_LEN;
+    assert_eq!(
+        err,
+        ZmtpError::Protocol(format!(
+            "command of {} bytes before READY; a handshake command may have at most {limit} bytes",
+            wire.len() - 9
+        ))
+    );
+    assert_eq!(s.incomplete_frame_len(), 0);
+    assert_eq!(
+        all_bytes(&mut s, now),
+        &encoded_command(&Command::Error(err.to_string()))[..]
+    );
+}
+
+#[test]
+fn a_ready_within_the_command_limit_asks_for_no_more_room_than_the_limit() {
+    let now = Instant::now();
+    // As many distinct properties as fit the limit.
+    let fits = |n: usize| ready_with_many_properties(n).len() as u64 <= MAX_COMMAND_LEN;
+    let n = (0..2000).take_while(|&n| fits(n)).last().unwrap();
+    assert!(n > 500, "{n} properties");
+    let body = ready_with_many_properties(n);
+    let mut wire = BytesMut::new();
+    Frame::command(body).encode(&mut wire);
+    let mut s = ZmtpSession::new(config(SocketType::Router), now);
+    let mut input = BytesMut::from(&wire[..100]);
+    s.handle_input(now, &mut input).unwrap();
+    assert_eq!(s.incomplete_frame_len(), wire.len());
+    assert!(s.incomplete_frame_len() as u64 <= MAX_COMMAND_LEN + 9);
+    input.extend_from_slice(&wire[100..]);
+    s.handle_input(now, &mut input).unwrap();
+    assert_eq!(s.peer().map(|r| r.socket_type), Some(SocketType::Dealer));
+}
+
+#[test]
+fn ready_properties_are_checked_for_duplicates_ignoring_case_in_linear_time() {
+    // 100,000 distinct names: a check that scans the names seen so far for each one
+    // (5 * 10^9 comparisons) would not finish in the time of a test.
+    assert_eq!(
+        Command::decode(ready_with_many_properties(100_000)),
+        Ok(Command::Ready(Ready {
+            socket_type: SocketType::Dealer,
+            identity: Bytes::new()
+        }))
+    );
+    let mut body = ready_with_many_properties(10_000).to_vec();
+    body.extend_from_slice(b"\x06x-9999\x00\x00\x00\x00");
+    assert_eq!(
+        Command::decode(Bytes::from(body)),
+        Err(CommandError::DuplicateProperty("x-9999".into()))
+    );
+    let unknown_twice = ready_body(&[("Socket-Type", b"PUB"), ("X-a", b""), ("x-A", b"1")]);
+    assert_eq!(
+        Command::decode(unknown_twice),
+        Err(CommandError::DuplicateProperty("x-A".into()))
+    );
+}
+
+#[test]
+fn a_message_frame_before_ready_is_refused_at_its_first_byte() {
+    let now = Instant::now();
+    let mut s = ZmtpSession::new(config(SocketType::Rep), now);
+    let err = s
+        .handle_input(now, &mut BytesMut::from(&[frame::LONG][..]))
+        .unwrap_err();
+    assert_eq!(err, ZmtpError::Protocol("message before READY".into()));
+}
+
+#[test]
+fn subscribe_and_cancel_from_a_peer_that_is_not_a_subscriber_are_refused() {
+    let now = Instant::now();
+    for (local, peer) in [
+        (SocketType::Router, SocketType::Dealer),
+        (SocketType::Sub, SocketType::Pub),
+        (SocketType::Pair, SocketType::Pair),
+    ] {
+        for (command, name) in [
+            (Command::Subscribe(Bytes::from_static(b"x")), "SUBSCRIBE"),
+            (Command::Cancel(Bytes::new()), "CANCEL"),
+        ] {
+            let mut s = ready_session(local, peer, now);
+            let err = s
+                .handle_input(now, &mut command_bytes(command))
+                .unwrap_err();
+            assert_eq!(
+                err,
+                ZmtpError::Protocol(format!(
+                    "{name} from a {peer} peer; only a SUB (or XSUB) peer of a PUB socket subscribes"
+                ))
+            );
+            assert!(s.recv().is_none());
+            assert_eq!(
+                all_bytes(&mut s, now),
+                &encoded_command(&Command::Error(err.to_string()))[..]
+            );
+        }
+    }
+    // A long one is refused as soon as its name arrives, before its prefix is buffered.
+    let mut s = ready_session(SocketType::Router, SocketType::Dealer, now);
+    let mut input = BytesMut::new();
+    frame::encode_header(&mut input, false, true, 1 << 20);
+    input.extend_from_slice(b"\x09SUBSCRI");
+    s.handle_input(now, &mut input).unwrap();
+    assert_eq!(
+        s.incomplete_frame_len(),
+        0,
+        "no room for an unknown command"
+    );
+    input.extend_from_slice(b"BE");
+    assert!(matches!(
+        s.handle_input(now, &mut input),
+        Err(ZmtpError::Protocol(m)) if m.starts_with("SUBSCRIBE from a DEALER peer")
+    ));
+}
+
+#[test]
+fn oversized_commands_other_than_subscriptions_are_refused_once_their_name_is_seen() {
+    let now = Instant::now();
+    for (name, wire_name) in [("PING", &b"\x04PING"[..]), ("HELLO", b"\x05HELLO")] {
+        let mut s = ready_session(SocketType::Pub, SocketType::Sub, now);
+        let mut input = BytesMut::new();
+        frame::encode_header(&mut input, false, true, 100_000);
+        input.extend_from_slice(&wire_name[..3]);
+        s.handle_input(now, &mut input).unwrap();
+        assert_eq!(s.incomplete_frame_len(), 0);
+        input.extend_from_slice(&wire_name[3..]);
+        assert_eq!(
+            s.handle_input(now, &mut input),
+            Err(ZmtpError::Protocol(format!(
+                "{name} command of 100000 bytes; commands other than SUBSCRIBE and CANCEL may have at most {MAX_COMMAND_LEN} bytes"
+            )))
+        );
+    }
+    // A SUBSCRIBE may carry a long prefix (up to max_message_size) from a SUB peer.
+    let mut s = ready_session(SocketType::Pub, SocketType::Sub, now);
+    let prefix = vec![7u8; 100_000];
+    let wire = encoded_command(&Command::Subscribe(Bytes::from(prefix.clone())));
+    let mut input = BytesMut::from(&wire[..20]);
+    s.handle_input(now, &mut input).unwrap();
+    assert_eq!(s.incomplete_frame_len(), wire.len());
+    input.extend_from_slice(&wire[20..]);
+    s.handle_input(now, &mut input).unwrap();
+    let expected = [&[1u8][..], &prefix].concat();
+    assert_eq!(recv_all(&mut s), [Message::from(expected)]);
+    // But no longer than max_message_size, short or long.
+    for len in [1001, 100_000] {
+        let mut cfg = config(SocketType::Pub);
+        cfg.max_message_size = 1000;
+        let mut s = ready_session_with(cfg, SocketType::Sub, now);
+        let wire = encoded_command(&Command::Cancel(Bytes::from(vec![7u8; len])));
+        assert_eq!(
+            s.handle_input(now, &mut BytesMut::from(&wire[..])),
+            Err(ZmtpError::MessageTooLarge {
+                size: len as u64,
+                max: 1000
+            }),
+            "{len}-byte prefix"
+        );
+    }
+}
+
+#[test]
+fn an_unread_subscription_flood_is_held_back_at_the_recv_limit_and_resumes_once_read() {
+    let now = Instant::now();
+    let mut cfg = config(SocketType::Pub);
+    cfg.recv_limit = 100;
+    let mut s = ready_session_with(cfg, SocketType::Sub, now);
+    // SUBSCRIBE and CANCEL commands, with ZMTP 3.0 subscription messages in between.
+    let mut input = BytesMut::new();
+    let mut expected = Vec::new();
+    for i in 0..1000 {
+        let prefix = Bytes::from(format!("topic-{i}"));
+        match i % 3 {
+            0 => input.extend_from_slice(&encoded_command(&Command::Subscribe(prefix.clone()))),
+            1 => input.extend_from_slice(&encoded_command(&Command::Cancel(prefix.clone()))),
+            _ => Frame::message(Bytes::from(format!("\x01topic-{i}")), false).encode(&mut input),
+        }
+        let flag = if i % 3 == 1 { "\x00" } else { "\x01" };
+        expected.push(Message::from(format!("{flag}topic-{i}")));
+    }
+    s.handle_input(now, &mut input).unwrap();
+    assert!(s.is_input_held_back() && !input.is_empty());
+    assert_eq!(s.poll_event(), Some(ZmtpEvent::Readable));
+    assert_eq!(
+        s.poll_event(),
+        None,
+        "subscriptions wait in the inbox, not as events"
+    );
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        let batch = recv_all(&mut s);
+        assert!(batch.len() <= 100, "{} taken at once", batch.len());
+        got.extend(batch);
+        if input.is_empty() {
+            break;
+        }
+        assert!(s.wants_input());
+        s.handle_input(now, &mut input).unwrap();
+    }
+    got.extend(recv_all(&mut s));
+    assert_eq!(got, expected, "all of them, in order");
+    assert!(!s.is_input_held_back());
+}
+
+#[test]
+fn subscriptions_count_against_the_inbox_bytes_like_messages() {
+    let now = Instant::now();
+    let mut cfg = config(SocketType::Pub);
+    cfg.recv_bytes_limit = 64 * 1024;
+    let mut s = ready_session_with(cfg, SocketType::Sub, now);
+    let mut input = BytesMut::new();
+    for i in 0..100u8 {
+        input.extend_from_slice(&encoded_command(&Command::Subscribe(Bytes::from(vec![
+            i;
+            4000
+        ]))));
+    }
+    s.handle_input(now, &mut input).unwrap();
+    let one = limits::held_cost(4001);
+    assert!(s.is_input_held_back());
+    assert!(s.held_bytes() >= 64 * 1024 && s.held_bytes() < 64 * 1024 + one);
+    // Taken until they hold the limit, no further.
+    assert_eq!(recv_all(&mut s).len() as u64, (64 * 1024u64).div_ceil(one));
+}
+
+#[test]
+fn received_frames_count_what_they_really_hold() {
+    let now = Instant::now();
+    // Ten one-byte messages cost 10 * 65 bytes, not 10.
+    let mut cfg = config(SocketType::Pull);
+    cfg.recv_bytes_limit = 10 * 65;
+    let mut s = ready_session_with(cfg, SocketType::Push, now);
+    let mut input = BytesMut::from(&b"\x00\x01x".repeat(20)[..]);
+    s.handle_input(now, &mut input).unwrap();
+    assert_eq!(s.held_bytes(), 10 * 65);
+    assert_eq!(input.len(), 10 * 3);
+    assert_eq!(recv_all(&mut s).len(), 10);
+    assert_eq!(s.held_bytes(), 0);
+    // A sliced body counts the read buffer it may keep alive.
+    let mut s = ready_session(SocketType::Pull, SocketType::Push, now);
+    let mut input = BytesMut::new();
+    Frame::message(Bytes::from(vec![1u8; limits::COPY_BELOW]), false).encode(&mut input);
+    s.handle_input(now, &mut input).unwrap();
+    assert_eq!(s.held_bytes(), limits::held_cost(limits::COPY_BELOW));
+    assert!(s.held_bytes() > (limits::COPY_BELOW as u64) + limits::SLICE_PIN);
+    // And so does the message still in progress.
+    let mut input = BytesMut::from(&b"\x01\x00\x01\x00"[..]);
+    s.handle_input(now, &mut input).unwrap();
+    assert_eq!(
+        s.held_bytes(),
+        limits::held_cost(limits::COPY_BELOW) + 2 * limits::FRAME_OVERHEAD
+    );
 }
