@@ -19,6 +19,7 @@ mod subscription;
 
 use std::collections::BTreeMap;
 use std::future::poll_fn;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll};
 
@@ -44,7 +45,21 @@ pub(crate) struct Engine {
     pub(crate) options: Arc<Options>,
     pub(crate) signal: Arc<Signal>,
     pub(crate) monitor: MonitorSender,
+    /// Messages dropped for a peer whose queue was full (Rep, Router).
+    dropped: AtomicU64,
     state: Mutex<State>,
+}
+
+/// What became of a message sent to one peer ([`Engine::send_to`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub(crate) enum Delivery {
+    /// Queued for the peer.
+    Queued,
+    /// The peer is not (or no longer) connected: the message is gone.
+    NoSuchPeer,
+    /// The peer's queue was full: the message was dropped and counted.
+    Dropped,
 }
 
 /// What the engine's lock guards.
@@ -83,17 +98,19 @@ pub(crate) struct State {
 impl Engine {
     /// A new engine for a socket of `socket_type`, with its background task running.
     pub(crate) fn new(socket_type: SocketType, options: Options) -> Arc<Engine> {
+        let subscription_budget = options.max_subscription_bytes;
         let engine = Arc::new(Engine {
             socket_type,
             options: Arc::new(options),
             signal: Signal::new(matches!(socket_type, SocketType::Pub | SocketType::Push)),
             monitor: MonitorSender::new(),
+            dropped: AtomicU64::new(0),
             state: Mutex::new(State {
                 peers: BTreeMap::new(),
                 next_peer: 1,
                 rr: RoundRobin::new(),
                 fair: FairQueue::new(),
-                fanout: FanOut::new(),
+                fanout: FanOut::new(subscription_budget),
                 identities: Identities::new(),
                 subscriptions: Subscriptions::new(),
                 closing: false,
@@ -521,10 +538,22 @@ impl Engine {
                 if !subscription::is_snapshot(&msg) {
                     return; // nothing counts before the snapshot
                 }
-                hub::accept_stream(peer, engine);
+                // Applied before the stream is accepted, so a subscriber over its budget
+                // is never counted.
+                st.fanout.add_peer(id);
+                if let Err(over) = subscription::apply(&mut st.fanout, id, &msg) {
+                    engine.remove_peer(st, id, Some(Error::Protocol(over.to_string())));
+                    return;
+                }
+                if let Some(peer) = st.peers.get_mut(&id) {
+                    hub::accept_stream(peer, engine);
+                }
                 engine.activate(st, id); // joins the fan-out
+                return;
             }
-            subscription::apply(&mut st.fanout, id, &msg);
+            if let Err(over) = subscription::apply(&mut st.fanout, id, &msg) {
+                engine.remove_peer(st, id, Some(Error::Protocol(over.to_string())));
+            }
         });
     }
 
@@ -647,42 +676,44 @@ impl Engine {
         }
     }
 
-    /// Sends to one peer (Router, Rep). `Ok(false)` when the peer is unknown; when its
-    /// queue is full, waits if `wait`, else drops the message and returns `Ok(true)`.
-    /// `direct` as for [`poll_send_rr`](Self::poll_send_rr).
-    pub(crate) fn poll_send_to(
-        &self,
-        cx: &mut Context<'_>,
-        id: PeerId,
-        msg: &mut Option<Message>,
-        wait: bool,
-        direct: bool,
-    ) -> Poll<Result<bool>> {
-        self.signal.register(cx.waker());
+    /// Sends to one peer (Router, Rep), never waiting: a peer whose queue is full
+    /// (`send_hwm`) misses the message, which is counted
+    /// ([`dropped_messages`](Self::dropped_messages)), so that one peer that does not read
+    /// cannot stop the socket from serving the others. `direct` as for
+    /// [`poll_send_rr`](Self::poll_send_rr).
+    pub(crate) fn send_to(&self, id: PeerId, msg: Message, direct: bool) -> Result<Delivery> {
         let mut st = self.lock();
         if st.closing {
-            return Poll::Ready(Err(Error::Closed));
+            return Err(Error::Closed);
         }
         self.absorb(&mut st);
         let hwm = self.options.send_hwm;
         let Some(peer) = st.peers.get_mut(&id) else {
-            return Poll::Ready(Ok(false));
+            return Ok(Delivery::NoSuchPeer);
         };
         if peer.queued() >= hwm {
-            if wait {
-                return Poll::Pending;
-            }
-            msg.take();
-            return Poll::Ready(Ok(true));
+            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            // Debug level: a peer that stopped reading can cause one of these per message.
+            debug!(
+                peer = %peer.endpoint,
+                queued = peer.queued(),
+                dropped_so_far = dropped,
+                "peer's queue is full (send_hwm): message dropped"
+            );
+            return Ok(Delivery::Dropped);
         }
-        let Some(m) = msg.take() else {
-            return Poll::Ready(Ok(true));
-        };
-        if let Err((e, _)) = peer.enqueue(m, &self.signal, direct) {
+        if let Err((e, _)) = peer.enqueue(msg, &self.signal, direct) {
             self.remove_peer(&mut st, id, Some(e));
-            return Poll::Ready(Ok(false));
+            return Ok(Delivery::NoSuchPeer);
         }
-        Poll::Ready(Ok(true))
+        Ok(Delivery::Queued)
+    }
+
+    /// Messages [`send_to`](Self::send_to) dropped because their peer's queue was full,
+    /// since the socket was made.
+    #[cfg_attr(not(test), allow(dead_code))] // tests read it; the socket's stats will
+    pub(crate) fn dropped_messages(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// The peer a Router identity names.

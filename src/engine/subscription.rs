@@ -8,7 +8,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::pattern::fan_out::{FanOut, Subscriptions};
+use crate::pattern::fan_out::{FanOut, OverBudget, Subscriptions};
 use crate::pattern::PeerId;
 use crate::Message;
 
@@ -44,20 +44,25 @@ pub(super) fn is_snapshot(msg: &Message) -> bool {
 
 /// Applies a message from subscriber `peer`; returns whether it was a snapshot. Anything
 /// that is not a subscription message is ignored.
-pub(super) fn apply(fanout: &mut FanOut, peer: PeerId, msg: &Message) -> bool {
+///
+/// # Errors
+/// [`OverBudget`] when the peer's subscriptions would go over the publisher's budget
+/// (`Options::max_subscription_bytes`); the caller drops the peer. What the message held
+/// up to that point was applied.
+pub(super) fn apply(fanout: &mut FanOut, peer: PeerId, msg: &Message) -> Result<bool, OverBudget> {
     let Some(first) = msg.first() else {
-        return false;
+        return Ok(false);
     };
     if first.as_ref() == [SNAPSHOT] {
         for prefix in &msg.frames()[1..] {
-            fanout.subscribe(peer, prefix);
+            fanout.subscribe(peer, prefix)?;
         }
-        return true;
+        return Ok(true);
     }
     if msg.len() == 1 {
         match first.first() {
             Some(&SUBSCRIBE) => {
-                fanout.subscribe(peer, &first[1..]);
+                fanout.subscribe(peer, &first[1..])?;
             }
             Some(&CANCEL) => {
                 fanout.unsubscribe(peer, &first[1..]);
@@ -65,7 +70,7 @@ pub(super) fn apply(fanout: &mut FanOut, peer: PeerId, msg: &Message) -> bool {
             _ => {}
         }
     }
-    false
+    Ok(false)
 }
 
 /// Whether a Sub wants `msg` (publishers filter too; this catches messages that were in
@@ -83,22 +88,25 @@ mod tests {
         let mut subs = Subscriptions::new();
         subs.subscribe(b"a.");
         subs.subscribe(b"");
-        let mut fanout = FanOut::new();
+        let mut fanout = FanOut::new(usize::MAX);
         let peer = PeerId(1);
         fanout.add_peer(peer);
-        assert!(apply(&mut fanout, peer, &snapshot(&subs)));
+        assert_eq!(apply(&mut fanout, peer, &snapshot(&subs)), Ok(true));
         let mut out = vec![];
         fanout.matching(b"zzz", &mut out);
         assert_eq!(out, vec![peer], "the empty prefix matches everything");
-        assert!(!apply(&mut fanout, peer, &command(false, b"")));
+        assert_eq!(apply(&mut fanout, peer, &command(false, b"")), Ok(false));
         fanout.matching(b"zzz", &mut out);
         assert!(out.is_empty());
         fanout.matching(b"a.x", &mut out);
         assert_eq!(out, vec![peer]);
-        assert!(!apply(
-            &mut fanout,
-            peer,
-            &Message::from(vec![Bytes::from_static(b"junk"), Bytes::new()])
-        ));
+        assert_eq!(
+            apply(
+                &mut fanout,
+                peer,
+                &Message::from(vec![Bytes::from_static(b"junk"), Bytes::new()])
+            ),
+            Ok(false)
+        );
     }
 }
