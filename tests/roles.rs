@@ -437,3 +437,56 @@ sys.stdin.read()
     assert!(reason.contains("subscription"), "{reason}");
     publish_until_heard(&publisher, &mut good).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mandatory_router_fails_a_send_to_a_peer_that_never_reads_instead_of_waiting() {
+    let mut router = Router::with_options(Options::new().send_hwm(2).router_mandatory(true));
+    let ep = router.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let slow = Dealer::with_options(Options::new().identity("slow").stream_window(16 * 1024));
+    slow.connect(&ep).unwrap();
+    let mut fast = Dealer::with_options(Options::new().identity("fast"));
+    fast.connect(&ep).unwrap();
+    timeout(T, router.wait_for_peers(2)).await.unwrap().unwrap();
+
+    let big = Bytes::from(vec![0u8; REPLY_PADDING]);
+    let mut refused = false;
+    for _ in 0..10_000 {
+        let sent = timeout(Duration::from_secs(1), router.send("slow", big.clone()))
+            .await
+            .expect("the router waited on a peer that never reads");
+        match sent {
+            Ok(()) => {}
+            Err(zocket::Error::HostUnreachable) => {
+                refused = true;
+                break;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(refused, "the slow peer's queue never filled");
+    router.send("fast", "still served").await.unwrap();
+    let got = timeout(T, fast.recv()).await.unwrap().unwrap();
+    assert_eq!(text(&got), "still served");
+    drop(slow);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sub_with_thousands_of_subscriptions_is_accepted_with_all_of_them() {
+    let publisher = Pub::bind("tcp://127.0.0.1:0").await.unwrap();
+    let ep = publisher.endpoints()[0].to_string();
+    let mut sub = Sub::new();
+    for i in 0..3_000 {
+        sub.subscribe(format!("topic.{i}."));
+    }
+    sub.connect(&ep).unwrap();
+    timeout(T, sub.wait_for_peers(1)).await.unwrap().unwrap();
+    // Subscriptions from the first and the last part of the snapshot both hold.
+    for topic in ["topic.0.x", "topic.2999.x", "other"] {
+        publisher.send([topic, "body"]).await.unwrap();
+    }
+    let first = timeout(T, sub.recv()).await.unwrap().unwrap();
+    let second = timeout(T, sub.recv()).await.unwrap().unwrap();
+    let mut got = [text(&first), text(&second)];
+    got.sort();
+    assert_eq!(got, ["topic.0.x|body", "topic.2999.x|body"]);
+}

@@ -604,9 +604,9 @@ fn attach_zmtp(
         let error = Error::Refused {
             reason: "PAIR socket already has a peer".into(),
         };
-        warn!(%peer, %error, "refusing ZMTP peer");
         if dialed.is_none() {
             // (A dialer reports its own handshake failures.)
+            warn!(%peer, %error, "refusing ZMTP peer");
             engine.emit(Event::HandshakeFailed {
                 endpoint: peer.clone(),
                 reason: error.to_string(),

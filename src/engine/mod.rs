@@ -294,7 +294,9 @@ impl Engine {
         if self.socket_type == SocketType::Sub && st.receiving {
             // A publisher learns our subscriptions before anything else, even before it
             // accepts our stream: it accepts only once it has them.
-            peer.enqueue_now(subscription::snapshot(&st.subscriptions));
+            for msg in subscription::snapshot(&st.subscriptions) {
+                peer.enqueue_now(msg);
+            }
             peer.snapshot_sent = true;
         }
         match &peer.link {
@@ -528,31 +530,28 @@ impl Engine {
     }
 
     /// Pub side: applies subscription messages from a subscriber (and accepts its stream
-    /// once its first snapshot is in).
+    /// once its snapshot is in). A subscriber over its subscription budget
+    /// (`Options::max_subscription_bytes`) is dropped, before it is ever counted when its
+    /// snapshot is what went over.
     fn read_subscriptions(&self, st: &mut State, id: PeerId) {
         self.drain(st, id, |engine, st, msg| {
             let Some(peer) = st.peers.get_mut(&id) else {
                 return;
             };
-            if peer.phase == Phase::AwaitingSubscriptions {
-                if !subscription::is_snapshot(&msg) {
-                    return; // nothing counts before the snapshot
-                }
-                // Applied before the stream is accepted, so a subscriber over its budget
-                // is never counted.
+            let awaiting = peer.phase == Phase::AwaitingSubscriptions;
+            if awaiting {
+                // A large snapshot's first part comes as subscribe messages before it.
                 st.fanout.add_peer(id);
-                if let Err(over) = subscription::apply(&mut st.fanout, id, &msg) {
-                    engine.remove_peer(st, id, Some(Error::Protocol(over.to_string())));
-                    return;
-                }
-                if let Some(peer) = st.peers.get_mut(&id) {
-                    hub::accept_stream(peer, engine);
-                }
-                engine.activate(st, id); // joins the fan-out
-                return;
             }
-            if let Err(over) = subscription::apply(&mut st.fanout, id, &msg) {
-                engine.remove_peer(st, id, Some(Error::Protocol(over.to_string())));
+            match subscription::apply(&mut st.fanout, id, &msg) {
+                Err(over) => engine.remove_peer(st, id, Some(Error::Protocol(over.to_string()))),
+                Ok(true) if awaiting => {
+                    if let Some(peer) = st.peers.get_mut(&id) {
+                        hub::accept_stream(peer, engine);
+                    }
+                    engine.activate(st, id); // joins the fan-out
+                }
+                Ok(_) => {}
             }
         });
     }
@@ -849,8 +848,11 @@ impl Engine {
                 continue;
             }
             peer.snapshot_sent = true;
-            if let Err((e, _)) = peer.enqueue(snapshot.clone(), &self.signal, false) {
-                self.remove_peer(st, id, Some(e));
+            for msg in &snapshot {
+                if let Err((e, _)) = peer.enqueue(msg.clone(), &self.signal, false) {
+                    self.remove_peer(st, id, Some(e));
+                    break;
+                }
             }
         }
     }
