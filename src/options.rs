@@ -94,8 +94,9 @@ impl Options {
         Self::default()
     }
 
-    /// Outgoing messages queued per peer before the socket applies its "full" rule
-    /// (drop for `Pub`, wait for the others). Default 1000. Bounds memory per slow peer.
+    /// Outgoing messages queued per peer before the socket applies its "full" rule (drop
+    /// for `Pub`, `Rep` and `Router`; the others send to another peer, or wait while none
+    /// has room). Default 1000. Bounds memory per slow peer.
     pub fn send_hwm(mut self, messages: usize) -> Self {
         self.send_hwm = messages.max(1);
         self

@@ -370,6 +370,7 @@ async fn a_subscriber_over_its_subscription_budget_is_dropped_while_another_keep
     for i in 0..100 {
         greedy.subscribe(format!("{i:0>100}"));
     }
+    let mut greedy_monitor = greedy.monitor();
     greedy.connect(&ep).unwrap();
     let greedy_waits = tokio::spawn(async move {
         let _ = greedy.wait_for_peers(1).await;
@@ -390,6 +391,15 @@ async fn a_subscriber_over_its_subscription_budget_is_dropped_while_another_keep
     assert!(reason.contains("subscription"), "{reason}");
     assert_eq!(publisher.peers(), 1);
     publish_until_heard(&publisher, &mut good).await;
+    // The greedy subscriber's side hears why.
+    timeout(
+        T,
+        until_event(&mut greedy_monitor, |e| {
+            matches!(e, Event::Disconnected { reason, .. } if reason.contains("subscription budget"))
+        }),
+    )
+    .await
+    .expect("the greedy subscriber was not told why");
     greedy_waits.abort();
 }
 

@@ -598,6 +598,9 @@ fn attach_zmtp(
     };
     let local = engine.socket_type;
     let mut st = engine.lock();
+    if local == SocketType::Pair {
+        engine.absorb(&mut st); // a peer that has just gone frees the place
+    }
     if local == SocketType::Pair && !st.peers.is_empty() && !st.closing {
         // One peer on every transport: libzmq closes a second PAIR's connection too.
         drop(st);

@@ -31,10 +31,11 @@ pub(crate) use signal::Signal;
 
 use crate::monitor::{Event, Monitor, MonitorSender};
 use crate::pattern::fair_queue::FairQueue;
-use crate::pattern::fan_out::{FanOut, Subscriptions};
+use crate::pattern::fan_out::{FanOut, OverBudget, Subscriptions};
 use crate::pattern::round_robin::RoundRobin;
 use crate::pattern::router::Identities;
 use crate::pattern::PeerId;
+use crate::proto::native::Reason;
 use crate::transport::dialer::Dialer;
 use crate::{Endpoint, Error, Message, Options, Result, SocketType};
 
@@ -544,7 +545,7 @@ impl Engine {
                 st.fanout.add_peer(id);
             }
             match subscription::apply(&mut st.fanout, id, &msg) {
-                Err(over) => engine.remove_peer(st, id, Some(Error::Protocol(over.to_string()))),
+                Err(over) => engine.drop_over_budget(st, id, over),
                 Ok(true) if awaiting => {
                     if let Some(peer) = st.peers.get_mut(&id) {
                         hub::accept_stream(peer, engine);
@@ -554,6 +555,26 @@ impl Engine {
                 Ok(_) => {}
             }
         });
+    }
+
+    /// Drops a subscriber over its subscription budget, saying why: a native stream not yet
+    /// accepted is rejected with the reason as text (the Sub's side reports it); an accepted
+    /// one is reset, a ZMTP connection closed.
+    fn drop_over_budget(&self, st: &mut State, id: PeerId, over: OverBudget) {
+        let reason = over.to_string();
+        if let Some(Peer {
+            phase: Phase::AwaitingSubscriptions,
+            link: Link::Native {
+                session, stream, ..
+            },
+            ..
+        }) = st.peers.get(&id)
+        {
+            let mut inner = session.lock();
+            inner.core.reject(*stream, Reason::PROTOCOL_ERROR, &reason);
+            inner.wake_driver();
+        }
+        self.remove_peer(st, id, Some(Error::Protocol(reason)));
     }
 
     /// A peer that should send us nothing (a Pull connected to our Push): read and drop,
