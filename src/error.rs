@@ -63,7 +63,8 @@ pub enum Error {
     /// peer's heartbeat).
     #[error("timed out")]
     Timeout,
-    /// A message was routed to a peer that is not connected (Router with `router_mandatory`).
+    /// A message was routed to a peer that is not connected, or whose queue is full (Router
+    /// with `router_mandatory`).
     #[error("host unreachable")]
     HostUnreachable,
     /// The stream was reset by the peer (it dropped its end without reading everything).

@@ -42,13 +42,13 @@
 //! |---|---|---|---|
 //! | [`Pub`] | to every subscriber whose prefix matches the first frame | — | that subscriber misses the message |
 //! | [`Sub`] | — | fair-queued | backpressure to the publisher |
-//! | [`Req`] | round-robin, one request in flight | its reply only | wait |
-//! | [`Rep`] | the reply to the request being served | fair-queued, one at a time | wait |
+//! | [`Req`] | round-robin, one request in flight | its reply only, from the peer holding the request | wait |
+//! | [`Rep`] | the reply to the request being served | fair-queued, one at a time | that reply is dropped (counted); never waits on one client |
 //! | [`Dealer`] | round-robin over peers with room | fair-queued | wait |
-//! | [`Router`] | to the peer a routing id names | fair-queued, with the routing id | drop (or `HostUnreachable`) |
+//! | [`Router`] | to the peer a routing id names | fair-queued, with the routing id | dropped, counted (or `HostUnreachable` with `router_mandatory`); never waits |
 //! | [`Push`] | round-robin over peers with room | — | wait |
 //! | [`Pull`] | — | fair-queued | backpressure |
-//! | [`Pair`] | to its one peer | from its one peer | wait |
+//! | [`Pair`] | to its one peer (a second is refused, on every transport) | from its one peer | wait |
 //!
 //! [`proxy`] joins a [`Router`] and a [`Dealer`] into a broker. Messages follow ZeroMQ's
 //! envelope rules, and a socket talks ZMTP 3.1 to libzmq (and every ZeroMQ program) on the
@@ -115,7 +115,8 @@ pub use endpoint::{Endpoint, Host};
 pub use error::{Error, Result};
 pub use message::{IntoFrames, Message};
 pub use options::{
-    Options, DEFAULT_CONNECTION_WINDOW, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_STREAM_WINDOW,
+    Options, DEFAULT_CONNECTION_WINDOW, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_SUBSCRIPTION_BYTES,
+    DEFAULT_STREAM_WINDOW,
 };
 pub use socket::{proxy, Dealer, Pair, Pub, Pull, Push, Rep, Req, Request, Router, Socket, Sub};
 pub use socket_type::SocketType;

@@ -33,6 +33,7 @@ pub struct Options {
     pub(crate) identity: Option<Bytes>,
     pub(crate) request_timeout: Option<Duration>,
     pub(crate) router_mandatory: bool,
+    pub(crate) max_subscription_bytes: usize,
     pub(crate) dns_refresh: Duration,
     pub(crate) stream_window: u32,
     pub(crate) max_streams: usize,
@@ -49,6 +50,10 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 64 * 1024 * 1024;
 
 /// Default of [`Options::connection_window`]: 32 MiB.
 pub const DEFAULT_CONNECTION_WINDOW: usize = 32 * 1024 * 1024;
+
+/// Default of [`Options::max_subscription_bytes`]: 8 MiB (about 100,000 subscriptions of
+/// 20 bytes each).
+pub const DEFAULT_MAX_SUBSCRIPTION_BYTES: usize = 8 * 1024 * 1024;
 
 /// Default of [`Options::stream_window`]: 1 MiB.
 pub const DEFAULT_STREAM_WINDOW: u32 = 1024 * 1024;
@@ -69,6 +74,7 @@ impl Default for Options {
             identity: None,
             request_timeout: None,
             router_mandatory: false,
+            max_subscription_bytes: DEFAULT_MAX_SUBSCRIPTION_BYTES,
             dns_refresh: Duration::from_secs(30),
             stream_window: DEFAULT_STREAM_WINDOW,
             max_streams: 256,
@@ -88,8 +94,9 @@ impl Options {
         Self::default()
     }
 
-    /// Outgoing messages queued per peer before the socket applies its "full" rule
-    /// (drop for `Pub`, wait for the others). Default 1000. Bounds memory per slow peer.
+    /// Outgoing messages queued per peer before the socket applies its "full" rule (drop
+    /// for `Pub`, `Rep` and `Router`; the others send to another peer, or wait while none
+    /// has room). Default 1000. Bounds memory per slow peer.
     pub fn send_hwm(mut self, messages: usize) -> Self {
         self.send_hwm = messages.max(1);
         self
@@ -184,6 +191,23 @@ impl Options {
     /// instead of dropping it. Default false.
     pub fn router_mandatory(mut self, mandatory: bool) -> Self {
         self.router_mandatory = mandatory;
+        self
+    }
+
+    /// How much subscription state one subscriber may make a `Pub` hold: the sum, over the
+    /// distinct prefixes it subscribed to, of each prefix's length plus 64 bytes (what a
+    /// trie node and its bookkeeping cost). Subscribing to a prefix it already holds costs
+    /// nothing more. Default [`DEFAULT_MAX_SUBSCRIPTION_BYTES`] (8 MiB: about 100,000
+    /// topics of 20 bytes).
+    ///
+    /// Defends against a subscriber (any ZeroMQ peer that can connect) growing the
+    /// publisher's subscription trie without bound, which would also slow every `send`. A
+    /// subscriber that goes over the budget is dropped, with the reason in the log and in a
+    /// monitor `Disconnected` event: its native stream is reset, its ZMTP connection closed.
+    /// A `Sub` whose own subscriptions exceed its publisher's budget is dropped on every
+    /// reconnect, so set the same budget on both sides.
+    pub fn max_subscription_bytes(mut self, bytes: usize) -> Self {
+        self.max_subscription_bytes = bytes;
         self
     }
 

@@ -598,20 +598,48 @@ fn attach_zmtp(
         // One link per connection: bounded by the stream's window and the connection's.
         recv_bytes_limit: (options.stream_window as usize).min(options.connection_window),
     };
+    let local = engine.socket_type;
+    let mut st = engine.lock();
+    if local == SocketType::Pair {
+        engine.absorb(&mut st); // a peer that has just gone frees the place
+    }
+    if local == SocketType::Pair && !st.peers.is_empty() && !st.closing {
+        // One peer on every transport: libzmq closes a second PAIR's connection too.
+        drop(st);
+        let error = Error::Refused {
+            reason: "PAIR socket already has a peer".into(),
+        };
+        if dialed.is_none() {
+            // (A dialer reports its own handshake failures.)
+            warn!(%peer, %error, "refusing ZMTP peer");
+            engine.emit(Event::HandshakeFailed {
+                endpoint: peer.clone(),
+                reason: error.to_string(),
+            });
+        }
+        refuse_zmtp(
+            io,
+            "this PAIR socket already has its peer",
+            engine.options.handshake_timeout,
+        );
+        return Err(error);
+    }
     let shared = zmtp::spawn(SharedStream::new(io), config, peer.clone());
     let (active_tx, active_rx) = tokio::sync::oneshot::channel();
     let (gone_tx, gone_rx) = tokio::sync::oneshot::channel();
-    let mut st = engine.lock();
     if st.closing {
         shared.lock().core.close();
         shared.lock().wake_driver();
         return Err(Error::Closed);
     }
-    let local = engine.socket_type;
     let peer_id = engine.add_peer(&mut st, |id| {
         let mut p = Peer::new(id, local, Link::Zmtp(shared.clone()), Phase::Opening, peer);
-        p.on_active = Some(active_tx);
-        p.on_gone = Some(gone_tx);
+        if dialed.is_some() {
+            // A dialer waits on these and reports the link's end; an accepted peer's end
+            // is reported by the engine (`remove_peer`), which needs `on_gone` unset.
+            p.on_active = Some(active_tx);
+            p.on_gone = Some(gone_tx);
+        }
         p
     });
     remember(dialed, peer_id);
@@ -619,6 +647,21 @@ fn attach_zmtp(
         active: active_rx,
         gone: gone_rx,
     })
+}
+
+/// Tells a ZMTP peer we refuse it with an ERROR command (its greeting is done; libzmq
+/// records the reason), then closes the connection; gives up after `limit`.
+fn refuse_zmtp(mut io: ByteStream, reason: &str, limit: std::time::Duration) {
+    use tokio::io::AsyncWriteExt;
+    let mut error = bytes::BytesMut::new();
+    crate::proto::zmtp::command::Command::Error(reason.to_owned()).encode(&mut error);
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(limit, async {
+            io.write_all(&error).await?;
+            io.shutdown().await
+        })
+        .await;
+    });
 }
 
 // ----- dialing -----

@@ -19,6 +19,7 @@ mod subscription;
 
 use std::collections::BTreeMap;
 use std::future::poll_fn;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll};
 
@@ -30,10 +31,11 @@ pub(crate) use signal::Signal;
 
 use crate::monitor::{Event, Monitor, MonitorSender};
 use crate::pattern::fair_queue::FairQueue;
-use crate::pattern::fan_out::{FanOut, Subscriptions};
+use crate::pattern::fan_out::{FanOut, OverBudget, Subscriptions};
 use crate::pattern::round_robin::RoundRobin;
 use crate::pattern::router::Identities;
 use crate::pattern::PeerId;
+use crate::proto::native::Reason;
 use crate::transport::dialer::Dialer;
 use crate::{Endpoint, Error, Message, Options, Result, SocketType};
 
@@ -44,7 +46,21 @@ pub(crate) struct Engine {
     pub(crate) options: Arc<Options>,
     pub(crate) signal: Arc<Signal>,
     pub(crate) monitor: MonitorSender,
+    /// Messages dropped for a peer whose queue was full (Rep, Router).
+    dropped: AtomicU64,
     state: Mutex<State>,
+}
+
+/// What became of a message sent to one peer ([`Engine::send_to`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub(crate) enum Delivery {
+    /// Queued for the peer.
+    Queued,
+    /// The peer is not (or no longer) connected: the message is gone.
+    NoSuchPeer,
+    /// The peer's queue was full: the message was dropped and counted.
+    Dropped,
 }
 
 /// What the engine's lock guards.
@@ -83,17 +99,19 @@ pub(crate) struct State {
 impl Engine {
     /// A new engine for a socket of `socket_type`, with its background task running.
     pub(crate) fn new(socket_type: SocketType, options: Options) -> Arc<Engine> {
+        let subscription_budget = options.max_subscription_bytes;
         let engine = Arc::new(Engine {
             socket_type,
             options: Arc::new(options),
             signal: Signal::new(matches!(socket_type, SocketType::Pub | SocketType::Push)),
             monitor: MonitorSender::new(),
+            dropped: AtomicU64::new(0),
             state: Mutex::new(State {
                 peers: BTreeMap::new(),
                 next_peer: 1,
                 rr: RoundRobin::new(),
                 fair: FairQueue::new(),
-                fanout: FanOut::new(),
+                fanout: FanOut::new(subscription_budget),
                 identities: Identities::new(),
                 subscriptions: Subscriptions::new(),
                 closing: false,
@@ -277,7 +295,9 @@ impl Engine {
         if self.socket_type == SocketType::Sub && st.receiving {
             // A publisher learns our subscriptions before anything else, even before it
             // accepts our stream: it accepts only once it has them.
-            peer.enqueue_now(subscription::snapshot(&st.subscriptions));
+            for msg in subscription::snapshot(&st.subscriptions) {
+                peer.enqueue_now(msg);
+            }
             peer.snapshot_sent = true;
         }
         match &peer.link {
@@ -511,21 +531,50 @@ impl Engine {
     }
 
     /// Pub side: applies subscription messages from a subscriber (and accepts its stream
-    /// once its first snapshot is in).
+    /// once its snapshot is in). A subscriber over its subscription budget
+    /// (`Options::max_subscription_bytes`) is dropped, before it is ever counted when its
+    /// snapshot is what went over.
     fn read_subscriptions(&self, st: &mut State, id: PeerId) {
         self.drain(st, id, |engine, st, msg| {
             let Some(peer) = st.peers.get_mut(&id) else {
                 return;
             };
-            if peer.phase == Phase::AwaitingSubscriptions {
-                if !subscription::is_snapshot(&msg) {
-                    return; // nothing counts before the snapshot
-                }
-                hub::accept_stream(peer, engine);
-                engine.activate(st, id); // joins the fan-out
+            let awaiting = peer.phase == Phase::AwaitingSubscriptions;
+            if awaiting {
+                // A large snapshot's first part comes as subscribe messages before it.
+                st.fanout.add_peer(id);
             }
-            subscription::apply(&mut st.fanout, id, &msg);
+            match subscription::apply(&mut st.fanout, id, &msg) {
+                Err(over) => engine.drop_over_budget(st, id, over),
+                Ok(true) if awaiting => {
+                    if let Some(peer) = st.peers.get_mut(&id) {
+                        hub::accept_stream(peer, engine);
+                    }
+                    engine.activate(st, id); // joins the fan-out
+                }
+                Ok(_) => {}
+            }
         });
+    }
+
+    /// Drops a subscriber over its subscription budget, saying why: a native stream not yet
+    /// accepted is rejected with the reason as text (the Sub's side reports it); an accepted
+    /// one is reset, a ZMTP connection closed.
+    fn drop_over_budget(&self, st: &mut State, id: PeerId, over: OverBudget) {
+        let reason = over.to_string();
+        if let Some(Peer {
+            phase: Phase::AwaitingSubscriptions,
+            link: Link::Native {
+                session, stream, ..
+            },
+            ..
+        }) = st.peers.get(&id)
+        {
+            let mut inner = session.lock();
+            inner.core.reject(*stream, Reason::PROTOCOL_ERROR, &reason);
+            inner.wake_driver();
+        }
+        self.remove_peer(st, id, Some(Error::Protocol(reason)));
     }
 
     /// A peer that should send us nothing (a Pull connected to our Push): read and drop,
@@ -647,42 +696,44 @@ impl Engine {
         }
     }
 
-    /// Sends to one peer (Router, Rep). `Ok(false)` when the peer is unknown; when its
-    /// queue is full, waits if `wait`, else drops the message and returns `Ok(true)`.
-    /// `direct` as for [`poll_send_rr`](Self::poll_send_rr).
-    pub(crate) fn poll_send_to(
-        &self,
-        cx: &mut Context<'_>,
-        id: PeerId,
-        msg: &mut Option<Message>,
-        wait: bool,
-        direct: bool,
-    ) -> Poll<Result<bool>> {
-        self.signal.register(cx.waker());
+    /// Sends to one peer (Router, Rep), never waiting: a peer whose queue is full
+    /// (`send_hwm`) misses the message, which is counted
+    /// ([`dropped_messages`](Self::dropped_messages)), so that one peer that does not read
+    /// cannot stop the socket from serving the others. `direct` as for
+    /// [`poll_send_rr`](Self::poll_send_rr).
+    pub(crate) fn send_to(&self, id: PeerId, msg: Message, direct: bool) -> Result<Delivery> {
         let mut st = self.lock();
         if st.closing {
-            return Poll::Ready(Err(Error::Closed));
+            return Err(Error::Closed);
         }
         self.absorb(&mut st);
         let hwm = self.options.send_hwm;
         let Some(peer) = st.peers.get_mut(&id) else {
-            return Poll::Ready(Ok(false));
+            return Ok(Delivery::NoSuchPeer);
         };
         if peer.queued() >= hwm {
-            if wait {
-                return Poll::Pending;
-            }
-            msg.take();
-            return Poll::Ready(Ok(true));
+            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            // Debug level: a peer that stopped reading can cause one of these per message.
+            debug!(
+                peer = %peer.endpoint,
+                queued = peer.queued(),
+                dropped_so_far = dropped,
+                "peer's queue is full (send_hwm): message dropped"
+            );
+            return Ok(Delivery::Dropped);
         }
-        let Some(m) = msg.take() else {
-            return Poll::Ready(Ok(true));
-        };
-        if let Err((e, _)) = peer.enqueue(m, &self.signal, direct) {
+        if let Err((e, _)) = peer.enqueue(msg, &self.signal, direct) {
             self.remove_peer(&mut st, id, Some(e));
-            return Poll::Ready(Ok(false));
+            return Ok(Delivery::NoSuchPeer);
         }
-        Poll::Ready(Ok(true))
+        Ok(Delivery::Queued)
+    }
+
+    /// Messages [`send_to`](Self::send_to) dropped because their peer's queue was full,
+    /// since the socket was made.
+    #[cfg_attr(not(test), allow(dead_code))] // tests read it; the socket's stats will
+    pub(crate) fn dropped_messages(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// The peer a Router identity names.
@@ -818,8 +869,11 @@ impl Engine {
                 continue;
             }
             peer.snapshot_sent = true;
-            if let Err((e, _)) = peer.enqueue(snapshot.clone(), &self.signal, false) {
-                self.remove_peer(st, id, Some(e));
+            for msg in &snapshot {
+                if let Err((e, _)) = peer.enqueue(msg.clone(), &self.signal, false) {
+                    self.remove_peer(st, id, Some(e));
+                    break;
+                }
             }
         }
     }

@@ -207,6 +207,24 @@ impl Subscriptions {
         node
     }
 
+    /// Whether exactly `prefix` is subscribed (at least once).
+    pub(crate) fn contains(&self, prefix: &[u8]) -> bool {
+        let mut node = &self.root;
+        let mut rest = prefix;
+        while let Some(&first) = rest.first() {
+            let Ok(i) = node.find(first) else {
+                return false;
+            };
+            let edge = &node.children[i];
+            let Some(tail) = rest.strip_prefix(&edge.label[..]) else {
+                return false;
+            };
+            rest = tail;
+            node = &edge.node;
+        }
+        node.count > 0
+    }
+
     /// Whether any subscribed prefix is a prefix of `topic` (the empty prefix matches all).
     pub(crate) fn matches(&self, topic: &[u8]) -> bool {
         let mut node = &self.root;
@@ -262,20 +280,63 @@ impl Subscriptions {
     }
 }
 
+/// What one distinct subscription prefix is counted as holding, besides its bytes: a trie
+/// node and edge, their allocations and the count.
+pub(crate) const SUBSCRIPTION_OVERHEAD: usize = 64;
+
+/// A subscriber went over its subscription budget; nothing was added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub(crate) struct OverBudget {
+    /// What the peer held before this subscription, counted as the budget counts.
+    pub(crate) held: usize,
+    /// What this subscription would have added.
+    pub(crate) adding: usize,
+    /// The budget.
+    pub(crate) max: usize,
+}
+
+impl std::fmt::Display for OverBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "subscriber over its subscription budget: it holds {} bytes and a subscription \
+             of {} more exceeds max_subscription_bytes ({})",
+            self.held, self.adding, self.max
+        )
+    }
+}
+
+/// One peer's subscriptions and what they are counted as holding.
+#[derive(Debug, Default)]
+struct PeerSubscriptions {
+    subs: Subscriptions,
+    /// Sum over distinct prefixes of `len + SUBSCRIPTION_OVERHEAD`.
+    held: usize,
+}
+
 /// The peers of a Pub and their subscriptions: who gets a message with a given topic.
 ///
 /// Each peer has its own [`Subscriptions`]; [`matching`](FanOut::matching) checks each in
 /// turn, which costs a short trie walk per peer and no allocation once `out` has grown.
-#[derive(Debug, Default)]
+/// What one peer's subscriptions hold is bounded by a budget: each distinct prefix counts
+/// its length plus [`SUBSCRIPTION_OVERHEAD`].
+#[derive(Debug)]
 pub(crate) struct FanOut {
     /// Subscriptions per connected peer, ordered by id for deterministic output.
-    peers: BTreeMap<PeerId, Subscriptions>,
+    peers: BTreeMap<PeerId, PeerSubscriptions>,
+    /// The most one peer's subscriptions may be counted as holding.
+    budget: usize,
 }
 
 impl FanOut {
-    /// No peers.
-    pub(crate) fn new() -> Self {
-        Self::default()
+    /// No peers; each may hold at most `budget` bytes of subscriptions (see
+    /// [`SUBSCRIPTION_OVERHEAD`]).
+    pub(crate) fn new(budget: usize) -> Self {
+        FanOut {
+            peers: BTreeMap::new(),
+            budget,
+        }
     }
 
     /// Adds a peer with no subscriptions; a peer already present keeps its subscriptions.
@@ -290,14 +351,30 @@ impl FanOut {
 
     /// Adds one subscription of `peer` to `prefix`.
     ///
-    /// Returns `true` when the prefix is new for that peer. Subscriptions from a peer that
-    /// was never added (or already removed) are ignored and return `false`, so a late
-    /// message from a closing pipe cannot bring a peer back.
-    pub(crate) fn subscribe(&mut self, peer: PeerId, prefix: &[u8]) -> bool {
-        match self.peers.get_mut(&peer) {
-            Some(subs) => subs.subscribe(prefix),
-            None => false,
+    /// Returns `Ok(true)` when the prefix is new for that peer. Subscriptions from a peer
+    /// that was never added (or already removed) are ignored and return `Ok(false)`, so a
+    /// late message from a closing pipe cannot bring a peer back.
+    ///
+    /// # Errors
+    /// [`OverBudget`] when a new prefix would take the peer over the budget; nothing is
+    /// added (the caller drops the peer).
+    pub(crate) fn subscribe(&mut self, peer: PeerId, prefix: &[u8]) -> Result<bool, OverBudget> {
+        let Some(entry) = self.peers.get_mut(&peer) else {
+            return Ok(false);
+        };
+        let adding = prefix.len().saturating_add(SUBSCRIPTION_OVERHEAD);
+        if !entry.subs.contains(prefix) && entry.held.saturating_add(adding) > self.budget {
+            return Err(OverBudget {
+                held: entry.held,
+                adding,
+                max: self.budget,
+            });
         }
+        let new = entry.subs.subscribe(prefix);
+        if new {
+            entry.held += adding;
+        }
+        Ok(new)
     }
 
     /// Removes one subscription of `peer` to `prefix`.
@@ -305,10 +382,20 @@ impl FanOut {
     /// Returns `true` when that was the peer's last subscription to it; unknown peers and
     /// prefixes are ignored and return `false`.
     pub(crate) fn unsubscribe(&mut self, peer: PeerId, prefix: &[u8]) -> bool {
-        match self.peers.get_mut(&peer) {
-            Some(subs) => subs.unsubscribe(prefix),
-            None => false,
+        let Some(entry) = self.peers.get_mut(&peer) else {
+            return false;
+        };
+        let gone = entry.subs.unsubscribe(prefix);
+        if gone {
+            entry.held -= prefix.len() + SUBSCRIPTION_OVERHEAD;
         }
+        gone
+    }
+
+    /// What `peer`'s subscriptions are counted as holding (0 for an unknown peer).
+    #[cfg(test)]
+    pub(crate) fn held(&self, peer: PeerId) -> usize {
+        self.peers.get(&peer).map_or(0, |p| p.held)
     }
 
     /// Clears `out`, then fills it with every peer subscribed to a prefix of `topic`, in
@@ -318,7 +405,7 @@ impl FanOut {
         out.extend(
             self.peers
                 .iter()
-                .filter(|(_, subs)| subs.matches(topic))
+                .filter(|(_, entry)| entry.subs.matches(topic))
                 .map(|(&peer, _)| peer),
         );
     }
@@ -515,13 +602,13 @@ mod tests {
 
     #[test]
     fn fan_out_returns_matching_peers_in_ascending_order() {
-        let mut fan = FanOut::new();
+        let mut fan = FanOut::new(usize::MAX);
         for id in [3, 1, 2, 4] {
             fan.add_peer(PeerId(id));
         }
-        assert!(fan.subscribe(PeerId(3), b"a"));
-        assert!(fan.subscribe(PeerId(1), b""));
-        assert!(fan.subscribe(PeerId(2), b"ab"));
+        assert_eq!(fan.subscribe(PeerId(3), b"a"), Ok(true));
+        assert_eq!(fan.subscribe(PeerId(1), b""), Ok(true));
+        assert_eq!(fan.subscribe(PeerId(2), b"ab"), Ok(true));
         let mut out = vec![PeerId(99)];
         fan.matching(b"abc", &mut out);
         assert_eq!(out, [PeerId(1), PeerId(2), PeerId(3)]);
@@ -535,8 +622,8 @@ mod tests {
 
     #[test]
     fn fan_out_ignores_unknown_peers() {
-        let mut fan = FanOut::new();
-        assert!(!fan.subscribe(PeerId(1), b""));
+        let mut fan = FanOut::new(usize::MAX);
+        assert_eq!(fan.subscribe(PeerId(1), b""), Ok(false));
         assert!(!fan.unsubscribe(PeerId(1), b""));
         assert_eq!(fan.peer_count(), 0);
         let mut out = Vec::new();
@@ -545,10 +632,43 @@ mod tests {
     }
 
     #[test]
-    fn re_adding_a_peer_keeps_its_subscriptions() {
-        let mut fan = FanOut::new();
+    fn a_peer_is_stopped_at_its_subscription_budget_and_unsubscribing_frees_it() {
+        let cost = |prefix: &[u8]| prefix.len() + SUBSCRIPTION_OVERHEAD;
+        let budget = cost(b"aaaa") + cost(b"bb");
+        let mut fan = FanOut::new(budget);
         fan.add_peer(PeerId(1));
-        fan.subscribe(PeerId(1), b"a");
+        fan.add_peer(PeerId(2));
+        assert_eq!(fan.subscribe(PeerId(1), b"aaaa"), Ok(true));
+        assert_eq!(fan.subscribe(PeerId(1), b"bb"), Ok(true));
+        assert_eq!(fan.held(PeerId(1)), budget);
+        // Counting a prefix again costs nothing; a new one is refused, and not added.
+        assert_eq!(fan.subscribe(PeerId(1), b"aaaa"), Ok(false));
+        assert_eq!(
+            fan.subscribe(PeerId(1), b"c"),
+            Err(OverBudget {
+                held: budget,
+                adding: cost(b"c"),
+                max: budget
+            })
+        );
+        let mut out = Vec::new();
+        fan.matching(b"c", &mut out);
+        assert!(out.is_empty());
+        // The budget is per peer.
+        assert_eq!(fan.subscribe(PeerId(2), b"c"), Ok(true));
+        // Only the last unsubscribe of a prefix frees its cost.
+        assert!(!fan.unsubscribe(PeerId(1), b"aaaa"));
+        assert_eq!(fan.held(PeerId(1)), budget);
+        assert!(fan.unsubscribe(PeerId(1), b"aaaa"));
+        assert_eq!(fan.held(PeerId(1)), cost(b"bb"));
+        assert_eq!(fan.subscribe(PeerId(1), b"c"), Ok(true));
+    }
+
+    #[test]
+    fn re_adding_a_peer_keeps_its_subscriptions() {
+        let mut fan = FanOut::new(usize::MAX);
+        fan.add_peer(PeerId(1));
+        fan.subscribe(PeerId(1), b"a").unwrap();
         fan.add_peer(PeerId(1));
         let mut out = Vec::new();
         fan.matching(b"a", &mut out);
@@ -640,7 +760,7 @@ mod tests {
 
         #[test]
         fn fan_out_agrees_with_a_naive_filter(ops in prop::collection::vec(fan_op(), 0..200)) {
-            let mut fan = FanOut::new();
+            let mut fan = FanOut::new(usize::MAX);
             let mut peers: Vec<u8> = Vec::new();
             let mut model: Vec<(u8, Vec<u8>)> = Vec::new(); // one entry per subscription
             let mut out = Vec::new();
@@ -662,7 +782,7 @@ mod tests {
                         if peers.contains(&p) {
                             model.push((p, prefix.clone()));
                         }
-                        prop_assert_eq!(fan.subscribe(PeerId(p.into()), &prefix), expected);
+                        prop_assert_eq!(fan.subscribe(PeerId(p.into()), &prefix), Ok(expected));
                     }
                     FanOp::Unsubscribe(p, prefix) => {
                         let entry = (p, prefix.clone());

@@ -6,6 +6,8 @@
 //! push their peer identities in front; Rep keeps the whole envelope and puts it back on the
 //! reply.
 
+use std::hash::{BuildHasher, Hasher};
+
 use bytes::Bytes;
 
 use crate::Message;
@@ -21,27 +23,48 @@ impl RequestId {
     }
 }
 
-/// The source of a Req's request ids: consecutive values from a seed, wrapping at `u32::MAX`.
+/// The source of a Req's request ids: each id is a keyed hash (the `hasher`, SipHash with a
+/// per-socket random key for std's `RandomState`) of a counter, cut to 32 bits.
 ///
-/// The engine passes a random seed, as libzmq does, so that a restarted Req does not accept
-/// replies meant for its previous life.
+/// A peer that sees one id learns nothing about the next, so a rogue peer the Req is also
+/// connected to cannot forge the reply to a request another peer holds, and a restarted Req
+/// does not accept replies meant for its previous life. Two consecutive ids always differ,
+/// so the reply to the previous request is never taken for the current one.
+///
+/// Sans-IO: the caller passes the keyed `hasher` (this module draws no randomness).
 #[derive(Debug)]
-pub(crate) struct RequestIds {
-    /// The id [`next`](RequestIds::next) returns next.
-    next: u32,
+pub(crate) struct RequestIds<S> {
+    /// Builds the keyed hasher each id is computed with.
+    hasher: S,
+    /// How many ids were handed out (the hashed input).
+    counter: u64,
+    /// The id handed out last.
+    last: Option<RequestId>,
 }
 
-impl RequestIds {
-    /// Ids starting at `seed`.
-    pub(crate) fn with_seed(seed: u32) -> Self {
-        RequestIds { next: seed }
+impl<S: BuildHasher> RequestIds<S> {
+    /// Ids keyed by `hasher` (std's `RandomState::new()` in a socket; a fixed key in tests).
+    pub(crate) fn new(hasher: S) -> Self {
+        RequestIds {
+            hasher,
+            counter: 0,
+            last: None,
+        }
     }
 
-    /// A fresh id: the seed first, then each following value, wrapping around.
+    /// A fresh id, never equal to the one before.
     pub(crate) fn next(&mut self) -> RequestId {
-        let id = RequestId(self.next);
-        self.next = self.next.wrapping_add(1);
-        id
+        loop {
+            self.counter = self.counter.wrapping_add(1);
+            let mut h = self.hasher.build_hasher();
+            h.write_u64(self.counter);
+            // The low half of the 64-bit SipHash output; truncation keeps it unguessable.
+            let id = RequestId(h.finish() as u32);
+            if self.last != Some(id) {
+                self.last = Some(id);
+                return id;
+            }
+        }
     }
 }
 
@@ -113,17 +136,45 @@ pub(crate) fn join_envelope(envelope: Vec<Bytes>, body: Message) -> Message {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::hash::{BuildHasherDefault, DefaultHasher};
 
     fn frames(msg: &Message) -> Vec<&[u8]> {
         msg.iter().map(|f| &f[..]).collect()
     }
 
+    /// A fixed key, so the tests are deterministic (a socket passes a random one).
+    fn fixed_ids() -> RequestIds<BuildHasherDefault<DefaultHasher>> {
+        RequestIds::new(BuildHasherDefault::default())
+    }
+
     #[test]
-    fn request_ids_count_up_from_the_seed_and_wrap() {
-        let mut ids = RequestIds::with_seed(u32::MAX - 1);
-        assert_eq!(ids.next(), RequestId(u32::MAX - 1));
-        assert_eq!(ids.next(), RequestId(u32::MAX));
-        assert_eq!(ids.next(), RequestId(0));
+    fn consecutive_request_ids_are_neither_sequential_nor_repeated() {
+        let mut ids = fixed_ids();
+        let run: Vec<u32> = (0..100_000).map(|_| ids.next().0).collect();
+        for pair in run.windows(2) {
+            let step = pair[1].wrapping_sub(pair[0]);
+            assert!(
+                step != 0 && step != 1 && step != u32::MAX,
+                "{:#x} then {:#x}",
+                pair[0],
+                pair[1]
+            );
+        }
+        // Spread over the whole range: no run of ids close together.
+        let distinct: std::collections::HashSet<u32> = run.iter().copied().collect();
+        assert!(distinct.len() > 99_990, "{} distinct", distinct.len());
+        let high = run.iter().filter(|&&id| id >= 1 << 31).count();
+        assert!((45_000..55_000).contains(&high), "{high} in the upper half");
+    }
+
+    #[test]
+    fn two_sockets_with_different_keys_make_different_ids() {
+        use std::hash::RandomState;
+        let mut a = RequestIds::new(RandomState::new());
+        let mut b = RequestIds::new(RandomState::new());
+        let a: Vec<RequestId> = (0..8).map(|_| a.next()).collect();
+        let b: Vec<RequestId> = (0..8).map(|_| b.next()).collect();
+        assert_ne!(a, b);
     }
 
     #[test]
@@ -187,7 +238,7 @@ mod tests {
 
     #[test]
     fn a_rep_echoing_the_envelope_answers_the_req() {
-        let mut ids = RequestIds::with_seed(41);
+        let mut ids = fixed_ids();
         let id = ids.next();
         let request = wrap_request(id, Message::from("ping"));
         let (envelope, body) = split_envelope(request).unwrap();

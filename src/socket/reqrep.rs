@@ -1,6 +1,7 @@
 //! Request/reply: one request in flight, checked by the borrow checker.
 
 use std::future::poll_fn;
+use std::hash::RandomState;
 use std::task::Poll;
 
 use bytes::Bytes;
@@ -28,17 +29,22 @@ use crate::{Error, Message, Result, SocketType};
 /// once, [`Options::request_timeout`](crate::Options::request_timeout) bounds the wait, and
 /// a cancelled request leaves the socket usable: its late reply is recognised by its id and
 /// dropped.
+///
+/// The reply is taken only from the peer that holds the request (anything another peer
+/// sends meanwhile is dropped), and must carry the request's id, which is unpredictable (a
+/// keyed hash with a random key per socket): a peer cannot answer a request it was not
+/// given.
 pub struct Req {
     socket: Socket,
-    ids: RequestIds,
+    ids: RequestIds<RandomState>,
 }
 
 impl Req {
     fn from_socket(socket: Socket) -> Self {
-        let seed = u32::from_le_bytes(crate::instance::id()[..4].try_into().unwrap_or([1; 4]));
         Req {
             socket,
-            ids: RequestIds::with_seed(seed),
+            // A random SipHash key per socket: its request ids cannot be guessed.
+            ids: RequestIds::new(RandomState::new()),
         }
     }
 
@@ -60,6 +66,10 @@ impl Req {
                 let peer = self.socket.send_rr(request.clone(), true).await?;
                 let reply = poll_fn(|cx| loop {
                     match engine.poll_recv(cx) {
+                        Poll::Ready(Ok((from, _))) if from != peer => {
+                            // Only the peer holding the request may answer it.
+                            debug!("dropping a message from a peer that does not hold the request");
+                        }
                         Poll::Ready(Ok((_, reply))) => match check_reply(id, reply) {
                             ReplyCheck::Matched(body) => return Poll::Ready(Some(Ok(body))),
                             ReplyCheck::Stale => debug!("dropping a stale reply"),
@@ -148,20 +158,21 @@ impl Request<'_> {
         &self.message
     }
 
-    /// Sends `reply` to the requester. If it has gone away, the reply is dropped (its
-    /// request will be, or was, resent to another replier).
+    /// Sends `reply` to the requester. Never waits on it: if it has gone away, the reply
+    /// is dropped (its request will be, or was, resent to another replier); if its queue is
+    /// full (`send_hwm`: it does not read its replies), the reply is dropped and counted, as
+    /// libzmq's REP does, so one client that stops reading cannot stop the socket from
+    /// serving the others.
     ///
     /// # Errors
     /// `Error::Closed` once the socket is closed.
     ///
     /// # Cancel safety
-    /// If cancelled before it completes, the reply was not sent.
+    /// Completes without waiting; if it is never polled, the reply was not sent.
     pub async fn reply(self, reply: impl Into<Message>) -> Result<()> {
         let msg = join_envelope(self.envelope, reply.into());
-        let mut slot = Some(msg);
-        let engine = &self.rep.socket.engine;
         // The next request is what we wait for now: the reply goes out from this task.
-        poll_fn(|cx| engine.poll_send_to(cx, self.peer, &mut slot, true, true)).await?;
+        let _ = self.rep.socket.engine.send_to(self.peer, msg, true)?;
         Ok(())
     }
 }

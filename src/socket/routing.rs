@@ -1,11 +1,11 @@
 //! Asynchronous request/reply: dealer and router, and the proxy that joins them.
 
-use std::future::poll_fn;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 
 use super::{impl_sink, impl_stream, socket_type, Socket};
+use crate::engine::Delivery;
 use crate::{Error, Message, Result, SocketType};
 
 /// Dealer: sends round-robin over its peers with room, receives fair-queued; no envelope
@@ -59,8 +59,9 @@ impl_stream!(Dealer, |_: &Dealer, _, msg| msg);
 ///
 /// A peer's routing id is the `identity` it set in its [`Options`](crate::Options::identity),
 /// or one the router makes up (5 bytes, libzmq-style). A second peer claiming an identity
-/// that a connected peer holds is refused. A message to an unknown peer is dropped, or fails
-/// with `Error::HostUnreachable` when [`Options::router_mandatory`](crate::Options::router_mandatory) is set.
+/// that a connected peer holds is refused. A message to an unknown peer, or to a peer whose
+/// queue is full, is dropped, or fails with `Error::HostUnreachable` when
+/// [`Options::router_mandatory`](crate::Options::router_mandatory) is set.
 ///
 /// As a `futures::Stream` and `Sink`, a router's messages carry the routing id as their first
 /// frame, as in ZeroMQ.
@@ -93,65 +94,47 @@ impl Router {
         }
     }
 
-    /// Sends `msg` to the peer whose routing id is `peer`.
+    /// Sends `msg` to the peer whose routing id is `peer`. Never waits on that peer: when
+    /// it is unknown, or its queue is full (`send_hwm`: it does not read), the message is
+    /// dropped (a full queue's drops are counted), so one peer that stops reading cannot
+    /// stop the router from serving the others.
     ///
     /// # Errors
-    /// `Error::HostUnreachable` for an unknown peer when `router_mandatory` is set (else
-    /// the message is dropped); `Error::Closed` once the socket is closed.
+    /// With [`router_mandatory`](crate::Options::router_mandatory), `Error::HostUnreachable`
+    /// instead of dropping, for an unknown peer or a full queue; `Error::Closed` once the
+    /// socket is closed.
     ///
     /// # Cancel safety
-    /// If cancelled before it completes, the message was not queued.
+    /// Completes without waiting; if it is never polled, the message was not queued.
     pub async fn send(&mut self, peer: impl AsRef<[u8]>, msg: impl Into<Message>) -> Result<()> {
-        let mut slot = Some(msg.into());
-        let peer = peer.as_ref();
-        poll_fn(|cx| self.poll_route(cx, peer, &mut slot)).await
+        self.route(peer.as_ref(), msg.into())
     }
 
-    fn poll_route(
-        &self,
-        cx: &mut Context<'_>,
-        peer: &[u8],
-        slot: &mut Option<Message>,
-    ) -> Poll<Result<()>> {
+    /// Routes `msg` to the peer named `peer`, as [`send`](Self::send) describes.
+    fn route(&self, peer: &[u8], msg: Message) -> Result<()> {
         let engine = &self.socket.engine;
-        let mandatory = engine.options.router_mandatory;
-        let Some(id) = engine.peer_by_identity(peer) else {
-            slot.take();
-            return Poll::Ready(if mandatory {
-                Err(Error::HostUnreachable)
-            } else {
-                Ok(())
-            });
+        let delivery = match engine.peer_by_identity(peer) {
+            Some(id) => engine.send_to(id, msg, false)?,
+            None => Delivery::NoSuchPeer,
         };
-        match engine.poll_send_to(cx, id, slot, mandatory, false) {
-            Poll::Ready(Ok(true)) => Poll::Ready(Ok(())),
-            Poll::Ready(Ok(false)) => Poll::Ready(if mandatory {
+        match delivery {
+            Delivery::Queued => Ok(()),
+            Delivery::NoSuchPeer | Delivery::Dropped if engine.options.router_mandatory => {
                 Err(Error::HostUnreachable)
-            } else {
-                Ok(())
-            }),
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
+            }
+            Delivery::NoSuchPeer | Delivery::Dropped => Ok(()),
         }
     }
 
     /// Sends a message whose first frame is the routing id (ZeroMQ's ROUTER framing).
-    fn poll_push_slot(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+    fn poll_push_slot(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
         let Some(mut msg) = self.sink_slot.take() else {
             return Poll::Ready(Ok(()));
         };
         let Some(peer) = msg.pop_front() else {
             return Poll::Ready(Ok(()));
         };
-        let mut slot = Some(msg);
-        let res = self.poll_route(cx, &peer, &mut slot);
-        if res.is_pending() {
-            if let Some(mut msg) = slot {
-                msg.push_front(peer);
-                self.sink_slot = Some(msg);
-            }
-        }
-        res
+        Poll::Ready(self.route(&peer, msg))
     }
 }
 

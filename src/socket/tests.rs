@@ -170,3 +170,39 @@ async fn sockets_are_sinks_and_streams() {
         .collect();
     assert_eq!(got, ["m0", "m1", "m2"]);
 }
+
+/// A Rep answering a client that never reads drops (and counts) the replies that do not fit
+/// its queue instead of waiting, and serves every request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rep_drops_and_counts_replies_to_a_client_that_never_reads() {
+    let mut rep = Rep::with_options(Options::new().send_hwm(2));
+    let ep = rep.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let mut dealer = Dealer::with_options(Options::new().stream_window(16 * 1024));
+    dealer.connect(&ep).unwrap();
+    timeout(T, dealer.wait_for_peers(1)).await.unwrap().unwrap();
+    let requests = 200;
+    let flood = tokio::spawn(async move {
+        for i in 0..requests {
+            let request = Message::from(vec![
+                bytes::Bytes::new(),
+                bytes::Bytes::from(format!("{i}")),
+            ]);
+            dealer.send(request).await.unwrap();
+        }
+        dealer // never reads
+    });
+    let padding = bytes::Bytes::from(vec![0u8; 32 * 1024]);
+    for _ in 0..requests {
+        let request = timeout(T, rep.recv())
+            .await
+            .expect("the Rep stalled")
+            .unwrap();
+        timeout(T, request.reply(padding.clone()))
+            .await
+            .expect("reply waited")
+            .unwrap();
+    }
+    let dropped = rep.engine.dropped_messages();
+    assert!(dropped > 100, "{dropped} replies dropped");
+    drop(flood);
+}
