@@ -26,9 +26,14 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crypto_box::aead::rand_core::RngCore;
 use crypto_box::aead::OsRng;
 
 use crate::proto::curve::z85::{self, Z85Error};
+use crate::proto::curve::{ClientRandom, ServerRandom};
+
+#[cfg(test)]
+mod interop_tests;
 
 /// A Curve25519 public key: a server's identity that clients trust, or a client's that a
 /// server may allow.
@@ -229,6 +234,36 @@ fn parse_z85(text: &str) -> Result<[u8; 32], ParseKeyError> {
         Z85Error::Character { pos, ch } => ParseKeyError::Character { pos, ch },
         Z85Error::Overflow { pos } => ParseKeyError::Overflow { pos },
     })
+}
+
+/// Fresh random bytes from the operating system for one client connection's handshake
+/// (the sans-IO core draws none itself).
+#[allow(dead_code)] // wired into the wires in the next increment of issue 13
+pub(crate) fn client_random() -> ClientRandom {
+    let mut random = ClientRandom {
+        short_secret: [0; 32],
+        vouch_nonce: [0; 16],
+    };
+    OsRng.fill_bytes(&mut random.short_secret);
+    OsRng.fill_bytes(&mut random.vouch_nonce);
+    random
+}
+
+/// Fresh random bytes from the operating system for one server connection's handshake:
+/// its short-term key, its own cookie key, and the random nonce parts.
+#[allow(dead_code)] // wired into the wires in the next increment of issue 13
+pub(crate) fn server_random() -> ServerRandom {
+    let mut random = ServerRandom {
+        short_secret: [0; 32],
+        cookie_key: [0; 32],
+        cookie_nonce: [0; 16],
+        welcome_nonce: [0; 16],
+    };
+    OsRng.fill_bytes(&mut random.short_secret);
+    OsRng.fill_bytes(&mut random.cookie_key);
+    OsRng.fill_bytes(&mut random.cookie_nonce);
+    OsRng.fill_bytes(&mut random.welcome_nonce);
+    random
 }
 
 #[cfg(test)]
