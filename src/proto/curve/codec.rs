@@ -91,7 +91,8 @@ impl CurveCodec {
     ///
     /// # Errors
     /// [`CurveError::NonceExhausted`] after 2^64 - 2 messages: the connection must be
-    /// re-established (nothing is appended).
+    /// re-established; [`CurveError::TooLarge`] past XSalsa20's limit. Nothing is
+    /// appended then.
     pub(crate) fn encrypt(
         &mut self,
         flags: u8,
@@ -103,6 +104,7 @@ impl CurveCodec {
             return Err(CurveError::NonceExhausted);
         }
         self.next_nonce += 1;
+        let start = out.len();
         out.reserve(Self::body_len(payload.len()));
         out.extend_from_slice(MESSAGE);
         out.put_u64(nonce);
@@ -111,12 +113,19 @@ impl CurveCodec {
         out.put_u8(flags);
         out.extend_from_slice(payload);
         let full = short_nonce(self.encode_prefix, nonce);
-        let tag = self
+        match self
             .session
             .encrypt_in_place_detached(&full, b"", &mut out[tag_at + MAC_LEN..])
-            .map_err(|_| CurveError::NonceExhausted)?;
-        out[tag_at..tag_at + MAC_LEN].copy_from_slice(&tag);
-        Ok(())
+        {
+            Ok(tag) => {
+                out[tag_at..tag_at + MAC_LEN].copy_from_slice(&tag);
+                Ok(())
+            }
+            Err(_) => {
+                out.truncate(start);
+                Err(CurveError::TooLarge(payload.len()))
+            }
+        }
     }
 
     /// Appends a whole ZMTP frame carrying a MESSAGE, framed as libzmq frames it: flags
@@ -133,8 +142,10 @@ impl CurveCodec {
         if self.next_nonce == u64::MAX {
             return Err(CurveError::NonceExhausted);
         }
+        let start = out.len();
         crate::proto::zmtp::frame::encode_header(out, false, false, Self::body_len(payload.len()));
         self.encrypt(flags, payload, out)
+            .inspect_err(|_| out.truncate(start))
     }
 
     /// Opens a MESSAGE body (copying it once).

@@ -126,6 +126,9 @@ pub(crate) enum CurveError {
     /// Our nonce counter reached its end: the connection must be re-established.
     #[error("CURVE nonce counter exhausted")]
     NonceExhausted,
+    /// A plaintext too large for one box (XSalsa20's limit, 256 GiB).
+    #[error("CURVE plaintext of {0} bytes is too large for one box")]
+    TooLarge(usize),
 }
 
 /// The hint a failed box gives about its likely cause.

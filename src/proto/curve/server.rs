@@ -61,7 +61,7 @@ impl std::fmt::Debug for ServerRandom {
 }
 
 /// What the server has learnt from a HELLO.
-struct Hello_ {
+struct HelloSeen {
     /// C', the client's short-term public key.
     client_short: KeyBytes,
     /// HELLO's nonce: INITIATE's must be above it.
@@ -73,7 +73,7 @@ enum State {
     /// Nothing received yet.
     ExpectHello,
     /// WELCOME is queued or sent.
-    ExpectInitiate(Hello_),
+    ExpectInitiate(HelloSeen),
     /// INITIATE was opened: the authorizer decides on the client's key.
     Authorizing {
         client_key: KeyBytes,
@@ -365,7 +365,7 @@ impl CurveServer {
             &mut welcome,
         );
         self.out.push_back(welcome);
-        self.state = State::ExpectInitiate(Hello_ {
+        self.state = State::ExpectInitiate(HelloSeen {
             client_short: hello.client_short,
             nonce: hello.nonce,
         });
