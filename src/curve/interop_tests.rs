@@ -183,6 +183,7 @@ fn our_client_core_talks_to_a_libzmq_curve_rep_server() {
         ClientConfig {
             server_key: *server_key.as_bytes(),
             secret_key: ours.secret().as_crypto().clone(),
+            public_key: *ours.public().as_bytes(),
             metadata: socket_type("REQ"),
         },
         client_random(),
@@ -244,6 +245,7 @@ fn serve(
     let mut server = CurveServer::new(
         ServerConfig {
             secret_key: ours.secret().as_crypto().clone(),
+            public_key: *ours.public().as_bytes(),
             metadata: socket_type("REP"),
         },
         server_random(),

@@ -18,8 +18,12 @@ use crate::proto::zmtp::frame::Frame;
 pub(crate) struct ClientConfig {
     /// The server's long-term public key (S), which the client must already trust.
     pub(crate) server_key: KeyBytes,
-    /// The client's long-term secret key (c); its public key (C) is derived.
+    /// The client's long-term secret key (c).
     pub(crate) secret_key: crypto_box::SecretKey,
+    /// Its public key (C), as a [`KeyPair`](crate::curve::KeyPair) keeps it (deriving it
+    /// costs an X25519 operation per connection). A wrong one fails closed: the server
+    /// cannot open the vouch.
+    pub(crate) public_key: KeyBytes,
     /// Our metadata for INITIATE: ZMTP properties (`Socket-Type`, `Identity`...), encoded.
     pub(crate) metadata: Bytes,
 }
@@ -28,6 +32,7 @@ impl std::fmt::Debug for ClientConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientConfig")
             .field("server_key", &super::z85::encode_key(&self.server_key))
+            .field("public_key", &super::z85::encode_key(&self.public_key))
             .field("secret_key", &"<secret>")
             .field("metadata", &self.metadata)
             .finish()
@@ -56,8 +61,8 @@ impl std::fmt::Debug for ClientRandom {
 
 /// Where the client's handshake is.
 enum State {
-    /// HELLO is queued or sent; WELCOME comes next.
-    ExpectWelcome,
+    /// HELLO is queued or sent; WELCOME comes next, in this box of S and c'.
+    ExpectWelcome(Box<SalsaBox>),
     /// INITIATE is queued or sent; READY comes next (with this box of C' and S').
     ExpectReady(Box<SalsaBox>),
     /// READY arrived; the codec waits to be taken.
@@ -69,7 +74,7 @@ enum State {
 impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            State::ExpectWelcome => f.write_str("ExpectWelcome"),
+            State::ExpectWelcome(_) => f.write_str("ExpectWelcome"),
             State::ExpectReady(_) => f.write_str("ExpectReady"),
             State::Done(_) => f.write_str("Done"),
             State::Failed(e) => f.debug_tuple("Failed").field(e).finish(),
@@ -122,22 +127,22 @@ impl CurveClient {
     pub(crate) fn new(config: ClientConfig, random: ClientRandom) -> Self {
         let short_secret = crypto_box::SecretKey::from(random.short_secret);
         let short_public = *short_secret.public_key().as_bytes();
-        let mut client = CurveClient {
+        let hello_box = salsa_box(&config.server_key, &short_secret);
+        let hello = hello(&short_public, &hello_box);
+        CurveClient {
             config,
             short_secret,
             short_public,
             vouch_nonce: random.vouch_nonce,
-            state: State::ExpectWelcome,
-            out: VecDeque::new(),
+            state: State::ExpectWelcome(Box::new(hello_box)),
+            out: VecDeque::from([hello]),
             events: VecDeque::new(),
-        };
-        client.queue_hello();
-        client
+        }
     }
 
     /// Our long-term public key (C).
     pub(crate) fn public_key(&self) -> KeyBytes {
-        *self.config.secret_key.public_key().as_bytes()
+        self.config.public_key
     }
 
     /// Whether the handshake is complete (READY opened).
@@ -179,7 +184,7 @@ impl CurveClient {
 
     /// Whether the handshake waits for a command from the server.
     pub(crate) fn wants_input(&self) -> bool {
-        matches!(self.state, State::ExpectWelcome | State::ExpectReady(_))
+        matches!(self.state, State::ExpectWelcome(_) | State::ExpectReady(_))
     }
 
     /// Processes one command body from the server (WELCOME, READY or ERROR).
@@ -197,7 +202,7 @@ impl CurveClient {
             _ if command::is(body, command::ERROR) => {
                 command::parse_error(body).and_then(|reason| Err(CurveError::Peer { reason }))
             }
-            State::ExpectWelcome => self.on_welcome(body),
+            State::ExpectWelcome(_) => self.on_welcome(body),
             State::ExpectReady(_) => self.on_ready(body),
         };
         result.map_err(|e| self.fail(e))
@@ -234,31 +239,14 @@ impl CurveClient {
         error
     }
 
-    /// HELLO: version 1.0, 72 bytes of padding (so HELLO is as large as WELCOME's box
-    /// and a spoofed source gains no amplification), C', nonce 1, Box[64 zeros](C' -> S).
-    fn queue_hello(&mut self) {
-        let mut hello = Vec::with_capacity(command::HELLO_LEN);
-        hello.extend_from_slice(command::HELLO);
-        hello.extend_from_slice(&[1, 0]);
-        hello.extend_from_slice(&[0; 72]);
-        hello.extend_from_slice(&self.short_public);
-        hello.extend_from_slice(&HELLO_NONCE.to_be_bytes());
-        let cipher = salsa_box(&self.config.server_key, &self.short_secret);
-        seal(
-            &cipher,
-            &short_nonce(b"CurveZMQHELLO---", HELLO_NONCE),
-            &[0; 64],
-            &mut hello,
-        );
-        self.out.push_back(hello);
-    }
-
     /// WELCOME: open Box[S' + cookie](S -> C'), then queue INITIATE.
     fn on_welcome(&mut self, body: &[u8]) -> Result<(), CurveError> {
+        let State::ExpectWelcome(cipher) = &self.state else {
+            return Ok(());
+        };
         let welcome = Welcome::parse(body)?;
-        let cipher = salsa_box(&self.config.server_key, &self.short_secret);
         let plain = open(
-            &cipher,
+            &**cipher,
             &nonce(b"WELCOME-", &welcome.nonce),
             welcome.sealed,
             "WELCOME",
@@ -283,7 +271,7 @@ impl CurveClient {
         // Box[C + vouch nonce + vouch + metadata](C' -> S').
         let session = salsa_box(&server_short, &self.short_secret);
         let mut plain = Zeroizing::new(Vec::with_capacity(128 + self.config.metadata.len()));
-        plain.extend_from_slice(self.config.secret_key.public_key().as_bytes());
+        plain.extend_from_slice(&self.config.public_key);
         plain.extend_from_slice(&self.vouch_nonce);
         plain.extend_from_slice(&vouch);
         plain.extend_from_slice(&self.config.metadata);
@@ -327,4 +315,23 @@ impl CurveClient {
         });
         Ok(())
     }
+}
+
+/// HELLO: version 1.0, 72 bytes of padding (so HELLO, 200 bytes, is larger than the
+/// 168-byte WELCOME it asks for: a spoofed source gains no amplification), C', nonce 1,
+/// Box[64 zeros](C' -> S).
+fn hello(short_public: &KeyBytes, cipher: &SalsaBox) -> Vec<u8> {
+    let mut hello = Vec::with_capacity(command::HELLO_LEN);
+    hello.extend_from_slice(command::HELLO);
+    hello.extend_from_slice(&[1, 0]);
+    hello.extend_from_slice(&[0; 72]);
+    hello.extend_from_slice(short_public);
+    hello.extend_from_slice(&HELLO_NONCE.to_be_bytes());
+    seal(
+        cipher,
+        &short_nonce(b"CurveZMQHELLO---", HELLO_NONCE),
+        &[0; 64],
+        &mut hello,
+    );
+    hello
 }

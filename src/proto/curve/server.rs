@@ -19,8 +19,12 @@ use crate::proto::zmtp::frame::Frame;
 
 /// What a CURVE server knows: its long-term key and its metadata.
 pub(crate) struct ServerConfig {
-    /// The server's long-term secret key (s); S is derived.
+    /// The server's long-term secret key (s).
     pub(crate) secret_key: crypto_box::SecretKey,
+    /// Its public key (S), as a [`KeyPair`](crate::curve::KeyPair) keeps it (deriving it
+    /// costs an X25519 operation per connection). A wrong one fails closed: the vouch of
+    /// every client names the right one.
+    pub(crate) public_key: KeyBytes,
     /// Our metadata for READY: ZMTP properties (`Socket-Type`, `Identity`...), encoded.
     pub(crate) metadata: Bytes,
 }
@@ -28,6 +32,7 @@ pub(crate) struct ServerConfig {
 impl std::fmt::Debug for ServerConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerConfig")
+            .field("public_key", &super::z85::encode_key(&self.public_key))
             .field("secret_key", &"<secret>")
             .field("metadata", &self.metadata)
             .finish()
@@ -123,8 +128,6 @@ impl std::fmt::Debug for State {
 /// [`poll_event`]: Self::poll_event
 pub(crate) struct CurveServer {
     config: ServerConfig,
-    /// S, derived from s.
-    public_key: KeyBytes,
     /// s', S' derived from it.
     short_secret: crypto_box::SecretKey,
     short_public: KeyBytes,
@@ -139,7 +142,10 @@ pub(crate) struct CurveServer {
 impl std::fmt::Debug for CurveServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CurveServer")
-            .field("public_key", &super::z85::encode_key(&self.public_key))
+            .field(
+                "public_key",
+                &super::z85::encode_key(&self.config.public_key),
+            )
             .field("state", &self.state)
             .finish_non_exhaustive()
     }
@@ -153,10 +159,8 @@ impl CurveServer {
     pub(crate) fn new(config: ServerConfig, random: ServerRandom) -> Self {
         let short_secret = crypto_box::SecretKey::from(random.short_secret);
         let short_public = *short_secret.public_key().as_bytes();
-        let public_key = *config.secret_key.public_key().as_bytes();
         CurveServer {
             config,
-            public_key,
             short_secret,
             short_public,
             cookie_key: Zeroizing::new(random.cookie_key),
@@ -170,7 +174,7 @@ impl CurveServer {
 
     /// Our long-term public key (S).
     pub(crate) fn public_key(&self) -> KeyBytes {
-        self.public_key
+        self.config.public_key
     }
 
     /// Whether READY is queued (the handshake is complete on our side).
@@ -420,7 +424,7 @@ impl CurveServer {
         )?;
         // libzmq checks C'; we check S as well (a libzmq client puts it there).
         if !equal_ct(&vouch[..32], &hello.client_short)
-            || !equal_ct(&vouch[32..64], &self.public_key)
+            || !equal_ct(&vouch[32..64], &self.config.public_key)
         {
             return Err(CurveError::VouchMismatch);
         }

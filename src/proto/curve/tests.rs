@@ -47,6 +47,7 @@ fn client_with(server_key: KeyBytes, seed: u8) -> CurveClient {
         ClientConfig {
             server_key,
             secret_key: client_secret(),
+            public_key: *client_secret().public_key().as_bytes(),
             metadata: properties("REQ"),
         },
         ClientRandom {
@@ -64,6 +65,7 @@ fn server(seed: u8) -> CurveServer {
     CurveServer::new(
         ServerConfig {
             secret_key: server_secret(),
+            public_key: *server_secret().public_key().as_bytes(),
             metadata: properties("REP"),
         },
         ServerRandom {
@@ -800,10 +802,18 @@ fn the_server_reads_nothing_past_initiate_until_the_authorizer_answers() {
     wire.extend_from_slice(&framed(b"\x07MESSAGE and more"));
     let behind = framed(b"\x07MESSAGE and more").len();
     s.handle_input(&mut wire).unwrap();
-    assert_eq!(wire.len(), behind, "the frame after INITIATE stays in the buffer");
+    assert_eq!(
+        wire.len(),
+        behind,
+        "the frame after INITIATE stays in the buffer"
+    );
     assert!(!s.wants_input());
     s.handle_input(&mut wire).unwrap();
-    assert_eq!(wire.len(), behind, "still unread while the authorizer decides");
+    assert_eq!(
+        wire.len(),
+        behind,
+        "still unread while the authorizer decides"
+    );
     assert!(matches!(s.poll_event(), Some(CurveEvent::Authorize { .. })));
     assert!(s.accept());
     assert!(!s.wants_input(), "after READY, input is the codec's");
