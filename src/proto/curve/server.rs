@@ -346,7 +346,7 @@ impl CurveServer {
         // cookie = nonce (16) + SecretBox[C' + s'](cookie key).
         let mut cookie_plain = Zeroizing::new(Vec::with_capacity(64));
         cookie_plain.extend_from_slice(&hello.client_short);
-        cookie_plain.extend_from_slice(self.short_secret.to_bytes().as_ref());
+        cookie_plain.extend_from_slice(Zeroizing::new(self.short_secret.to_bytes()).as_ref());
         let mut welcome_plain = Zeroizing::new(Vec::with_capacity(128));
         welcome_plain.extend_from_slice(&self.short_public);
         welcome_plain.extend_from_slice(&self.cookie_nonce);
@@ -392,7 +392,10 @@ impl CurveServer {
             "cookie",
         )?;
         if !equal_ct(&cookie[..32], &hello.client_short)
-            || !equal_ct(&cookie[32..64], self.short_secret.to_bytes().as_ref())
+            || !equal_ct(
+                &cookie[32..64],
+                Zeroizing::new(self.short_secret.to_bytes()).as_ref(),
+            )
         {
             return Err(CurveError::CookieMismatch);
         }
