@@ -93,6 +93,7 @@
 //! cancel safe; a cancelled read or write of a [`mux::Stream`] loses nothing that was not
 //! reported as read or written.
 
+pub mod curve;
 pub mod discovery;
 mod driver;
 mod endpoint;

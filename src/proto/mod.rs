@@ -3,6 +3,7 @@
 //! Nothing here touches tokio, sockets or the clock, so every state can be driven from a
 //! test in memory. The tokio side lives in [`driver`](crate::driver).
 
+pub(crate) mod curve;
 pub(crate) mod greeting;
 pub(crate) mod limits;
 pub(crate) mod native;
