@@ -202,9 +202,10 @@ async fn bind_address(engine: &Arc<Engine>, endpoint: &Endpoint) -> Result<Bindi
             };
             let weak = Arc::downgrade(engine);
             let text = endpoint.to_string();
-            let handler: AcceptHandler = Arc::new(move |conn| {
+            let handler: AcceptHandler = Arc::new(move |conn, slot| {
                 let (weak, text) = (weak.clone(), text.clone());
                 async move {
+                    drop(slot); // inproc has no greeting
                     if let (Some(engine), Connection::Inproc(conn)) = (weak.upgrade(), conn) {
                         let _ = attach_inproc(&engine, conn, text, None);
                     }
@@ -288,7 +289,7 @@ async fn new_listener(engine: &Arc<Engine>, endpoint: &Endpoint) -> Result<Arc<S
     let routes = paths.clone();
     let text = endpoint.to_string();
     let listener_monitor = monitor.clone();
-    let handler: AcceptHandler = Arc::new(move |conn| {
+    let handler: AcceptHandler = Arc::new(move |conn, slot| {
         let (options, monitor, routes, text) = (
             options.clone(),
             monitor.clone(),
@@ -299,7 +300,9 @@ async fn new_listener(engine: &Arc<Engine>, endpoint: &Endpoint) -> Result<Arc<S
             let Connection::Stream { io, peer } = conn else {
                 return;
             };
-            match connect::accept(io, peer.clone(), &text, &options, &monitor).await {
+            let accepted = connect::accept(io, peer.clone(), &text, &options, &monitor).await;
+            drop(slot); // the greeting is over: the listener may accept the next one
+            match accepted {
                 Some(Connected::Native(shared)) => serve_session(shared, peer, routes).await,
                 Some(Connected::Zmtp { io, greeting }) => {
                     // A ZeroMQ peer has no paths: it talks to the default socket.
@@ -310,7 +313,12 @@ async fn new_listener(engine: &Arc<Engine>, endpoint: &Endpoint) -> Result<Arc<S
                         .and_then(Weak::upgrade);
                     match engine {
                         Some(engine) => {
-                            let _ = attach_zmtp(&engine, io, &greeting, peer, None);
+                            // Held until the peer is gone, so that it counts against the
+                            // listener's `max_connections` like a native session does.
+                            if let Ok(handles) = attach_zmtp(&engine, io, &greeting, peer, None) {
+                                drop(engine);
+                                let _ = handles.gone.await;
+                            }
                         }
                         None => {
                             warn!(%peer, "ZMTP peer, but no socket is bound at this address's default path");
