@@ -671,6 +671,7 @@ pub(crate) fn dial(engine: &Arc<Engine>, endpoint: Endpoint, dialed: DialedPeer)
                 async move { pooled_session(&key, &target, &opts).await }.boxed()
             });
             let peer_name = endpoint.to_string();
+            let socket_type = engine.socket_type;
             let handshake: HandshakeWith<Dialed> = Box::new(move |conn| {
                 let (weak, path, peer_name, dialed) = (
                     weak.clone(),
@@ -693,13 +694,22 @@ pub(crate) fn dial(engine: &Arc<Engine>, endpoint: Endpoint, dialed: DialedPeer)
                             attach_zmtp(&engine, io, &greeting, peer_name.clone(), Some(&dialed))?
                         }
                     };
+                    // Until the link is usable, a failed, timed-out or abandoned attempt
+                    // takes its peer away with it (else each retry would leave one).
+                    let attempt = Attempt {
+                        engine: Arc::downgrade(&engine),
+                        dialed: dialed.clone(),
+                        pending: true,
+                    };
+                    drop(engine);
                     // A publisher accepts a subscriber's stream once it has the Sub's
                     // subscriptions, which are sent when the Sub starts receiving (see
                     // `Engine::start_receiving`): that can be any time later, so a Sub's
                     // link counts as connected once opened. A refusal still ends it.
-                    if engine.socket_type != SocketType::Sub {
+                    if socket_type != SocketType::Sub {
                         handles.active.await.map_err(|_| Error::Closed)??;
                     }
+                    attempt.succeeded();
                     Ok(Established {
                         peer: peer_name,
                         closed: handles.gone.map(|r| r.unwrap_or(None)).boxed(),
@@ -715,6 +725,43 @@ pub(crate) fn dial(engine: &Arc<Engine>, endpoint: Endpoint, dialed: DialedPeer)
             std::io::ErrorKind::Unsupported,
             "a dns:// or mdns:// endpoint is followed by a discovery, not dialed",
         ))),
+    }
+}
+
+/// A dial attempt whose peer is in the engine but not usable yet. Dropped before
+/// [`succeeded`](Self::succeeded) (the link was refused, the handshake timed out, or the
+/// dialer went away), it removes that peer: a timed-out native stream is reset, a ZMTP
+/// connection ended.
+struct Attempt {
+    engine: Weak<Engine>,
+    dialed: DialedPeer,
+    /// Cleared when the link is usable.
+    pending: bool,
+}
+
+impl Attempt {
+    /// The link is usable: the peer stays.
+    fn succeeded(mut self) {
+        self.pending = false;
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        if !self.pending {
+            return;
+        }
+        let Some(engine) = self.engine.upgrade() else {
+            return;
+        };
+        let peer = self.dialed.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(peer) = peer {
+            let mut st = engine.lock();
+            if st.peers.contains_key(&peer) {
+                debug!(?peer, "dial attempt abandoned; removing its peer");
+                engine.remove_peer(&mut st, peer, Some(Error::Timeout));
+            }
+        }
     }
 }
 
@@ -783,6 +830,67 @@ fn pool() -> std::sync::MutexGuard<'static, HashMap<String, PoolSlot>> {
         .unwrap_or_else(|e| e.into_inner())
 }
 
+/// A dial's use of a pool entry; when it ends, the entry goes if nobody else uses it and
+/// it holds no live session.
+struct PoolUser {
+    key: String,
+    slot: Option<PoolSlot>,
+}
+
+impl Drop for PoolUser {
+    fn drop(&mut self) {
+        drop(self.slot.take());
+        forget_if_unused(&self.key);
+    }
+}
+
+/// Removes the pool's entry for `key` when no dial is using it (waiting for it, or holding
+/// it) and its session is gone or over.
+fn forget_if_unused(key: &str) {
+    let mut pool = pool();
+    let Some(slot) = pool.get(key) else {
+        return;
+    };
+    // The map's own reference only: nobody dials (clones are taken under the map's lock).
+    if Arc::strong_count(slot) > 1 {
+        return;
+    }
+    let Ok(current) = slot.try_lock() else {
+        return;
+    };
+    let live = current
+        .upgrade()
+        .is_some_and(|shared| shared.lock().closed_error().is_none());
+    drop(current);
+    if !live {
+        pool.remove(key);
+    }
+}
+
+/// Waits until the pooled session `shared` is over (its driver has exited), then drops its
+/// pool entry unless a newer session or a dial uses it.
+async fn forget_when_over(key: String, shared: Weak<Shared>) {
+    std::future::poll_fn(|cx| {
+        let Some(shared) = shared.upgrade() else {
+            return std::task::Poll::Ready(());
+        };
+        let mut inner = shared.lock();
+        if inner.is_finished() {
+            return std::task::Poll::Ready(());
+        }
+        inner.wait_closed(cx.waker());
+        std::task::Poll::Pending
+    })
+    .await;
+    forget_if_unused(&key);
+}
+
+/// The addresses the pool holds an entry for.
+#[cfg(test)]
+fn pool_keys() -> Vec<String> {
+    pool().keys().cloned().collect()
+}
+
 /// A connection made for a socket's link.
 enum Dialed {
     /// A stream will be opened on this (possibly shared) native session.
@@ -798,9 +906,16 @@ enum Dialed {
 /// that connects there; dials one when there is none (the caller owns one handle of it).
 /// A ZeroMQ peer's connection is not shared: it comes back as [`Dialed::Zmtp`].
 async fn pooled_session(key: &str, target: &Endpoint, options: &crate::Options) -> Result<Dialed> {
-    let slot = pool().entry(key.to_owned()).or_default().clone();
-    // One dial at a time per address; the others then share its result.
-    let mut current = slot.lock().await;
+    let user = PoolUser {
+        key: key.to_owned(),
+        slot: Some(pool().entry(key.to_owned()).or_default().clone()),
+    };
+    // One dial at a time per address; the others then share its result. (Declared after
+    // `user`, so released before `user` looks whether the entry can go.)
+    let mut current = match &user.slot {
+        Some(slot) => slot.clone().lock_owned().await,
+        None => return Err(Error::Closed),
+    };
     if let Some(shared) = current.upgrade() {
         let mut inner = shared.lock();
         if inner.closed_error().is_none() {
@@ -828,6 +943,7 @@ async fn pooled_session(key: &str, target: &Endpoint, options: &crate::Options) 
     match connect::dial(io, peer, options).await? {
         Connected::Native(shared) => {
             *current = Arc::downgrade(&shared);
+            tokio::spawn(forget_when_over(key.to_owned(), Arc::downgrade(&shared)));
             Ok(Dialed::Native(shared))
         }
         Connected::Zmtp { io, greeting } => Ok(Dialed::Zmtp { io, greeting }),
@@ -836,3 +952,120 @@ async fn pooled_session(key: &str, target: &Endpoint, options: &crate::Options) 
 
 #[allow(dead_code)]
 fn _unused(_: Bytes) {}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::BytesMut;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::time::timeout;
+
+    use super::*;
+    use crate::proto::greeting::{Greeting, GREETING_LEN};
+    use crate::proto::zmtp::command::{Command, Ready};
+    use crate::transport::test_util::{event_where, tasks_back_to, WAIT};
+    use crate::{Message, Options};
+
+    /// Quick redials and a short handshake, so that a test sees several attempts.
+    fn hasty() -> Options {
+        Options::new()
+            .handshake_timeout(Duration::from_millis(100))
+            .reconnect_interval(Duration::from_millis(5))
+            .reconnect_interval_max(Duration::from_millis(20))
+    }
+
+    /// Reads and discards until the peer closes.
+    async fn drain(mut s: TcpStream) {
+        let mut buf = vec![0u8; 64 * 1024];
+        while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+    }
+
+    #[tokio::test]
+    async fn a_dial_whose_stream_is_never_accepted_leaves_no_peer_behind() {
+        // Greets as a zocket peer and says HELLO, then never answers: the stream OPEN
+        // stays unanswered while the session itself is fine.
+        let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = server.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = server.accept().await {
+                tokio::spawn(async move {
+                    let mut theirs = [0u8; GREETING_LEN];
+                    let mut hello = BytesMut::new();
+                    crate::proto::native::frame::Frame::Hello(crate::proto::native::Hello {
+                        instance: [7; 16],
+                        stream_window: 1 << 20,
+                        max_streams: 256,
+                        max_message_size: 1 << 20,
+                    })
+                    .encode(&mut hello);
+                    if s.read_exact(&mut theirs).await.is_ok()
+                        && s.write_all(&Greeting::zocket().encode()).await.is_ok()
+                        && s.write_all(&hello).await.is_ok()
+                    {
+                        drain(s).await;
+                    }
+                });
+            }
+        });
+        let engine = Engine::new(SocketType::Push, hasty());
+        let mut events = engine.monitor();
+        engine.connect(&format!("tcp://127.0.0.1:{port}")).unwrap();
+        for _ in 0..6 {
+            event_where(&mut events, |e| matches!(e, Event::HandshakeFailed { .. })).await;
+        }
+        // At most the attempt in progress is there.
+        let peers = engine.lock().peers.len();
+        assert!(peers <= 1, "{peers} peers after six timed-out handshakes");
+        engine.close().await;
+    }
+
+    #[tokio::test]
+    async fn the_pool_forgets_addresses_nobody_dials_any_more() {
+        let engine = Engine::new(SocketType::Push, hasty());
+        let mut events = engine.monitor();
+        // Addresses where nobody listens: every dial fails.
+        let ports: Vec<u16> = (0..20)
+            .map(|_| {
+                std::net::TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap()
+                    .port()
+            })
+            .collect();
+        for port in &ports {
+            engine.connect(&format!("tcp://127.0.0.1:{port}")).unwrap();
+        }
+        // And one where a socket listens: a session is made, then closed.
+        let pull = Engine::new(SocketType::Pull, Options::new());
+        let bound = pull.bind("tcp://127.0.0.1:0").await.unwrap();
+        engine.connect(&bound.to_string()).unwrap();
+        event_where(&mut events, |e| matches!(e, Event::Connected { .. })).await;
+        for _ in 0..ports.len() {
+            event_where(&mut events, |e| matches!(e, Event::Retrying { .. })).await;
+        }
+        engine.close().await;
+        pull.close().await;
+        let crate::Endpoint::Tcp {
+            port: listening, ..
+        } = bound
+        else {
+            panic!("not tcp: {bound}");
+        };
+        let ours = |key: &String| {
+            ports
+                .iter()
+                .chain(std::iter::once(&listening))
+                .any(|p| key.ends_with(&format!(":{p}")))
+        };
+        timeout(WAIT, async {
+            while pool_keys().iter().any(ours) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("stale pool keys: {:?}", pool_keys()));
+    }
+}
