@@ -114,7 +114,10 @@ impl Options {
     }
 
     /// How long `close` (or drop) keeps trying to deliver queued outgoing messages.
-    /// `None` waits forever, `Some(ZERO)` discards them. Default 10 s.
+    /// `None` waits forever, `Some(ZERO)` discards them. Default 10 s. Once it is over, what
+    /// is still undelivered is discarded and its links aborted (a native stream reset, a
+    /// ZMTP connection closed), so a peer that stops reading cannot keep the connection
+    /// and the data open.
     pub fn linger(mut self, linger: Option<Duration>) -> Self {
         self.linger = linger;
         self

@@ -1021,6 +1021,160 @@ mod tests {
         engine.close().await;
     }
 
+    /// Sends 64 KiB messages until `push` stops taking them (the peer reads nothing, so
+    /// the kernel's buffers and then ours fill up); returns how many bytes it took.
+    async fn fill(push: &mut crate::Push) -> usize {
+        let payload = Bytes::from(vec![7u8; 64 * 1024]);
+        let mut sent = 0;
+        for _ in 0..2_000 {
+            let send = push.send(Message::from(vec![payload.clone()]));
+            match timeout(Duration::from_millis(200), send).await {
+                Ok(done) => done.unwrap(),
+                Err(_) => return sent, // full
+            }
+            sent += payload.len();
+        }
+        panic!("{sent} bytes were taken by a peer that reads nothing");
+    }
+
+    /// Reads everything until the end of the stream; how many bytes came.
+    async fn read_to_end(s: &mut TcpStream) -> usize {
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut total = 0;
+        loop {
+            match timeout(WAIT, s.read(&mut buf))
+                .await
+                .expect("no end of stream")
+            {
+                Ok(0) | Err(_) => return total,
+                Ok(n) => total += n,
+            }
+        }
+    }
+
+    /// A socket closed with `linger` cuts a ZMTP peer that reads nothing off once the
+    /// linger time is over: what it still held is discarded, the connection closed.
+    #[tokio::test]
+    async fn after_the_linger_time_a_zmtp_peer_that_reads_nothing_is_cut_off() {
+        let baseline = tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks();
+        let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = server.local_addr().unwrap().port();
+        let mut push = crate::Push::with_options(
+            Options::new()
+                .native(false)
+                .linger(Some(Duration::from_millis(100))),
+        );
+        push.connect(&format!("tcp://127.0.0.1:{port}")).unwrap();
+        let (mut raw, _) = timeout(WAIT, server.accept()).await.unwrap().unwrap();
+        // A ZMTP PULL that greets, says READY, then reads nothing more.
+        let mut theirs = [0u8; GREETING_LEN];
+        raw.read_exact(&mut theirs).await.unwrap();
+        let zmtp = Greeting {
+            native: None,
+            ..Greeting::zocket()
+        };
+        raw.write_all(&zmtp.encode()).await.unwrap();
+        let mut ready = BytesMut::new();
+        Command::Ready(Ready {
+            socket_type: SocketType::Pull,
+            identity: Bytes::new(),
+        })
+        .encode(&mut ready);
+        raw.write_all(&ready).await.unwrap();
+        timeout(WAIT, push.wait_for_peers(1))
+            .await
+            .unwrap()
+            .unwrap();
+
+        let sent = fill(&mut push).await;
+        timeout(WAIT, push.close()).await.unwrap();
+        // The connection's driver is gone (without the cut it would wait for the peer to
+        // read forever)...
+        tasks_back_to(baseline).await;
+        // ...so the peer gets what the kernel had taken, then the end: not everything.
+        let got = read_to_end(&mut raw).await;
+        assert!(
+            got < sent,
+            "the peer got all {sent} bytes: nothing was discarded"
+        );
+    }
+
+    /// The same over the native wire: once the linger time is over, the stream of a socket
+    /// whose peer reads nothing is reset, even though another socket still uses the
+    /// connection (a finished stream would hold its data as long as the connection lives).
+    #[test]
+    fn after_the_linger_time_a_native_peer_that_reads_nothing_is_cut_off() {
+        // The reader lives in a runtime of its own, so this one's tasks are the writer's.
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let reader = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let pull = crate::Pull::new();
+                let ep = pull.bind("tcp://127.0.0.1:0").await.unwrap();
+                port_tx.send(ep.to_string()).unwrap();
+                let _ = stop_rx.await; // never reads
+                drop(pull);
+            });
+        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let baseline = tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks();
+            let ep = port_rx.recv_timeout(WAIT).unwrap();
+            let mut push =
+                crate::Push::with_options(Options::new().linger(Some(Duration::from_millis(100))));
+            push.connect(&ep).unwrap();
+            timeout(WAIT, push.wait_for_peers(1))
+                .await
+                .unwrap()
+                .unwrap();
+            // Another socket of this process shares the connection.
+            let other = crate::Push::connect(&ep).await.unwrap();
+            timeout(WAIT, other.wait_for_peers(1))
+                .await
+                .unwrap()
+                .unwrap();
+            let Endpoint::Tcp { port, .. } = ep.parse::<Endpoint>().unwrap() else {
+                unreachable!()
+            };
+            let session = {
+                let slot = pool()
+                    .get(&format!("tcp://127.0.0.1:{port}"))
+                    .cloned()
+                    .unwrap();
+                let shared = slot.try_lock().unwrap().upgrade().unwrap();
+                shared
+            };
+            assert_eq!(session.lock().core.stream_count(), 2);
+            fill(&mut push).await;
+            timeout(WAIT, push.close()).await.unwrap();
+            // The stream is gone with what it held; the other socket's stays.
+            timeout(WAIT, async {
+                while session.lock().core.stream_count() > 1 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+            .await
+            .expect("the closed socket's stream is still there");
+            drop(session);
+            other.close().await;
+            // The session's driver, and with it the connection, is gone.
+            tasks_back_to(baseline).await;
+        });
+        let _ = stop_tx.send(());
+        reader.join().unwrap();
+    }
+
     #[tokio::test]
     async fn the_pool_forgets_addresses_nobody_dials_any_more() {
         let engine = Engine::new(SocketType::Push, hasty());
