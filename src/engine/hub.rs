@@ -1175,6 +1175,48 @@ mod tests {
         reader.join().unwrap();
     }
 
+    /// An accepted ZMTP peer counts against the listener's `max_connections` for as long as
+    /// it is connected, like a native session does.
+    #[tokio::test]
+    async fn an_accepted_zmtp_peer_counts_against_max_connections() {
+        let pull = Engine::new(SocketType::Pull, Options::new().max_connections(1));
+        let mut events = pull.monitor();
+        let Endpoint::Tcp { port, .. } = pull.bind("tcp://127.0.0.1:0").await.unwrap() else {
+            unreachable!()
+        };
+        // A ZMTP PUSH: greets without the zocket marker, says READY.
+        let mut zmtp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let greeting = Greeting {
+            native: None,
+            ..Greeting::zocket()
+        };
+        zmtp.write_all(&greeting.encode()).await.unwrap();
+        let mut ready = BytesMut::new();
+        Command::Ready(Ready {
+            socket_type: SocketType::Push,
+            identity: Bytes::new(),
+        })
+        .encode(&mut ready);
+        zmtp.write_all(&ready).await.unwrap();
+        timeout(WAIT, pull.wait_for_peers(1))
+            .await
+            .unwrap()
+            .unwrap();
+        // The listener is full: the next connection is closed at once.
+        let mut next = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut buf = [0u8; 8];
+        let read = timeout(WAIT, next.read(&mut buf)).await.unwrap();
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        let Event::HandshakeFailed { reason, .. } =
+            event_where(&mut events, |e| matches!(e, Event::HandshakeFailed { .. })).await
+        else {
+            unreachable!()
+        };
+        assert!(reason.contains("max_connections"), "{reason}");
+        drop(zmtp);
+        pull.close().await;
+    }
+
     #[tokio::test]
     async fn the_pool_forgets_addresses_nobody_dials_any_more() {
         let engine = Engine::new(SocketType::Push, hasty());
