@@ -730,8 +730,8 @@ pub(crate) fn dial(engine: &Arc<Engine>, endpoint: Endpoint, dialed: DialedPeer)
 
 /// A dial attempt whose peer is in the engine but not usable yet. Dropped before
 /// [`succeeded`](Self::succeeded) (the link was refused, the handshake timed out, or the
-/// dialer went away), it removes that peer: a timed-out native stream is reset, a ZMTP
-/// connection ended.
+/// dialer went away) while that peer is still opening, it removes it: a timed-out native
+/// stream is reset, a ZMTP connection ended.
 struct Attempt {
     engine: Weak<Engine>,
     dialed: DialedPeer,
@@ -754,13 +754,18 @@ impl Drop for Attempt {
         let Some(engine) = self.engine.upgrade() else {
             return;
         };
-        let peer = self.dialed.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(peer) = peer {
-            let mut st = engine.lock();
-            if st.peers.contains_key(&peer) {
-                debug!(?peer, "dial attempt abandoned; removing its peer");
-                engine.remove_peer(&mut st, peer, Some(Error::Timeout));
-            }
+        let mut st = engine.lock();
+        let mut dialed = self.dialed.lock().unwrap_or_else(|e| e.into_inner());
+        // A peer that became usable stays, even if this attempt never saw it (its task was
+        // aborted by a close right after the socket sent to it): only one still opening is
+        // half made.
+        let opening =
+            dialed.filter(|id| st.peers.get(id).is_some_and(|p| p.phase == Phase::Opening));
+        if let Some(peer) = opening {
+            *dialed = None;
+            drop(dialed);
+            debug!(?peer, "dial attempt abandoned; removing its half-open peer");
+            engine.remove_peer(&mut st, peer, Some(Error::Timeout));
         }
     }
 }
@@ -1214,6 +1219,35 @@ mod tests {
         };
         assert!(reason.contains("max_connections"), "{reason}");
         drop(zmtp);
+        pull.close().await;
+    }
+
+    /// A socket can send to its peer as soon as the peer is usable, before the dial task
+    /// has seen it; a close then aborts that task: the peer (with what was sent to it)
+    /// must stay until the close delivers it.
+    #[tokio::test]
+    async fn an_abandoned_attempt_leaves_a_peer_that_became_usable() {
+        let pull = Engine::new(SocketType::Pull, Options::new());
+        let bound = pull.bind("tcp://127.0.0.1:0").await.unwrap();
+        let push = Engine::new(SocketType::Push, Options::new());
+        push.connect(&bound.to_string()).unwrap();
+        timeout(WAIT, push.wait_for_peers(1))
+            .await
+            .unwrap()
+            .unwrap();
+        let dialed = push.lock().dialers[0].2.clone();
+        let peer = dialed.lock().unwrap().expect("the dialed peer is recorded");
+        drop(Attempt {
+            engine: Arc::downgrade(&push),
+            dialed: dialed.clone(),
+            pending: true,
+        });
+        assert!(
+            push.lock().peers.contains_key(&peer),
+            "the usable peer was removed"
+        );
+        assert_eq!(*dialed.lock().unwrap(), Some(peer));
+        push.close().await;
         pull.close().await;
     }
 
