@@ -116,8 +116,8 @@ pub use endpoint::{Endpoint, Host};
 pub use error::{Error, Result};
 pub use message::{IntoFrames, Message};
 pub use options::{
-    Options, DEFAULT_CONNECTION_WINDOW, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_SUBSCRIPTION_BYTES,
-    DEFAULT_STREAM_WINDOW,
+    Options, DEFAULT_CONNECTION_WINDOW, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HANDSHAKES,
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_SUBSCRIPTION_BYTES, DEFAULT_STREAM_WINDOW,
 };
 pub use socket::{proxy, Dealer, Pair, Pub, Pull, Push, Rep, Req, Request, Router, Socket, Sub};
 pub use socket_type::SocketType;

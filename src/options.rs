@@ -28,6 +28,8 @@ pub struct Options {
     pub(crate) heartbeat_interval: Option<Duration>,
     pub(crate) heartbeat_timeout: Duration,
     pub(crate) handshake_timeout: Duration,
+    pub(crate) max_connections: usize,
+    pub(crate) max_handshakes: usize,
     pub(crate) max_message_size: u64,
     pub(crate) max_message_frames: u32,
     pub(crate) identity: Option<Bytes>,
@@ -55,6 +57,12 @@ pub const DEFAULT_CONNECTION_WINDOW: usize = 32 * 1024 * 1024;
 /// 20 bytes each).
 pub const DEFAULT_MAX_SUBSCRIPTION_BYTES: usize = 8 * 1024 * 1024;
 
+/// Default of [`Options::max_connections`]: 1024 connections per listener.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// Default of [`Options::max_handshakes`]: 64 greetings in progress per listener.
+pub const DEFAULT_MAX_HANDSHAKES: usize = 64;
+
 /// Default of [`Options::stream_window`]: 1 MiB.
 pub const DEFAULT_STREAM_WINDOW: u32 = 1024 * 1024;
 
@@ -69,6 +77,8 @@ impl Default for Options {
             heartbeat_interval: Some(Duration::from_secs(5)),
             heartbeat_timeout: Duration::from_secs(15),
             handshake_timeout: Duration::from_secs(10),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_handshakes: DEFAULT_MAX_HANDSHAKES,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             max_message_frames: crate::proto::limits::DEFAULT_MAX_MESSAGE_FRAMES,
             identity: None,
@@ -111,7 +121,10 @@ impl Options {
     }
 
     /// How long `close` (or drop) keeps trying to deliver queued outgoing messages.
-    /// `None` waits forever, `Some(ZERO)` discards them. Default 10 s.
+    /// `None` waits forever, `Some(ZERO)` discards them. Default 10 s. Once it is over, what
+    /// is still undelivered is discarded and its links aborted (a native stream reset, a
+    /// ZMTP connection closed), so a peer that stops reading cannot keep the connection
+    /// and the data open.
     pub fn linger(mut self, linger: Option<Duration>) -> Self {
         self.linger = linger;
         self
@@ -149,6 +162,36 @@ impl Options {
     /// Default 10 s. Stops a peer that connects and says nothing from holding a slot.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Most connections one listener (a bound `tcp://` or `ipc://` address) holds at once,
+    /// greeting or established. Default 1024 ([`DEFAULT_MAX_CONNECTIONS`]); at least 1.
+    ///
+    /// Defends against connection floods: without it, every connection a peer (or many)
+    /// opens costs a file descriptor, a task and buffers until the process runs out of
+    /// descriptors and cannot accept anyone. Beyond the limit a new connection is accepted
+    /// and closed at once, with a `warn!` (at most one per second) and an
+    /// [`Event::HandshakeFailed`](crate::monitor::Event::HandshakeFailed) on the monitor, so
+    /// it leaves the kernel's backlog and the dialer learns at once, instead of waiting
+    /// there. Sockets sharing one address share its listener: the limit of the socket that
+    /// bound it first applies.
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = connections.max(1);
+        self
+    }
+
+    /// Most connections one listener lets run their greeting at once (the bytes exchanged
+    /// before a peer is known to speak zocket or ZMTP). Default 64
+    /// ([`DEFAULT_MAX_HANDSHAKES`]); at least 1.
+    ///
+    /// Defends against slow or silent peers (a "slowloris"): each greeting may take up to
+    /// [`handshake_timeout`](Self::handshake_timeout), and while this many are in progress the
+    /// listener stops accepting until one of them finishes or times out, so silent
+    /// connections wait in the kernel's backlog (costing us nothing) rather than holding
+    /// descriptors and tasks here. Honest peers are served as soon as a slot frees.
+    pub fn max_handshakes(mut self, handshakes: usize) -> Self {
+        self.max_handshakes = handshakes.max(1);
         self
     }
 

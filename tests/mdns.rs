@@ -324,15 +324,20 @@ fn bad_announcements_are_ignored_and_a_flood_of_others_makes_no_connection() {
             let raw = ServiceDaemon::new().unwrap();
             raw.disable_interface(IfKind::All).unwrap();
             raw.enable_interface("lo").unwrap();
+            let announce_as =
+                |host: &str, ty: &str, instance: &str, port: u16, txt: &[(&str, &str)]| {
+                    let mut info =
+                        ServiceInfo::new(ty, instance, host, "127.0.0.1", port, txt).unwrap();
+                    info.set_requires_probe(false);
+                    // The responder's command queue holds 100: wait for room when it is full.
+                    while let Err(mdns_sd::Error::Again) = raw.register(info.clone()) {
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                };
+            // The flood and the bad ones come from one host; the catalog's quota per host
+            // keeps it from shutting out the real one, which another host announces.
             let announce = |ty: &str, instance: &str, port: u16, txt: &[(&str, &str)]| {
-                let mut info =
-                    ServiceInfo::new(ty, instance, "raw-test.local.", "127.0.0.1", port, txt)
-                        .unwrap();
-                info.set_requires_probe(false);
-                // The responder's command queue holds 100: wait for room when it is full.
-                while let Err(mdns_sd::Error::Again) = raw.register(info.clone()) {
-                    std::thread::sleep(Duration::from_millis(2));
-                }
+                announce_as("raw-test.local.", ty, instance, port, txt)
             };
             let long_name = "c".repeat(200);
             let padding = "x".repeat(200);
@@ -401,8 +406,14 @@ fn bad_announcements_are_ignored_and_a_flood_of_others_makes_no_connection() {
                 announce(zocket, &format!("flood-{i}"), decoy_port, &pub_txt(name));
                 announce("_http._tcp.local.", &format!("web-{i}"), decoy_port, &[]);
             }
-            // Last, the one real publisher, announced by hand too.
-            announce(zocket, "real", real_port, &pub_txt("chat"));
+            // Last, the one real publisher, announced by hand too, from another host.
+            announce_as(
+                "real-test.local.",
+                zocket,
+                "real",
+                real_port,
+                &pub_txt("chat"),
+            );
 
             timeout(T, sub.wait_for_peers(1)).await.unwrap().unwrap();
             real.send("real").await.unwrap();

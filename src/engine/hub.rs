@@ -202,9 +202,10 @@ async fn bind_address(engine: &Arc<Engine>, endpoint: &Endpoint) -> Result<Bindi
             };
             let weak = Arc::downgrade(engine);
             let text = endpoint.to_string();
-            let handler: AcceptHandler = Arc::new(move |conn| {
+            let handler: AcceptHandler = Arc::new(move |conn, slot| {
                 let (weak, text) = (weak.clone(), text.clone());
                 async move {
+                    drop(slot); // inproc has no greeting
                     if let (Some(engine), Connection::Inproc(conn)) = (weak.upgrade(), conn) {
                         let _ = attach_inproc(&engine, conn, text, None);
                     }
@@ -288,7 +289,7 @@ async fn new_listener(engine: &Arc<Engine>, endpoint: &Endpoint) -> Result<Arc<S
     let routes = paths.clone();
     let text = endpoint.to_string();
     let listener_monitor = monitor.clone();
-    let handler: AcceptHandler = Arc::new(move |conn| {
+    let handler: AcceptHandler = Arc::new(move |conn, slot| {
         let (options, monitor, routes, text) = (
             options.clone(),
             monitor.clone(),
@@ -299,7 +300,9 @@ async fn new_listener(engine: &Arc<Engine>, endpoint: &Endpoint) -> Result<Arc<S
             let Connection::Stream { io, peer } = conn else {
                 return;
             };
-            match connect::accept(io, peer.clone(), &text, &options, &monitor).await {
+            let accepted = connect::accept(io, peer.clone(), &text, &options, &monitor).await;
+            drop(slot); // the greeting is over: the listener may accept the next one
+            match accepted {
                 Some(Connected::Native(shared)) => serve_session(shared, peer, routes).await,
                 Some(Connected::Zmtp { io, greeting }) => {
                     // A ZeroMQ peer has no paths: it talks to the default socket.
@@ -310,7 +313,12 @@ async fn new_listener(engine: &Arc<Engine>, endpoint: &Endpoint) -> Result<Arc<S
                         .and_then(Weak::upgrade);
                     match engine {
                         Some(engine) => {
-                            let _ = attach_zmtp(&engine, io, &greeting, peer, None);
+                            // Held until the peer is gone, so that it counts against the
+                            // listener's `max_connections` like a native session does.
+                            if let Ok(handles) = attach_zmtp(&engine, io, &greeting, peer, None) {
+                                drop(engine);
+                                let _ = handles.gone.await;
+                            }
                         }
                         None => {
                             warn!(%peer, "ZMTP peer, but no socket is bound at this address's default path");
@@ -708,6 +716,7 @@ pub(crate) fn dial(engine: &Arc<Engine>, endpoint: Endpoint, dialed: DialedPeer)
                 async move { pooled_session(&key, &target, &opts).await }.boxed()
             });
             let peer_name = endpoint.to_string();
+            let socket_type = engine.socket_type;
             let handshake: HandshakeWith<Dialed> = Box::new(move |conn| {
                 let (weak, path, peer_name, dialed) = (
                     weak.clone(),
@@ -730,13 +739,22 @@ pub(crate) fn dial(engine: &Arc<Engine>, endpoint: Endpoint, dialed: DialedPeer)
                             attach_zmtp(&engine, io, &greeting, peer_name.clone(), Some(&dialed))?
                         }
                     };
+                    // Until the link is usable, a failed, timed-out or abandoned attempt
+                    // takes its peer away with it (else each retry would leave one).
+                    let attempt = Attempt {
+                        engine: Arc::downgrade(&engine),
+                        dialed: dialed.clone(),
+                        pending: true,
+                    };
+                    drop(engine);
                     // A publisher accepts a subscriber's stream once it has the Sub's
                     // subscriptions, which are sent when the Sub starts receiving (see
                     // `Engine::start_receiving`): that can be any time later, so a Sub's
                     // link counts as connected once opened. A refusal still ends it.
-                    if engine.socket_type != SocketType::Sub {
+                    if socket_type != SocketType::Sub {
                         handles.active.await.map_err(|_| Error::Closed)??;
                     }
+                    attempt.succeeded();
                     Ok(Established {
                         peer: peer_name,
                         closed: handles.gone.map(|r| r.unwrap_or(None)).boxed(),
@@ -752,6 +770,48 @@ pub(crate) fn dial(engine: &Arc<Engine>, endpoint: Endpoint, dialed: DialedPeer)
             std::io::ErrorKind::Unsupported,
             "a dns:// or mdns:// endpoint is followed by a discovery, not dialed",
         ))),
+    }
+}
+
+/// A dial attempt whose peer is in the engine but not usable yet. Dropped before
+/// [`succeeded`](Self::succeeded) (the link was refused, the handshake timed out, or the
+/// dialer went away) while that peer is still opening, it removes it: a timed-out native
+/// stream is reset, a ZMTP connection ended.
+struct Attempt {
+    engine: Weak<Engine>,
+    dialed: DialedPeer,
+    /// Cleared when the link is usable.
+    pending: bool,
+}
+
+impl Attempt {
+    /// The link is usable: the peer stays.
+    fn succeeded(mut self) {
+        self.pending = false;
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        if !self.pending {
+            return;
+        }
+        let Some(engine) = self.engine.upgrade() else {
+            return;
+        };
+        let mut st = engine.lock();
+        let mut dialed = self.dialed.lock().unwrap_or_else(|e| e.into_inner());
+        // A peer that became usable stays, even if this attempt never saw it (its task was
+        // aborted by a close right after the socket sent to it): only one still opening is
+        // half made.
+        let opening =
+            dialed.filter(|id| st.peers.get(id).is_some_and(|p| p.phase == Phase::Opening));
+        if let Some(peer) = opening {
+            *dialed = None;
+            drop(dialed);
+            debug!(?peer, "dial attempt abandoned; removing its half-open peer");
+            engine.remove_peer(&mut st, peer, Some(Error::Timeout));
+        }
     }
 }
 
@@ -820,6 +880,67 @@ fn pool() -> std::sync::MutexGuard<'static, HashMap<String, PoolSlot>> {
         .unwrap_or_else(|e| e.into_inner())
 }
 
+/// A dial's use of a pool entry; when it ends, the entry goes if nobody else uses it and
+/// it holds no live session.
+struct PoolUser {
+    key: String,
+    slot: Option<PoolSlot>,
+}
+
+impl Drop for PoolUser {
+    fn drop(&mut self) {
+        drop(self.slot.take());
+        forget_if_unused(&self.key);
+    }
+}
+
+/// Removes the pool's entry for `key` when no dial is using it (waiting for it, or holding
+/// it) and its session is gone or over.
+fn forget_if_unused(key: &str) {
+    let mut pool = pool();
+    let Some(slot) = pool.get(key) else {
+        return;
+    };
+    // The map's own reference only: nobody dials (clones are taken under the map's lock).
+    if Arc::strong_count(slot) > 1 {
+        return;
+    }
+    let Ok(current) = slot.try_lock() else {
+        return;
+    };
+    let live = current
+        .upgrade()
+        .is_some_and(|shared| shared.lock().closed_error().is_none());
+    drop(current);
+    if !live {
+        pool.remove(key);
+    }
+}
+
+/// Waits until the pooled session `shared` is over (its driver has exited), then drops its
+/// pool entry unless a newer session or a dial uses it.
+async fn forget_when_over(key: String, shared: Weak<Shared>) {
+    std::future::poll_fn(|cx| {
+        let Some(shared) = shared.upgrade() else {
+            return std::task::Poll::Ready(());
+        };
+        let mut inner = shared.lock();
+        if inner.is_finished() {
+            return std::task::Poll::Ready(());
+        }
+        inner.wait_closed(cx.waker());
+        std::task::Poll::Pending
+    })
+    .await;
+    forget_if_unused(&key);
+}
+
+/// The addresses the pool holds an entry for.
+#[cfg(test)]
+fn pool_keys() -> Vec<String> {
+    pool().keys().cloned().collect()
+}
+
 /// A connection made for a socket's link.
 enum Dialed {
     /// A stream will be opened on this (possibly shared) native session.
@@ -835,9 +956,16 @@ enum Dialed {
 /// that connects there; dials one when there is none (the caller owns one handle of it).
 /// A ZeroMQ peer's connection is not shared: it comes back as [`Dialed::Zmtp`].
 async fn pooled_session(key: &str, target: &Endpoint, options: &crate::Options) -> Result<Dialed> {
-    let slot = pool().entry(key.to_owned()).or_default().clone();
-    // One dial at a time per address; the others then share its result.
-    let mut current = slot.lock().await;
+    let user = PoolUser {
+        key: key.to_owned(),
+        slot: Some(pool().entry(key.to_owned()).or_default().clone()),
+    };
+    // One dial at a time per address; the others then share its result. (Declared after
+    // `user`, so released before `user` looks whether the entry can go.)
+    let mut current = match &user.slot {
+        Some(slot) => slot.clone().lock_owned().await,
+        None => return Err(Error::Closed),
+    };
     if let Some(shared) = current.upgrade() {
         let mut inner = shared.lock();
         if inner.closed_error().is_none() {
@@ -865,6 +993,7 @@ async fn pooled_session(key: &str, target: &Endpoint, options: &crate::Options) 
     match connect::dial(io, peer, options).await? {
         Connected::Native(shared) => {
             *current = Arc::downgrade(&shared);
+            tokio::spawn(forget_when_over(key.to_owned(), Arc::downgrade(&shared)));
             Ok(Dialed::Native(shared))
         }
         Connected::Zmtp { io, greeting } => Ok(Dialed::Zmtp { io, greeting }),
@@ -873,3 +1002,345 @@ async fn pooled_session(key: &str, target: &Endpoint, options: &crate::Options) 
 
 #[allow(dead_code)]
 fn _unused(_: Bytes) {}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::BytesMut;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::time::timeout;
+
+    use super::*;
+    use crate::proto::greeting::{Greeting, GREETING_LEN};
+    use crate::proto::zmtp::command::{Command, Ready};
+    use crate::transport::test_util::{event_where, tasks_back_to, WAIT};
+    use crate::{Message, Options};
+
+    /// Quick redials and a short handshake, so that a test sees several attempts.
+    fn hasty() -> Options {
+        Options::new()
+            .handshake_timeout(Duration::from_millis(100))
+            .reconnect_interval(Duration::from_millis(5))
+            .reconnect_interval_max(Duration::from_millis(20))
+    }
+
+    /// Reads and discards until the peer closes.
+    async fn drain(mut s: TcpStream) {
+        let mut buf = vec![0u8; 64 * 1024];
+        while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+    }
+
+    #[tokio::test]
+    async fn a_dial_whose_stream_is_never_accepted_leaves_no_peer_behind() {
+        // Greets as a zocket peer and says HELLO, then never answers: the stream OPEN
+        // stays unanswered while the session itself is fine.
+        let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = server.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = server.accept().await {
+                tokio::spawn(async move {
+                    let mut theirs = [0u8; GREETING_LEN];
+                    let mut hello = BytesMut::new();
+                    crate::proto::native::frame::Frame::Hello(crate::proto::native::Hello {
+                        instance: [7; 16],
+                        stream_window: 1 << 20,
+                        max_streams: 256,
+                        max_message_size: 1 << 20,
+                    })
+                    .encode(&mut hello);
+                    if s.read_exact(&mut theirs).await.is_ok()
+                        && s.write_all(&Greeting::zocket().encode()).await.is_ok()
+                        && s.write_all(&hello).await.is_ok()
+                    {
+                        drain(s).await;
+                    }
+                });
+            }
+        });
+        let engine = Engine::new(SocketType::Push, hasty());
+        let mut events = engine.monitor();
+        engine.connect(&format!("tcp://127.0.0.1:{port}")).unwrap();
+        for _ in 0..6 {
+            event_where(&mut events, |e| matches!(e, Event::HandshakeFailed { .. })).await;
+        }
+        // At most the attempt in progress is there.
+        let peers = engine.lock().peers.len();
+        assert!(peers <= 1, "{peers} peers after six timed-out handshakes");
+        engine.close().await;
+    }
+
+    /// Sends 64 KiB messages until `push` stops taking them (the peer reads nothing, so
+    /// the kernel's buffers and then ours fill up); returns how many bytes it took.
+    async fn fill(push: &mut crate::Push) -> usize {
+        let payload = Bytes::from(vec![7u8; 64 * 1024]);
+        let mut sent = 0;
+        for _ in 0..2_000 {
+            let send = push.send(Message::from(vec![payload.clone()]));
+            match timeout(Duration::from_millis(200), send).await {
+                Ok(done) => done.unwrap(),
+                Err(_) => return sent, // full
+            }
+            sent += payload.len();
+        }
+        panic!("{sent} bytes were taken by a peer that reads nothing");
+    }
+
+    /// Reads everything until the end of the stream; how many bytes came.
+    async fn read_to_end(s: &mut TcpStream) -> usize {
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut total = 0;
+        loop {
+            match timeout(WAIT, s.read(&mut buf))
+                .await
+                .expect("no end of stream")
+            {
+                Ok(0) | Err(_) => return total,
+                Ok(n) => total += n,
+            }
+        }
+    }
+
+    /// A socket closed with `linger` cuts a ZMTP peer that reads nothing off once the
+    /// linger time is over: what it still held is discarded, the connection closed.
+    #[tokio::test]
+    async fn after_the_linger_time_a_zmtp_peer_that_reads_nothing_is_cut_off() {
+        let baseline = tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks();
+        let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = server.local_addr().unwrap().port();
+        let mut push = crate::Push::with_options(
+            Options::new()
+                .native(false)
+                .linger(Some(Duration::from_millis(100))),
+        );
+        push.connect(&format!("tcp://127.0.0.1:{port}")).unwrap();
+        let (mut raw, _) = timeout(WAIT, server.accept()).await.unwrap().unwrap();
+        // A ZMTP PULL that greets, says READY, then reads nothing more.
+        let mut theirs = [0u8; GREETING_LEN];
+        raw.read_exact(&mut theirs).await.unwrap();
+        let zmtp = Greeting {
+            native: None,
+            ..Greeting::zocket()
+        };
+        raw.write_all(&zmtp.encode()).await.unwrap();
+        let mut ready = BytesMut::new();
+        Command::Ready(Ready {
+            socket_type: SocketType::Pull,
+            identity: Bytes::new(),
+        })
+        .encode(&mut ready);
+        raw.write_all(&ready).await.unwrap();
+        timeout(WAIT, push.wait_for_peers(1))
+            .await
+            .unwrap()
+            .unwrap();
+
+        let sent = fill(&mut push).await;
+        timeout(WAIT, push.close()).await.unwrap();
+        // The connection's driver is gone (without the cut it would wait for the peer to
+        // read forever)...
+        tasks_back_to(baseline).await;
+        // ...so the peer gets what the kernel had taken, then the end: not everything.
+        let got = read_to_end(&mut raw).await;
+        assert!(
+            got < sent,
+            "the peer got all {sent} bytes: nothing was discarded"
+        );
+    }
+
+    /// The same over the native wire: once the linger time is over, the stream of a socket
+    /// whose peer reads nothing is reset, even though another socket still uses the
+    /// connection (a finished stream would hold its data as long as the connection lives).
+    #[test]
+    fn after_the_linger_time_a_native_peer_that_reads_nothing_is_cut_off() {
+        // The reader lives in a runtime of its own, so this one's tasks are the writer's.
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let reader = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let pull = crate::Pull::new();
+                let ep = pull.bind("tcp://127.0.0.1:0").await.unwrap();
+                port_tx.send(ep.to_string()).unwrap();
+                let _ = stop_rx.await; // never reads
+                drop(pull);
+            });
+        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let baseline = tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks();
+            let ep = port_rx.recv_timeout(WAIT).unwrap();
+            let mut push =
+                crate::Push::with_options(Options::new().linger(Some(Duration::from_millis(100))));
+            push.connect(&ep).unwrap();
+            timeout(WAIT, push.wait_for_peers(1))
+                .await
+                .unwrap()
+                .unwrap();
+            // Another socket of this process shares the connection.
+            let other = crate::Push::connect(&ep).await.unwrap();
+            timeout(WAIT, other.wait_for_peers(1))
+                .await
+                .unwrap()
+                .unwrap();
+            let Endpoint::Tcp { port, .. } = ep.parse::<Endpoint>().unwrap() else {
+                unreachable!()
+            };
+            let session = {
+                let slot = pool()
+                    .get(&format!("tcp://127.0.0.1:{port}"))
+                    .cloned()
+                    .unwrap();
+                let shared = slot.try_lock().unwrap().upgrade().unwrap();
+                shared
+            };
+            assert_eq!(session.lock().core.stream_count(), 2);
+            fill(&mut push).await;
+            timeout(WAIT, push.close()).await.unwrap();
+            // The stream is gone with what it held; the other socket's stays.
+            timeout(WAIT, async {
+                while session.lock().core.stream_count() > 1 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+            .await
+            .expect("the closed socket's stream is still there");
+            drop(session);
+            other.close().await;
+            // The session's driver, and with it the connection, is gone.
+            tasks_back_to(baseline).await;
+        });
+        let _ = stop_tx.send(());
+        reader.join().unwrap();
+    }
+
+    /// An accepted ZMTP peer counts against the listener's `max_connections` for as long as
+    /// it is connected, like a native session does.
+    #[tokio::test]
+    async fn an_accepted_zmtp_peer_counts_against_max_connections() {
+        let pull = Engine::new(SocketType::Pull, Options::new().max_connections(1));
+        let mut events = pull.monitor();
+        let Endpoint::Tcp { port, .. } = pull.bind("tcp://127.0.0.1:0").await.unwrap() else {
+            unreachable!()
+        };
+        // A ZMTP PUSH: greets without the zocket marker, says READY.
+        let mut zmtp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let greeting = Greeting {
+            native: None,
+            ..Greeting::zocket()
+        };
+        zmtp.write_all(&greeting.encode()).await.unwrap();
+        let mut ready = BytesMut::new();
+        Command::Ready(Ready {
+            socket_type: SocketType::Push,
+            identity: Bytes::new(),
+        })
+        .encode(&mut ready);
+        zmtp.write_all(&ready).await.unwrap();
+        timeout(WAIT, pull.wait_for_peers(1))
+            .await
+            .unwrap()
+            .unwrap();
+        // The listener is full: the next connection is closed at once.
+        let mut next = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut buf = [0u8; 8];
+        let read = timeout(WAIT, next.read(&mut buf)).await.unwrap();
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        let Event::HandshakeFailed { reason, .. } =
+            event_where(&mut events, |e| matches!(e, Event::HandshakeFailed { .. })).await
+        else {
+            unreachable!()
+        };
+        assert!(reason.contains("max_connections"), "{reason}");
+        drop(zmtp);
+        pull.close().await;
+    }
+
+    /// A socket can send to its peer as soon as the peer is usable, before the dial task
+    /// has seen it; a close then aborts that task: the peer (with what was sent to it)
+    /// must stay until the close delivers it.
+    #[tokio::test]
+    async fn an_abandoned_attempt_leaves_a_peer_that_became_usable() {
+        let pull = Engine::new(SocketType::Pull, Options::new());
+        let bound = pull.bind("tcp://127.0.0.1:0").await.unwrap();
+        let push = Engine::new(SocketType::Push, Options::new());
+        push.connect(&bound.to_string()).unwrap();
+        timeout(WAIT, push.wait_for_peers(1))
+            .await
+            .unwrap()
+            .unwrap();
+        let dialed = push.lock().dialers[0].2.clone();
+        let peer = dialed.lock().unwrap().expect("the dialed peer is recorded");
+        drop(Attempt {
+            engine: Arc::downgrade(&push),
+            dialed: dialed.clone(),
+            pending: true,
+        });
+        assert!(
+            push.lock().peers.contains_key(&peer),
+            "the usable peer was removed"
+        );
+        assert_eq!(*dialed.lock().unwrap(), Some(peer));
+        push.close().await;
+        pull.close().await;
+    }
+
+    #[tokio::test]
+    async fn the_pool_forgets_addresses_nobody_dials_any_more() {
+        let engine = Engine::new(SocketType::Push, hasty());
+        let mut events = engine.monitor();
+        // Addresses where nobody listens: every dial fails.
+        let ports: Vec<u16> = (0..20)
+            .map(|_| {
+                std::net::TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap()
+                    .port()
+            })
+            .collect();
+        for port in &ports {
+            engine.connect(&format!("tcp://127.0.0.1:{port}")).unwrap();
+        }
+        // And one where a socket listens: a session is made, then closed.
+        let pull = Engine::new(SocketType::Pull, Options::new());
+        let bound = pull.bind("tcp://127.0.0.1:0").await.unwrap();
+        engine.connect(&bound.to_string()).unwrap();
+        event_where(&mut events, |e| matches!(e, Event::Connected { .. })).await;
+        for _ in 0..ports.len() {
+            event_where(&mut events, |e| matches!(e, Event::Retrying { .. })).await;
+        }
+        engine.close().await;
+        pull.close().await;
+        let crate::Endpoint::Tcp {
+            port: listening, ..
+        } = bound
+        else {
+            panic!("not tcp: {bound}");
+        };
+        let ours = |key: &String| {
+            ports
+                .iter()
+                .chain(std::iter::once(&listening))
+                .any(|p| key.ends_with(&format!(":{p}")))
+        };
+        timeout(WAIT, async {
+            while pool_keys().iter().any(ours) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("stale pool keys: {:?}", pool_keys()));
+    }
+}

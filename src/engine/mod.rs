@@ -921,7 +921,9 @@ impl Engine {
     }
 
     /// Stops binding and connecting, delivers queued messages for at most `linger`, then
-    /// closes every link.
+    /// closes every link: gracefully where everything was delivered, else by aborting it
+    /// (what is undelivered is discarded, so a peer that does not read cannot keep the
+    /// connection and the data open).
     pub(crate) async fn close(&self) {
         let (binds, dialers) = {
             let mut st = self.lock();
@@ -947,16 +949,30 @@ impl Engine {
                 Poll::Pending
             }
         });
-        match self.options.linger {
-            Some(linger) => {
-                let _ = tokio::time::timeout(linger, flushed).await;
+        let lingered = match self.options.linger {
+            Some(linger) => tokio::time::timeout(linger, flushed).await.is_err(),
+            None => {
+                flushed.await;
+                false
             }
-            None => flushed.await,
-        }
+        };
         let mut st = self.lock();
         let ids: Vec<PeerId> = st.peers.keys().copied().collect();
+        let mut discarded = 0;
         for id in ids {
-            self.remove_peer(&mut st, id, None);
+            // Past the linger time, what a link still holds is discarded and the link
+            // aborted (a native stream reset, a ZMTP connection ended): a graceful close
+            // would hold the data, and the connection, as long as the peer does not read.
+            let undelivered = lingered && st.peers.get(&id).is_some_and(|p| !p.is_flushed());
+            discarded += usize::from(undelivered);
+            self.remove_peer(&mut st, id, undelivered.then_some(Error::Timeout));
+        }
+        if discarded > 0 {
+            warn!(
+                peers = discarded,
+                linger = ?self.options.linger,
+                "linger time over: undelivered messages discarded, links aborted"
+            );
         }
     }
 

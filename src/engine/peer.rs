@@ -284,7 +284,8 @@ impl Peer {
     }
 
     /// Ends the link: a native stream is finished after its queued data (or reset, when
-    /// `abort`), an inproc pipe pair is closed.
+    /// `abort`), a ZMTP connection closed after its queued messages (or at once, discarding
+    /// them, when `abort`), an inproc pipe pair is closed.
     pub(crate) fn close(&mut self, abort: bool) {
         if std::mem::replace(&mut self.closed, true) {
             return;
@@ -306,7 +307,11 @@ impl Peer {
         }
         if let Link::Zmtp(shared) = &self.link {
             let mut inner = shared.lock();
-            inner.core.close();
+            if abort {
+                inner.core.abort();
+            } else {
+                inner.core.close();
+            }
             inner.wake_driver();
         }
         // Inproc pipes close when the connection is dropped with the peer.

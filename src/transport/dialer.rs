@@ -362,9 +362,10 @@ mod tests {
 
     /// A handler that holds each connection until the peer closes it, reporting each closure.
     fn holding(closed: mpsc::UnboundedSender<()>) -> AcceptHandler {
-        Arc::new(move |conn| {
+        Arc::new(move |conn, slot| {
             let closed = closed.clone();
             Box::pin(async move {
+                drop(slot);
                 wait_closed(conn).await;
                 let _ = closed.send(());
             })

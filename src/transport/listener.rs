@@ -4,14 +4,21 @@
 //! [`JoinSet`] owned by that task. Dropping the [`Listener`] therefore stops accepting, closes
 //! the listening socket (removing an ipc socket file, unregistering an inproc name) and aborts
 //! every connection it accepted, so that dialers notice and redial the next listener.
+//!
+//! Two limits bound what peers can make a listener hold (see `DECISIONS.md`, "Connection
+//! floods"): at most [`Options::max_connections`] connection tasks at once (a newcomer
+//! beyond it is accepted and closed at once, with a rate-limited warning and an
+//! [`Event::HandshakeFailed`]), and at most [`Options::max_handshakes`] greetings in progress
+//! (while that many run, nothing more is accepted: newcomers wait in the kernel's backlog).
 
 use std::fmt;
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tracing::Instrument;
 
@@ -22,8 +29,21 @@ use crate::monitor::{Event, MonitorSender};
 use crate::{Endpoint, Error, Options, Result};
 
 /// Runs one accepted connection to its end (greeting, protocol, driver). Called once per
-/// connection; the future is aborted when the [`Listener`] is dropped.
-pub(crate) type AcceptHandler = Arc<dyn Fn(Connection) -> BoxFuture<'static, ()> + Send + Sync>;
+/// connection; the future is aborted when the [`Listener`] is dropped. The connection counts
+/// against [`Options::max_connections`] until the future ends, and its [`GreetingSlot`]
+/// against [`Options::max_handshakes`] until the handler drops it: drop it once the greeting
+/// is over.
+pub(crate) type AcceptHandler =
+    Arc<dyn Fn(Connection, GreetingSlot) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// One of a listener's [`Options::max_handshakes`] greeting slots, held by a connection whose
+/// greeting is in progress; dropping it lets the listener accept again.
+#[derive(Debug)]
+pub(crate) struct GreetingSlot(#[allow(dead_code)] OwnedSemaphorePermit);
+
+/// At most one "connection refused" warning per this interval (the others are counted and
+/// reported with the next one), so a flood cannot flood the log too.
+const REFUSAL_WARN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long the accept loop pauses after an accept error (`EMFILE`, ...), instead of spinning
 /// on an error that will repeat until some connection closes.
@@ -89,7 +109,7 @@ impl Listener {
     /// Outside a tokio runtime.
     pub(crate) async fn bind_with_hello(
         endpoint: &Endpoint,
-        _options: Arc<Options>,
+        options: Arc<Options>,
         monitor: MonitorSender,
         hello: InprocHello,
         handler: AcceptHandler,
@@ -126,6 +146,9 @@ impl Listener {
         let accept_loop = AcceptLoop {
             bound: Some(bound),
             connections: JoinSet::new(),
+            max_connections: options.max_connections.max(1),
+            greetings: Arc::new(Semaphore::new(options.max_handshakes.max(1))),
+            refusals: Refusals::default(),
             endpoint: endpoint_text,
             monitor,
             handler,
@@ -208,14 +231,28 @@ impl Bound {
 /// can bind or dial the address again at once.
 struct AcceptLoop {
     bound: Option<Bound>,
+    /// One task per connection, greeting or established.
     connections: JoinSet<()>,
+    /// [`Options::max_connections`].
+    max_connections: usize,
+    /// [`Options::max_handshakes`] permits, one per greeting in progress.
+    greetings: Arc<Semaphore>,
+    refusals: Refusals,
     endpoint: String,
     monitor: MonitorSender,
     handler: AcceptHandler,
 }
 
+/// Connections refused at [`Options::max_connections`], for the rate-limited warning.
+#[derive(Default)]
+struct Refusals {
+    last_warning: Option<Instant>,
+    /// Refused since the last warning.
+    unreported: u64,
+}
+
 enum Step {
-    Accepted(io::Result<Connection>),
+    Accepted(io::Result<Connection>, Option<OwnedSemaphorePermit>),
     Finished(std::result::Result<(), JoinError>),
 }
 
@@ -225,12 +262,33 @@ impl AcceptLoop {
             let Some(bound) = self.bound.as_mut() else {
                 return;
             };
-            let step = tokio::select! {
-                accepted = bound.accept(&self.endpoint) => Step::Accepted(accepted),
-                Some(finished) = self.connections.join_next() => Step::Finished(finished),
+            let full = self.connections.len() >= self.max_connections;
+            let step = if full {
+                // Accept to close at once: the dialer learns now instead of waiting in the
+                // backlog, and the backlog does not fill with connections we will not serve.
+                tokio::select! {
+                    accepted = bound.accept(&self.endpoint) => Step::Accepted(accepted, None),
+                    Some(finished) = self.connections.join_next() => Step::Finished(finished),
+                }
+            } else {
+                // No greeting slot free: accept nothing until one frees (a greeting ends or
+                // times out); newcomers wait in the kernel's backlog, costing us nothing.
+                let greetings = self.greetings.clone();
+                let endpoint = &self.endpoint;
+                let accept = async {
+                    let Ok(permit) = greetings.acquire_owned().await else {
+                        return std::future::pending().await; // never closed
+                    };
+                    (bound.accept(endpoint).await, Some(permit))
+                };
+                tokio::select! {
+                    (accepted, permit) = accept => Step::Accepted(accepted, permit),
+                    Some(finished) = self.connections.join_next() => Step::Finished(finished),
+                }
             };
             match step {
-                Step::Accepted(Ok(conn)) => {
+                Step::Accepted(Ok(conn), None) => self.refuse(conn),
+                Step::Accepted(Ok(conn), Some(permit)) => {
                     let peer = match &conn {
                         Connection::Stream { peer, .. } => peer.clone(),
                         Connection::Inproc(_) => self.endpoint.clone(),
@@ -242,9 +300,9 @@ impl AcceptLoop {
                     });
                     let span = tracing::info_span!("connection", %peer);
                     self.connections
-                        .spawn((self.handler)(conn).instrument(span));
+                        .spawn((self.handler)(conn, GreetingSlot(permit)).instrument(span));
                 }
-                Step::Accepted(Err(e)) => {
+                Step::Accepted(Err(e), _) => {
                     tracing::warn!(error = %e, "accept failed; pausing before the next accept");
                     tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
                 }
@@ -252,6 +310,43 @@ impl AcceptLoop {
                 Step::Finished(Err(e)) => log_join_error(&e),
             }
         }
+    }
+}
+
+impl AcceptLoop {
+    /// Closes a connection accepted beyond [`Options::max_connections`]: a monitor event
+    /// each time, a warning at most once per [`REFUSAL_WARN_INTERVAL`].
+    fn refuse(&mut self, conn: Connection) {
+        let peer = match &conn {
+            Connection::Stream { peer, .. } => peer.clone(),
+            Connection::Inproc(_) => self.endpoint.clone(),
+        };
+        drop(conn);
+        let reason = format!(
+            "{peer}: connection refused: this listener holds its maximum of {} connections (Options::max_connections)",
+            self.max_connections
+        );
+        self.refusals.unreported += 1;
+        let now = Instant::now();
+        let due = self
+            .refusals
+            .last_warning
+            .is_none_or(|at| now.duration_since(at) >= REFUSAL_WARN_INTERVAL);
+        if due {
+            tracing::warn!(
+                %reason,
+                refused_since_last_warning = self.refusals.unreported,
+                "refusing connections"
+            );
+            self.refusals.last_warning = Some(now);
+            self.refusals.unreported = 0;
+        } else {
+            tracing::debug!(%reason, "refusing connection");
+        }
+        self.monitor.emit(Event::HandshakeFailed {
+            endpoint: self.endpoint.clone(),
+            reason,
+        });
     }
 }
 
@@ -278,15 +373,16 @@ mod tests {
 
     use super::*;
     use crate::transport::test_util::{
-        ipc_path, next_event, tasks_back_to, unique_name, wait_closed, WAIT,
+        event_where, ipc_path, next_event, tasks_back_to, unique_name, wait_closed, WAIT,
     };
     use crate::Host;
 
     /// A handler that holds each connection until the peer closes it, reporting each closure.
     fn holding(closed: mpsc::UnboundedSender<()>) -> AcceptHandler {
-        Arc::new(move |conn| {
+        Arc::new(move |conn, slot| {
             let closed = closed.clone();
             Box::pin(async move {
+                drop(slot);
                 wait_closed(conn).await;
                 let _ = closed.send(());
             })
@@ -434,6 +530,109 @@ mod tests {
         })
         .await
         .unwrap();
+    }
+
+    /// A handler that keeps the greeting slot and the connection until the peer closes it.
+    fn greeting_forever() -> AcceptHandler {
+        Arc::new(move |conn, slot| {
+            Box::pin(async move {
+                wait_closed(conn).await;
+                drop(slot);
+            })
+        })
+    }
+
+    #[tokio::test]
+    async fn a_connection_beyond_max_connections_is_closed_at_once_and_reported() {
+        let monitor = MonitorSender::new();
+        let mut events = monitor.subscribe();
+        let options = Arc::new(Options::new().max_connections(2));
+        let (closed_tx, _closed_rx) = mpsc::unbounded_channel();
+        let listener = Listener::bind(&localhost(0), options, monitor, holding(closed_tx))
+            .await
+            .unwrap();
+        let Endpoint::Tcp { port, .. } = *listener.local_endpoint() else {
+            panic!("not tcp");
+        };
+        let host = Host::Ip(Ipv4Addr::LOCALHOST.into());
+        let (mut held_a, _) = tcp::connect(&host, port).await.unwrap();
+        let (mut held_b, _) = tcp::connect(&host, port).await.unwrap();
+        for _ in 0..2 {
+            event_where(&mut events, |e| matches!(e, Event::Accepted { .. })).await;
+        }
+        let (mut extra, _) = tcp::connect(&host, port).await.unwrap();
+        let mut buf = [0u8; 8];
+        // Closed by us at once (end of file), not left waiting in the backlog.
+        assert_eq!(
+            timeout(WAIT, extra.read(&mut buf)).await.unwrap().unwrap(),
+            0
+        );
+        let Event::HandshakeFailed { reason, .. } =
+            event_where(&mut events, |e| matches!(e, Event::HandshakeFailed { .. })).await
+        else {
+            unreachable!()
+        };
+        assert!(reason.contains("max_connections"), "{reason}");
+        // The two held connections are still open.
+        for held in [&mut held_a, &mut held_b] {
+            assert!(timeout(Duration::from_millis(50), held.read(&mut buf))
+                .await
+                .is_err());
+        }
+        // Once one of them closes, a newcomer is served again.
+        drop(held_a);
+        let mut served = false;
+        for _ in 0..100 {
+            let (mut again, _) = tcp::connect(&host, port).await.unwrap();
+            if timeout(Duration::from_millis(100), again.read(&mut buf))
+                .await
+                .is_err()
+            {
+                served = true;
+                break;
+            }
+        }
+        assert!(served, "no connection was kept after a slot freed");
+        listener.close().await;
+    }
+
+    #[tokio::test]
+    async fn while_max_handshakes_greetings_run_nothing_more_is_accepted() {
+        let monitor = MonitorSender::new();
+        let mut events = monitor.subscribe();
+        let options = Arc::new(Options::new().max_handshakes(2));
+        let listener = Listener::bind(&localhost(0), options, monitor, greeting_forever())
+            .await
+            .unwrap();
+        let Endpoint::Tcp { port, .. } = *listener.local_endpoint() else {
+            panic!("not tcp");
+        };
+        let host = Host::Ip(Ipv4Addr::LOCALHOST.into());
+        let (first, _) = tcp::connect(&host, port).await.unwrap();
+        let (_second, _) = tcp::connect(&host, port).await.unwrap();
+        for _ in 0..2 {
+            event_where(&mut events, |e| matches!(e, Event::Accepted { .. })).await;
+        }
+        // The kernel completes the third connection, but we do not accept it...
+        let (third, _) = tcp::connect(&host, port).await.unwrap();
+        let waited = timeout(
+            Duration::from_millis(300),
+            event_where(&mut events, |e| matches!(e, Event::Accepted { .. })),
+        )
+        .await;
+        assert!(
+            waited.is_err(),
+            "accepted beyond max_handshakes: {waited:?}"
+        );
+        // ...until a greeting ends.
+        drop(first);
+        let Event::Accepted { peer, .. } =
+            event_where(&mut events, |e| matches!(e, Event::Accepted { .. })).await
+        else {
+            unreachable!()
+        };
+        assert_eq!(peer, third.local_addr().unwrap().to_string());
+        listener.close().await;
     }
 
     #[tokio::test]

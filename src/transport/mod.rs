@@ -20,7 +20,7 @@ pub(crate) mod shared;
 pub(crate) mod tcp;
 
 #[cfg(test)]
-mod test_util;
+pub(crate) mod test_util;
 
 /// A connected byte stream: TCP or a Unix domain socket.
 ///

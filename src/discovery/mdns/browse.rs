@@ -158,6 +158,7 @@ mod tests {
                 node: node.into(),
             },
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            host: format!("{node}.local."),
         }
     }
 

@@ -5,11 +5,12 @@
 //! first), so the daemon browses `_zocket._tcp.local.` once and every `mdns://` connect
 //! watches the catalog it builds ([`Daemon::catalog`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mdns_sd::{IfKind, ResolvedService, ServiceDaemon, ServiceEvent, ServiceInfo};
 use tokio::sync::watch;
@@ -31,6 +32,20 @@ const MAX_TXT_LEN: usize = 1024;
 /// Most instances the catalog holds: a flood of announcements cannot grow it further.
 const MAX_INSTANCES: usize = 4096;
 
+/// Most instances the catalog holds under one announced host name (the SRV target): one
+/// zocket process announces all its binds under one host name.
+const MAX_PER_HOST: usize = 64;
+
+/// Most instances the catalog holds at one address: the processes of one machine.
+const MAX_PER_ADDRESS: usize = 256;
+
+/// Most instances the catalog holds for one service name (`mdns://chat`): a flood under
+/// one name leaves room for the others.
+const MAX_PER_NAME: usize = 256;
+
+/// At most one "announcement refused" warning per this interval; the others are counted.
+const REFUSAL_WARN_INTERVAL: Duration = Duration::from_secs(1);
+
 /// How long `close` waits for the goodbye packet to be sent.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -43,6 +58,96 @@ pub(crate) struct Instance {
     pub(crate) record: Record,
     /// The address to connect to.
     pub(crate) addr: SocketAddr,
+    /// The host name it was announced under (the SRV record's target).
+    pub(crate) host: String,
+}
+
+/// How many catalog instances each source holds, so that no one source can fill the
+/// catalog (first come, first served would let 4,096 bogus announcements shut every real
+/// one out).
+///
+/// mdns-sd does not say which address a packet came from; what a resolution gives is the
+/// announced host name and addresses, and the TXT record's service name. Each has a quota
+/// ([`MAX_PER_HOST`], [`MAX_PER_ADDRESS`], [`MAX_PER_NAME`]) under the catalog's
+/// [`MAX_INSTANCES`]. A flood from one process (one host name) or one machine (one
+/// address), or under one name, fills only its own quota; a sender forging a different host
+/// name, address and name for every announcement is still bounded by `MAX_INSTANCES`
+/// (mDNS has no authentication to do better with). See `DECISIONS.md`.
+#[derive(Debug, Default)]
+pub(crate) struct Census {
+    hosts: HashMap<String, usize>,
+    addrs: HashMap<IpAddr, usize>,
+    names: HashMap<String, usize>,
+    last_warning: Option<Instant>,
+    unreported: u64,
+}
+
+impl Census {
+    fn add(&mut self, i: &Instance) {
+        *self.hosts.entry(i.host.clone()).or_default() += 1;
+        *self.addrs.entry(i.addr.ip()).or_default() += 1;
+        *self.names.entry(i.record.name.clone()).or_default() += 1;
+    }
+
+    fn remove(&mut self, i: &Instance) {
+        fn down<K: Eq + Hash>(map: &mut HashMap<K, usize>, key: &K) {
+            if let Some(n) = map.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(key);
+                }
+            }
+        }
+        down(&mut self.hosts, &i.host);
+        down(&mut self.addrs, &i.addr.ip());
+        down(&mut self.names, &i.record.name);
+    }
+
+    /// Why `i`, not in the catalog, may not join it, if it may not.
+    fn refusal(&self, i: &Instance, total: usize) -> Option<String> {
+        let count = |n: Option<&usize>| n.copied().unwrap_or(0);
+        if total >= MAX_INSTANCES {
+            Some(format!("{MAX_INSTANCES} zocket instances known already"))
+        } else if count(self.hosts.get(&i.host)) >= MAX_PER_HOST {
+            Some(format!(
+                "host {} announces {MAX_PER_HOST} instances already",
+                i.host
+            ))
+        } else if count(self.addrs.get(&i.addr.ip())) >= MAX_PER_ADDRESS {
+            Some(format!(
+                "address {} has {MAX_PER_ADDRESS} instances already",
+                i.addr.ip()
+            ))
+        } else if count(self.names.get(&i.record.name)) >= MAX_PER_NAME {
+            Some(format!(
+                "name {:?} has {MAX_PER_NAME} instances already",
+                i.record.name
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// Logs a refused announcement: a warning at most once per [`REFUSAL_WARN_INTERVAL`].
+    fn refused(&mut self, fullname: &str, reason: &str) {
+        self.unreported += 1;
+        let now = Instant::now();
+        if self
+            .last_warning
+            .is_none_or(|at| now.duration_since(at) >= REFUSAL_WARN_INTERVAL)
+        {
+            warn!(
+                instance = %fullname,
+                %reason,
+                refused_since_last_warning = self.unreported,
+                "ignoring mDNS announcement"
+            );
+            self.last_warning = Some(now);
+            self.unreported = 0;
+        } else {
+            debug!(instance = %fullname, %reason, "ignoring mDNS announcement");
+        }
+    }
 }
 
 /// Every usable instance, by DNS-SD instance name.
@@ -101,8 +206,9 @@ impl Daemon {
         std::thread::Builder::new()
             .name("zocket-mdns".into())
             .spawn(move || {
+                let mut census = Census::default();
                 while let Ok(event) = events.recv() {
-                    tx.send_if_modified(|catalog| apply(catalog, event));
+                    tx.send_if_modified(|catalog| apply(catalog, &mut census, event));
                 }
                 debug!("mDNS browse ended");
             })?;
@@ -229,14 +335,16 @@ async fn with_room<T>(command: impl Fn() -> mdns_sd::Result<T>) -> mdns_sd::Resu
     command()
 }
 
-/// Applies one browse event to the catalog; true if it changed.
-fn apply(catalog: &mut Catalog, event: ServiceEvent) -> bool {
+/// Applies one browse event to the catalog, within the quotas `census` keeps; true if it
+/// changed.
+fn apply(catalog: &mut Catalog, census: &mut Census, event: ServiceEvent) -> bool {
     match event {
         ServiceEvent::ServiceResolved(service) => match instance(&service) {
             Ok(mut instance) => {
+                let known = catalog.get(&instance.fullname).cloned();
                 // An instance resolved again with more addresses keeps the one it had, so
                 // its link is not moved for nothing.
-                if let Some(known) = catalog.get(&instance.fullname) {
+                if let Some(known) = &known {
                     let still_there = service
                         .get_addresses()
                         .iter()
@@ -245,29 +353,44 @@ fn apply(catalog: &mut Catalog, event: ServiceEvent) -> bool {
                         instance.addr = known.addr;
                     }
                 }
-                if catalog.get(&instance.fullname) == Some(&instance) {
+                if known.as_ref() == Some(&instance) {
                     return false;
                 }
-                if catalog.len() >= MAX_INSTANCES && !catalog.contains_key(&instance.fullname) {
-                    warn!(instance = %instance.fullname, "ignoring mDNS announcement: {MAX_INSTANCES} zocket instances known already");
-                    return false;
+                // An update is judged as if it were new: it leaves its old place first.
+                if let Some(known) = &known {
+                    census.remove(known);
+                }
+                let others = catalog.len() - usize::from(known.is_some());
+                if let Some(reason) = census.refusal(&instance, others) {
+                    census.refused(&instance.fullname, &reason);
+                    return known.is_some()
+                        && Arc::make_mut(catalog).remove(&instance.fullname).is_some();
                 }
                 debug!(instance = %instance.fullname, addr = %instance.addr, name = %instance.record.name, "mDNS instance");
+                census.add(&instance);
                 Arc::make_mut(catalog).insert(instance.fullname.clone(), instance);
                 true
             }
             Err(reason) => {
-                warn!(instance = %service.fullname, %reason, "ignoring mDNS announcement");
-                Arc::make_mut(catalog).remove(&service.fullname).is_some()
+                census.refused(&service.fullname, &reason);
+                match Arc::make_mut(catalog).remove(&service.fullname) {
+                    Some(gone) => {
+                        census.remove(&gone);
+                        true
+                    }
+                    None => false,
+                }
             }
         },
         ServiceEvent::ServiceRemoved(_, fullname) => {
-            let gone = catalog.contains_key(&fullname);
-            if gone {
-                debug!(instance = %fullname, "mDNS instance gone");
-                Arc::make_mut(catalog).remove(&fullname);
+            if !catalog.contains_key(&fullname) {
+                return false;
             }
-            gone
+            debug!(instance = %fullname, "mDNS instance gone");
+            if let Some(gone) = Arc::make_mut(catalog).remove(&fullname) {
+                census.remove(&gone);
+            }
+            true
         }
         _ => false,
     }
@@ -301,6 +424,7 @@ fn instance(service: &ResolvedService) -> Result<Instance, String> {
         fullname: service.fullname.clone(),
         record,
         addr: SocketAddr::new(ip, service.port),
+        host: service.host.clone(),
     })
 }
 
@@ -337,43 +461,61 @@ mod tests {
     #[test]
     fn the_catalog_follows_resolutions_and_removals() {
         let mut catalog = Catalog::default();
-        assert!(apply(&mut catalog, resolved("a", 5000, &GOOD)));
+        let mut census = Census::default();
+        assert!(apply(&mut catalog, &mut census, resolved("a", 5000, &GOOD)));
         let a = &catalog["a._zocket._tcp.local."];
         assert_eq!(a.addr, "127.0.0.1:5000".parse().unwrap());
         assert_eq!(a.record.name, "chat");
         // The same again changes nothing; a new port does.
-        assert!(!apply(&mut catalog, resolved("a", 5000, &GOOD)));
-        assert!(apply(&mut catalog, resolved("a", 5001, &GOOD)));
+        assert!(!apply(
+            &mut catalog,
+            &mut census,
+            resolved("a", 5000, &GOOD)
+        ));
+        assert!(apply(&mut catalog, &mut census, resolved("a", 5001, &GOOD)));
         // An update that breaks the TXT record takes the instance out.
-        assert!(apply(&mut catalog, resolved("a", 5001, &GOOD[..2])));
+        assert!(apply(
+            &mut catalog,
+            &mut census,
+            resolved("a", 5001, &GOOD[..2])
+        ));
         assert!(catalog.is_empty());
         // A bad record never gets in; a removal of something unknown is no change.
-        assert!(!apply(&mut catalog, resolved("b", 5000, &[("v", "1")])));
-        assert!(apply(&mut catalog, resolved("c", 5000, &GOOD)));
+        assert!(!apply(
+            &mut catalog,
+            &mut census,
+            resolved("b", 5000, &[("v", "1")])
+        ));
+        assert!(apply(&mut catalog, &mut census, resolved("c", 5000, &GOOD)));
         let removed =
             ServiceEvent::ServiceRemoved(SERVICE_TYPE.into(), "c._zocket._tcp.local.".into());
-        assert!(apply(&mut catalog, removed.clone()));
-        assert!(!apply(&mut catalog, removed));
+        assert!(apply(&mut catalog, &mut census, removed.clone()));
+        assert!(!apply(&mut catalog, &mut census, removed));
         assert!(catalog.is_empty());
     }
 
     #[test]
     fn an_instance_keeps_its_address_while_it_still_has_it() {
         let mut catalog = Catalog::default();
+        let mut census = Census::default();
         let resolved_at = |ips: &str| {
             let info =
                 ServiceInfo::new(SERVICE_TYPE, "a", "h.local.", ips, 5000, &GOOD[..]).unwrap();
             ServiceEvent::ServiceResolved(Box::new(info.as_resolved_service()))
         };
-        assert!(apply(&mut catalog, resolved_at("10.0.0.9")));
+        assert!(apply(&mut catalog, &mut census, resolved_at("10.0.0.9")));
         // A lower address appears: the link stays where it is.
-        assert!(!apply(&mut catalog, resolved_at("10.0.0.9,10.0.0.1")));
+        assert!(!apply(
+            &mut catalog,
+            &mut census,
+            resolved_at("10.0.0.9,10.0.0.1")
+        ));
         assert_eq!(
             catalog["a._zocket._tcp.local."].addr.ip().to_string(),
             "10.0.0.9"
         );
         // Its address goes: it moves to the best one left.
-        assert!(apply(&mut catalog, resolved_at("10.0.0.1")));
+        assert!(apply(&mut catalog, &mut census, resolved_at("10.0.0.1")));
         assert_eq!(
             catalog["a._zocket._tcp.local."].addr.ip().to_string(),
             "10.0.0.1"
@@ -388,6 +530,7 @@ mod tests {
             txt.push((key, &padding));
         }
         let mut catalog = Catalog::default();
+        let mut census = Census::default();
         let info =
             ServiceInfo::new(SERVICE_TYPE, "big", "h.local.", "127.0.0.1", 5000, &txt[..]).unwrap();
         let err = instance(&info.as_resolved_service()).unwrap_err();
@@ -397,20 +540,155 @@ mod tests {
             ServiceInfo::new(SERVICE_TYPE, "big", "h.local.", "127.0.0.1", 5000, &txt[..]).unwrap();
         assert!(apply(
             &mut catalog,
+            &mut census,
             ServiceEvent::ServiceResolved(Box::new(info.as_resolved_service()))
         ));
+    }
+
+    /// An announcement of `instance` by host `host` at `ip`, for the service `name`.
+    fn announced(instance: &str, host: &str, ip: &str, name: &str) -> ServiceEvent {
+        let txt = [("v", "1"), ("name", name), ("type", "PUB"), ("node", "n")];
+        let info = ServiceInfo::new(SERVICE_TYPE, instance, host, ip, 5000, &txt[..]).unwrap();
+        ServiceEvent::ServiceResolved(Box::new(info.as_resolved_service()))
+    }
+
+    /// The `i`th of many distinct sources: no quota but the total is reached.
+    fn spread(i: usize) -> ServiceEvent {
+        let ip = format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256);
+        announced(
+            &format!("i{i}"),
+            &format!("h{i}.local."),
+            &ip,
+            &format!("n{i}"),
+        )
     }
 
     #[test]
     fn the_catalog_is_bounded() {
         let mut catalog = Catalog::default();
+        let mut census = Census::default();
         for i in 0..MAX_INSTANCES {
-            assert!(apply(&mut catalog, resolved(&format!("i{i}"), 5000, &GOOD)));
+            assert!(apply(&mut catalog, &mut census, spread(i)));
         }
-        assert!(!apply(&mut catalog, resolved("one-more", 5000, &GOOD)));
+        assert!(!apply(&mut catalog, &mut census, spread(MAX_INSTANCES)));
         assert_eq!(catalog.len(), MAX_INSTANCES);
-        // Known instances still update.
-        assert!(apply(&mut catalog, resolved("i0", 6000, &GOOD)));
+        // Known instances still update; a removal makes room.
+        assert!(apply(
+            &mut catalog,
+            &mut census,
+            resolved("i0", 6000, &GOOD)
+        ));
+        let removed =
+            ServiceEvent::ServiceRemoved(SERVICE_TYPE.into(), "i1._zocket._tcp.local.".into());
+        assert!(apply(&mut catalog, &mut census, removed));
+        assert!(apply(&mut catalog, &mut census, spread(MAX_INSTANCES)));
+    }
+
+    #[test]
+    fn one_host_flooding_announcements_cannot_crowd_out_the_others() {
+        let mut catalog = Catalog::default();
+        let mut census = Census::default();
+        // A flood from one host name, each announcement with its own address and name.
+        for i in 0..MAX_INSTANCES + 100 {
+            let ip = format!("10.9.{}.{}", i / 256, i % 256);
+            apply(
+                &mut catalog,
+                &mut census,
+                announced(&format!("bogus{i}"), "evil.local.", &ip, &format!("n{i}")),
+            );
+        }
+        assert_eq!(catalog.len(), MAX_PER_HOST);
+        // A real instance elsewhere still gets in.
+        assert!(apply(
+            &mut catalog,
+            &mut census,
+            announced("real", "good.local.", "10.0.0.1", "chat")
+        ));
+        assert!(catalog.contains_key("real._zocket._tcp.local."));
+    }
+
+    #[test]
+    fn one_address_flooding_announcements_cannot_crowd_out_the_others() {
+        let mut catalog = Catalog::default();
+        let mut census = Census::default();
+        // A flood from one address, under ever new host names and service names.
+        for i in 0..MAX_INSTANCES + 100 {
+            apply(
+                &mut catalog,
+                &mut census,
+                announced(
+                    &format!("bogus{i}"),
+                    &format!("h{i}.local."),
+                    "10.6.6.6",
+                    &format!("n{i}"),
+                ),
+            );
+        }
+        assert_eq!(catalog.len(), MAX_PER_ADDRESS);
+        assert!(apply(
+            &mut catalog,
+            &mut census,
+            announced("real", "good.local.", "10.0.0.1", "chat")
+        ));
+    }
+
+    #[test]
+    fn a_flood_under_one_service_name_leaves_room_for_the_other_names() {
+        let mut catalog = Catalog::default();
+        let mut census = Census::default();
+        for i in 0..MAX_INSTANCES + 100 {
+            let ip = format!("10.9.{}.{}", i / 256, i % 256);
+            apply(
+                &mut catalog,
+                &mut census,
+                announced(&format!("bogus{i}"), &format!("h{i}.local."), &ip, "chat"),
+            );
+        }
+        assert_eq!(catalog.len(), MAX_PER_NAME);
+        assert!(apply(
+            &mut catalog,
+            &mut census,
+            announced("real", "good.local.", "10.0.0.1", "rpc")
+        ));
+    }
+
+    #[test]
+    fn a_removed_or_moved_instance_gives_its_quota_back() {
+        let mut catalog = Catalog::default();
+        let mut census = Census::default();
+        for i in 0..MAX_PER_HOST {
+            let ip = format!("10.1.0.{i}");
+            assert!(apply(
+                &mut catalog,
+                &mut census,
+                announced(&format!("a{i}"), "busy.local.", &ip, &format!("n{i}"))
+            ));
+        }
+        let one_more = || announced("late", "busy.local.", "10.1.1.1", "late");
+        assert!(!apply(&mut catalog, &mut census, one_more()));
+        // One moves to another host: its place under busy.local. is free.
+        assert!(apply(
+            &mut catalog,
+            &mut census,
+            announced("a0", "other.local.", "10.1.0.0", "n0")
+        ));
+        assert!(apply(&mut catalog, &mut census, one_more()));
+        assert!(!apply(
+            &mut catalog,
+            &mut census,
+            announced("later", "busy.local.", "10.1.1.2", "later")
+        ));
+        // One is removed: its place is free too.
+        let removed =
+            ServiceEvent::ServiceRemoved(SERVICE_TYPE.into(), "a1._zocket._tcp.local.".into());
+        assert!(apply(&mut catalog, &mut census, removed));
+        assert!(apply(
+            &mut catalog,
+            &mut census,
+            announced("later", "busy.local.", "10.1.1.2", "later")
+        ));
+        assert_eq!(census.hosts["busy.local."], MAX_PER_HOST);
+        assert_eq!(census.hosts["other.local."], 1);
     }
 
     #[test]

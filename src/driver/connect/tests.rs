@@ -29,13 +29,15 @@ async fn echo_listener(endpoint: &Endpoint, monitor: MonitorSender) -> Listener 
     let text = endpoint.to_string();
     let mon = monitor.clone();
     let o = opts.clone();
-    let handler: AcceptHandler = Arc::new(move |conn| {
+    let handler: AcceptHandler = Arc::new(move |conn, slot| {
         let (o, mon, text) = (o.clone(), mon.clone(), text.clone());
         async move {
             let Connection::Stream { io, peer } = conn else {
                 return;
             };
-            let Some(Connected::Native(shared)) = accept(io, peer, &text, &o, &mon).await else {
+            let accepted = accept(io, peer, &text, &o, &mon).await;
+            drop(slot);
+            let Some(Connected::Native(shared)) = accepted else {
                 return; // a ZMTP peer is dropped: this test listener serves zocket peers only
             };
             let session = mux::Session::from_shared(shared);

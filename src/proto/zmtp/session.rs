@@ -713,6 +713,15 @@ impl ZmtpSession {
         self.closing = true;
     }
 
+    /// Ends the session now: what is queued is discarded, and the session ends with
+    /// [`ZmtpError::ClosedLocally`] (for a socket whose linger time is over while the peer
+    /// does not read).
+    pub(crate) fn abort(&mut self) {
+        if self.error.is_none() {
+            self.terminate(ZmtpError::ClosedLocally);
+        }
+    }
+
     // ----- outputs -----
 
     /// Encodes what is due into `out`: READY first, then PONG / PING, then queued messages
