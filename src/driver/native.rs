@@ -206,10 +206,6 @@ fn register(slot: &mut Waker, waker: &Waker) {
 pub(crate) fn session_error(e: &SessionError) -> Error {
     match e {
         SessionError::Protocol(m) => Error::Protocol(m.clone()),
-        SessionError::MessageTooLarge { size, max } => Error::MessageTooLarge {
-            size: *size,
-            max: *max,
-        },
         SessionError::Timeout(_) => Error::Timeout,
         SessionError::Closed(_) | SessionError::ClosedLocally => Error::Closed,
     }
@@ -367,9 +363,20 @@ impl Connection for Shared {
 impl SessionCore for Session {
     type Error = SessionError;
 
-    /// Room for a whole frame of the largest size past what we hold, so a frame is never
-    /// moved once part of it is in (only at this reserve, rarely).
-    fn prepare_read(&mut self, _now: std::time::Instant, buf: &mut BytesMut) -> bool {
+    /// Feeds input held back again once reads brought the connection's held bytes down to
+    /// half of `connection_window`; no read while input is paused (TCP backpressure on this
+    /// peer alone, until the streams' owners read). Otherwise keeps room for a whole frame
+    /// of the largest size past what we hold, so a frame is never moved once part of it is
+    /// in (only at this reserve, rarely).
+    fn prepare_read(&mut self, now: std::time::Instant, buf: &mut BytesMut) -> bool {
+        if self.is_input_paused() {
+            if let Err(e) = self.handle_input(now, buf) {
+                debug!(error = %e, "closing connection");
+            }
+            if self.is_input_paused() {
+                return false;
+            }
+        }
         if buf.capacity() - buf.len() < MAX_FRAME_LEN {
             buf.reserve(READ_CHUNK);
         }

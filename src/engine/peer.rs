@@ -10,6 +10,7 @@ use super::signal::Signal;
 use crate::driver::zmtp::ZmtpShared;
 use crate::driver::Shared;
 use crate::pattern::PeerId;
+use crate::proto::limits::OverLimit;
 use crate::proto::native::{DataFlags, Reason, StreamError, StreamId};
 use crate::transport::inproc::{InprocConn, PushError};
 use crate::{Error, Message, SocketType};
@@ -240,8 +241,9 @@ impl Peer {
                         Err(e) => break Read::Gone(gone_reason(e, self.local_type)),
                     }
                 };
-                if consumed && inner.core.has_control_pending() {
-                    inner.wake_driver(); // a window update is due
+                if consumed && (inner.core.has_control_pending() || inner.core.wants_input()) {
+                    // A window update is due, or the connection's paused input may resume.
+                    inner.wake_driver();
                 }
                 res
             }
@@ -370,14 +372,33 @@ fn stream_error(e: StreamError, local: SocketType) -> Error {
     gone_reason(e, local).unwrap_or(Error::Closed)
 }
 
+/// Why a failed native stream went away, as the socket reports it (`None`: an ordinary end).
 fn gone_reason(e: StreamError, local: SocketType) -> Option<Error> {
     match e {
+        // Our message was over the peer's limit: it reset only this stream.
+        StreamError::Reset(Reason::MESSAGE_TOO_LARGE) => Some(Error::Refused {
+            reason: "a message of ours exceeded the peer's max_message_size or \
+                     max_message_frames (stream reset, reason 6)"
+                .to_owned(),
+        }),
         StreamError::Reset(_) | StreamError::Finished | StreamError::Unknown => None,
         StreamError::Rejected { reason, text } => Some(rejected(reason, &text, local)),
+        StreamError::TooLarge(over) => Some(over_limit(over)),
         StreamError::ConnectionLost(why) => Some(Error::Io(std::io::Error::new(
             std::io::ErrorKind::ConnectionAborted,
             why,
         ))),
+    }
+}
+
+/// The error for a peer's message over our limit (its stream was reset).
+fn over_limit(over: OverLimit) -> Error {
+    match over {
+        OverLimit::Size { size, max } => Error::MessageTooLarge { size, max },
+        OverLimit::Frames { max } => Error::Protocol(format!(
+            "peer sent a message of more than {max} frames (max_message_frames); \
+             its stream was reset"
+        )),
     }
 }
 
