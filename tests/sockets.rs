@@ -661,3 +661,42 @@ async fn disconnect_drops_one_link_and_unbind_frees_the_address() {
     let again = Pull::bind(&kept_ep).await.unwrap();
     assert_eq!(again.endpoints()[0].to_string(), kept_ep);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_over_the_limit_loses_only_its_stream_and_the_reason_reaches_the_monitor() {
+    let port = free_port();
+    // The first socket bound on the port sets the connection's limits.
+    let strict = Pull::with_options(Options::new().max_message_size(1000));
+    strict
+        .bind(&format!("tcp://127.0.0.1:{port}/strict"))
+        .await
+        .unwrap();
+    let mut events = strict.monitor();
+    let mut other = Pull::bind(&format!("tcp://127.0.0.1:{port}/other"))
+        .await
+        .unwrap();
+    let mut big = Push::connect(&format!("tcp://127.0.0.1:{port}/strict"))
+        .await
+        .unwrap();
+    let mut fine = Push::connect(&format!("tcp://127.0.0.1:{port}/other"))
+        .await
+        .unwrap();
+    timeout(T, big.wait_for_peers(1)).await.unwrap().unwrap();
+    timeout(T, fine.wait_for_peers(1)).await.unwrap().unwrap();
+    big.send(Message::from(vec![0u8; 5000])).await.unwrap();
+    let gone = until_event(&mut events, |e| matches!(e, Event::Disconnected { .. })).await;
+    let Event::Disconnected { reason, .. } = gone else {
+        unreachable!()
+    };
+    assert!(
+        reason.contains("exceeds the limit of 1000 bytes"),
+        "the monitor says why: {reason}"
+    );
+    // The connection and its other stream go on.
+    fine.send("still here").await.unwrap();
+    assert_eq!(
+        text(&timeout(T, other.recv()).await.unwrap().unwrap()),
+        "still here"
+    );
+    assert_eq!(established_on(port), 1, "the shared connection survived");
+}
