@@ -147,7 +147,8 @@ pub(crate) struct Session {
     /// GOAWAY to send once all data is flushed (graceful close) or at once (error).
     goaway: Option<(Reason, String)>,
     goaway_sent: bool,
-    /// What the chunks queued on all streams hold (see [`held_bytes`](Self::held_bytes)).
+    /// What the chunks queued on all streams hold, each counted with
+    /// [`held_cost`](crate::proto::limits::held_cost).
     held: u64,
     /// Input stopped at `connection_window` (see [`is_input_paused`](Self::is_input_paused)).
     input_paused: bool,
@@ -221,14 +222,14 @@ impl Session {
         self.held
     }
 
-    /// Whether input is paused because [`held_bytes`](Self::held_bytes) reached
+    /// Whether input is paused because what the peer's unread data holds reached
     /// `connection_window`: [`handle_input`](Self::handle_input) leaves the input in its
     /// buffer and the driver should not read (TCP pushes back on this peer alone).
     pub(crate) fn is_input_paused(&self) -> bool {
         self.input_paused
     }
 
-    /// Whether input is paused and reads have brought [`held_bytes`](Self::held_bytes)
+    /// Whether input is paused and reads have brought what the peer's unread data holds
     /// down to half of `connection_window`: the time to call
     /// [`handle_input`](Self::handle_input) again (a reader that sees it wakes the driver).
     /// Waiting for half, not for the first free byte, lets the reader take many chunks per
@@ -275,7 +276,10 @@ impl Session {
         let mut any = false;
         loop {
             if self.held >= self.config.connection_window {
-                self.input_paused = true;
+                if !self.input_paused {
+                    debug!(held = self.held, "connection_window reached: input paused");
+                    self.input_paused = true;
+                }
                 break;
             }
             let frame = match Frame::decode(buf) {
