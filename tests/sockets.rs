@@ -661,3 +661,70 @@ async fn disconnect_drops_one_link_and_unbind_frees_the_address() {
     let again = Pull::bind(&kept_ep).await.unwrap();
     assert_eq!(again.endpoints()[0].to_string(), kept_ep);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_over_the_limit_loses_only_its_stream_and_the_reason_reaches_the_monitor() {
+    let port = free_port();
+    // The first socket bound on the port sets the connection's limits.
+    let strict = Pull::with_options(Options::new().max_message_size(1000));
+    strict
+        .bind(&format!("tcp://127.0.0.1:{port}/strict"))
+        .await
+        .unwrap();
+    let mut events = strict.monitor();
+    let mut other = Pull::bind(&format!("tcp://127.0.0.1:{port}/other"))
+        .await
+        .unwrap();
+    let mut big = Push::connect(&format!("tcp://127.0.0.1:{port}/strict"))
+        .await
+        .unwrap();
+    let mut fine = Push::connect(&format!("tcp://127.0.0.1:{port}/other"))
+        .await
+        .unwrap();
+    timeout(T, big.wait_for_peers(1)).await.unwrap().unwrap();
+    timeout(T, fine.wait_for_peers(1)).await.unwrap().unwrap();
+    big.send(Message::from(vec![0u8; 5000])).await.unwrap();
+    let gone = until_event(&mut events, |e| matches!(e, Event::Disconnected { .. })).await;
+    let Event::Disconnected { reason, .. } = gone else {
+        unreachable!()
+    };
+    assert!(
+        reason.contains("exceeds the limit of 1000 bytes"),
+        "the monitor says why: {reason}"
+    );
+    // The connection and its other stream go on.
+    fine.send("still here").await.unwrap();
+    assert_eq!(
+        text(&timeout(T, other.recv()).await.unwrap().unwrap()),
+        "still here"
+    );
+    assert_eq!(established_on(port), 1, "the shared connection survived");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_paused_at_its_window_resumes_as_the_reader_catches_up() {
+    // 64 KiB holds under 900 small messages (64 bytes of overhead each), far fewer than
+    // are sent: input pauses and resumes many times, and nothing is lost or reordered.
+    let small_window = Options::new().connection_window(64 * 1024);
+    let mut pull = Pull::with_options(small_window);
+    let ep = pull.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let mut push = Push::connect(&ep).await.unwrap();
+    timeout(T, push.wait_for_peers(1)).await.unwrap().unwrap();
+    const N: usize = 20_000;
+    let sender = tokio::spawn(async move {
+        for i in 0..N {
+            push.send(format!("{i}")).await.unwrap();
+        }
+        push
+    });
+    // Let the window fill before reading.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for i in 0..N {
+        let msg = timeout(T, pull.recv())
+            .await
+            .expect("input resumed")
+            .unwrap();
+        assert_eq!(text(&msg), format!("{i}"));
+    }
+    let _push = timeout(T, sender).await.unwrap().unwrap();
+}

@@ -31,6 +31,12 @@ use crate::transport::shared::DirectWrite;
 const READS_PER_POLL: usize = 16;
 /// Rounds (read, timers, write, dispatch) per poll before letting other tasks run.
 const ROUNDS_PER_POLL: usize = 8;
+/// Bytes read and fed to the core per poll before letting other tasks run, so one busy
+/// connection holds a runtime thread only briefly: 256 KiB is one full read, which a bulk
+/// transfer fills with four 64 KiB chunks (microseconds of work), and which even the
+/// costliest input (1-byte DATA chunks, 11-byte frames, ~100 ns each) turns into a few
+/// milliseconds at most.
+pub(crate) const INPUT_BUDGET_PER_POLL: usize = 256 * 1024;
 /// Most segments per vectored write.
 const MAX_IOV: usize = 64;
 /// How long the last frames of an ended session (a GOAWAY, a ZMTP ERROR) may wait for a
@@ -213,8 +219,9 @@ impl<T: Transport, C: Connection> Driver<T, C> {
         }
     }
 
-    /// Reads what is available and feeds it to the core. Returns whether anything was read.
-    fn poll_read(&mut self, cx: &mut Context<'_>) -> bool {
+    /// Reads what is available and feeds it to the core, until `budget` bytes are spent
+    /// (what is read is taken off it). Returns whether anything was read.
+    fn poll_read(&mut self, cx: &mut Context<'_>, budget: &mut usize) -> bool {
         if self.read_closed {
             return false;
         }
@@ -232,7 +239,7 @@ impl<T: Transport, C: Connection> Driver<T, C> {
         };
         let mut progressed = false;
         for _ in 0..READS_PER_POLL {
-            if !ready {
+            if !ready || *budget == 0 {
                 break;
             }
             match Pin::new(&mut *io).poll_read_into(cx, read_buf) {
@@ -242,8 +249,9 @@ impl<T: Transport, C: Connection> Driver<T, C> {
                     conn.with(|core, _| core.handle_eof(""));
                     return true;
                 }
-                Poll::Ready(Ok(_)) => {
+                Poll::Ready(Ok(n)) => {
                     progressed = true;
+                    *budget = budget.saturating_sub(n);
                     let now = Instant::now().into_std();
                     ready = conn.with(|core, _| {
                         if let Err(e) = core.handle_input(now, read_buf) {
@@ -364,8 +372,9 @@ impl<T: Transport, C: Connection> Future for Driver<T, C> {
         let this = self.get_mut();
         // Registered first, so a command issued while we run wakes us again.
         this.conn.with(|_, wire| wire.register_driver(cx.waker()));
+        let mut budget = INPUT_BUDGET_PER_POLL;
         for _ in 0..ROUNDS_PER_POLL {
-            let read = this.poll_read(cx);
+            let read = this.poll_read(cx, &mut budget);
             let fired = this.poll_timer(cx);
             let wrote = this.poll_write(cx);
             if this.conn.dispatch() {
@@ -379,6 +388,9 @@ impl<T: Transport, C: Connection> Future for Driver<T, C> {
             }
             if !(read || fired || wrote) {
                 return Poll::Pending;
+            }
+            if budget == 0 {
+                break; // a peer's input has had its share of this thread
             }
         }
         // Plenty of work: yield to other tasks, then go on.

@@ -30,6 +30,8 @@ pub(crate) fn session_config(options: &Options, side: Side) -> Config {
         stream_window: options.stream_window,
         max_streams: u32::try_from(options.max_streams).unwrap_or(u32::MAX),
         max_message_size: options.max_message_size,
+        max_message_frames: options.max_message_frames,
+        connection_window: u64::try_from(options.connection_window).unwrap_or(u64::MAX),
         heartbeat_interval: options.heartbeat_interval,
         heartbeat_timeout: options.heartbeat_timeout.max(Duration::from_millis(1)),
         handshake_timeout: options.handshake_timeout,

@@ -11,6 +11,8 @@ use tokio::time::Instant;
 use tracing::{debug, Instrument};
 
 use super::handshake;
+#[cfg(test)]
+use super::io_loop::INPUT_BUDGET_PER_POLL as INPUT_BUDGET;
 use super::io_loop::{Connection, Driver, SessionCore, Wire, CLOSE_LINGER};
 use super::transport::Transport;
 use crate::id_hash::IdMap;
@@ -81,6 +83,26 @@ pub(crate) struct SharedInner {
 }
 
 impl Shared {
+    /// The state of a new session; its handle count starts at one.
+    fn new(config: Config, direct: Option<Arc<dyn DirectWrite>>) -> Arc<Shared> {
+        let now = Instant::now().into_std();
+        Arc::new(Shared {
+            inner: Mutex::new(SharedInner {
+                core: Session::new(config, now),
+                wire: Wire::new(direct),
+                readers: IdMap::default(),
+                writers: IdMap::default(),
+                incoming: VecDeque::new(),
+                incoming_waker: None,
+                established: false,
+                established_wakers: Vec::new(),
+                close_wakers: Vec::new(),
+                observers: IdMap::default(),
+                handles: 1,
+            }),
+        })
+    }
+
     /// Locks the core. Never hold the guard across an `.await`.
     pub(crate) fn lock(&self) -> MutexGuard<'_, SharedInner> {
         // A panic while holding the lock leaves the core in an unknown state; we never
@@ -206,10 +228,6 @@ fn register(slot: &mut Waker, waker: &Waker) {
 pub(crate) fn session_error(e: &SessionError) -> Error {
     match e {
         SessionError::Protocol(m) => Error::Protocol(m.clone()),
-        SessionError::MessageTooLarge { size, max } => Error::MessageTooLarge {
-            size: *size,
-            max: *max,
-        },
         SessionError::Timeout(_) => Error::Timeout,
         SessionError::Closed(_) | SessionError::ClosedLocally => Error::Closed,
     }
@@ -239,22 +257,7 @@ where
 {
     let side = config.side;
     let timeout = config.handshake_timeout;
-    let now = Instant::now().into_std();
-    let shared = Arc::new(Shared {
-        inner: Mutex::new(SharedInner {
-            core: Session::new(config, now),
-            wire: Wire::new(direct),
-            readers: IdMap::default(),
-            writers: IdMap::default(),
-            incoming: VecDeque::new(),
-            incoming_waker: None,
-            established: false,
-            established_wakers: Vec::new(),
-            close_wakers: Vec::new(),
-            observers: IdMap::default(),
-            handles: 1,
-        }),
-    });
+    let shared = Shared::new(config, direct);
     let task_shared = shared.clone();
     let span = tracing::debug_span!("zocket.conn", %peer, protocol = "native", ?side);
     tokio::spawn(
@@ -367,9 +370,20 @@ impl Connection for Shared {
 impl SessionCore for Session {
     type Error = SessionError;
 
-    /// Room for a whole frame of the largest size past what we hold, so a frame is never
-    /// moved once part of it is in (only at this reserve, rarely).
-    fn prepare_read(&mut self, _now: std::time::Instant, buf: &mut BytesMut) -> bool {
+    /// Feeds input held back again once reads brought the connection's held bytes down to
+    /// half of `connection_window`; no read while input is paused (TCP backpressure on this
+    /// peer alone, until the streams' owners read). Otherwise keeps room for a whole frame
+    /// of the largest size past what we hold, so a frame is never moved once part of it is
+    /// in (only at this reserve, rarely).
+    fn prepare_read(&mut self, now: std::time::Instant, buf: &mut BytesMut) -> bool {
+        if self.is_input_paused() {
+            if let Err(e) = self.handle_input(now, buf) {
+                debug!(error = %e, "closing connection");
+            }
+            if self.is_input_paused() {
+                return false;
+            }
+        }
         if buf.capacity() - buf.len() < MAX_FRAME_LEN {
             buf.reserve(READ_CHUNK);
         }
@@ -399,5 +413,131 @@ impl SessionCore for Session {
     }
     fn is_closed(&self) -> bool {
         self.is_closed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::io;
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll, Wake};
+
+    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+    use super::*;
+    use crate::driver::transport::AnyIo;
+    use crate::proto::native::frame::Frame;
+    use crate::proto::native::{Hello, Side};
+
+    /// A peer that sends its HELLO, then unknown frames of 4 KiB without end, always ready;
+    /// it takes whatever is written.
+    struct Flood {
+        hello: Vec<u8>,
+        offset: usize,
+        read: Arc<AtomicUsize>,
+    }
+
+    const FRAME: usize = 4096;
+
+    impl Flood {
+        fn byte(&self, i: usize) -> u8 {
+            if i < self.hello.len() {
+                return self.hello[i];
+            }
+            let len = (FRAME as u32 - 10).to_be_bytes();
+            match (i - self.hello.len()) % FRAME {
+                0 => 0x7F,
+                j @ 6..=9 => len[j - 6],
+                j if j < 6 => 0,
+                _ => 0xAB,
+            }
+        }
+    }
+
+    impl AsyncRead for Flood {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let n = buf.remaining();
+            let bytes: Vec<u8> = (self.offset..self.offset + n)
+                .map(|i| self.byte(i))
+                .collect();
+            buf.put_slice(&bytes);
+            self.offset += n;
+            self.read.fetch_add(n, Ordering::Relaxed);
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl AsyncWrite for Flood {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[derive(Default)]
+    struct CountWakes(AtomicUsize);
+
+    impl Wake for CountWakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flooding_peer_gets_a_bounded_share_of_each_poll_and_the_driver_yields() {
+        let mut hello = BytesMut::new();
+        Frame::Hello(Hello {
+            instance: [9; 16],
+            stream_window: 1 << 20,
+            max_streams: 8,
+            max_message_size: 1 << 20,
+        })
+        .encode(&mut hello);
+        let read = Arc::new(AtomicUsize::new(0));
+        let io = AnyIo(Flood {
+            hello: hello.to_vec(),
+            offset: 0,
+            read: read.clone(),
+        });
+        let options = crate::Options::new();
+        let shared = Shared::new(crate::driver::session_config(&options, Side::Server), None);
+        let mut driver = Driver::new(io, shared.clone(), None);
+        let wakes = Arc::new(CountWakes::default());
+        let waker = std::task::Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        for poll in 1..=3 {
+            let before = read.load(Ordering::Relaxed);
+            assert!(Pin::new(&mut driver).poll(&mut cx).is_pending());
+            let got = read.load(Ordering::Relaxed) - before;
+            assert!(got > 0, "poll {poll} made progress");
+            assert!(
+                got <= INPUT_BUDGET + 2 * READ_CHUNK,
+                "poll {poll} read {got} bytes"
+            );
+            assert_eq!(
+                wakes.0.load(Ordering::Relaxed),
+                poll,
+                "the driver yielded (woke itself) after its share"
+            );
+        }
+        assert!(
+            shared.lock().core.error().is_none(),
+            "unknown frames are legal"
+        );
     }
 }

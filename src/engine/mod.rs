@@ -451,7 +451,13 @@ impl Engine {
                 SocketType::Push => self.drain_ignored(st, id),
                 _ => {
                     if peer.failed() {
-                        self.remove_peer(st, id, None);
+                        // Reading a failed link says why it went (a reset, a message over
+                        // the limit, the connection lost), for the log and the monitor.
+                        let why = match peer.read(&self.signal) {
+                            Read::Gone(why) => why,
+                            _ => None,
+                        };
+                        self.remove_peer(st, id, why);
                     } else {
                         st.fair.push_ready(id);
                     }

@@ -10,6 +10,7 @@ use super::signal::Signal;
 use crate::driver::zmtp::ZmtpShared;
 use crate::driver::Shared;
 use crate::pattern::PeerId;
+use crate::proto::limits::OverLimit;
 use crate::proto::native::{DataFlags, Reason, StreamError, StreamId};
 use crate::transport::inproc::{InprocConn, PushError};
 use crate::{Error, Message, SocketType};
@@ -240,8 +241,9 @@ impl Peer {
                         Err(e) => break Read::Gone(gone_reason(e, self.local_type)),
                     }
                 };
-                if consumed && inner.core.has_control_pending() {
-                    inner.wake_driver(); // a window update is due
+                if consumed && (inner.core.has_control_pending() || inner.core.wants_input()) {
+                    // A window update is due, or the connection's paused input may resume.
+                    inner.wake_driver();
                 }
                 res
             }
@@ -375,14 +377,33 @@ fn stream_error(e: StreamError, local: SocketType) -> Error {
     gone_reason(e, local).unwrap_or(Error::Closed)
 }
 
+/// Why a failed native stream went away, as the socket reports it (`None`: an ordinary end).
 fn gone_reason(e: StreamError, local: SocketType) -> Option<Error> {
     match e {
+        // Our message was over the peer's limit: it reset only this stream.
+        StreamError::Reset(Reason::MESSAGE_TOO_LARGE) => Some(Error::Refused {
+            reason: "a message of ours exceeded the peer's max_message_size or \
+                     max_message_frames (stream reset, reason 6)"
+                .to_owned(),
+        }),
         StreamError::Reset(_) | StreamError::Finished | StreamError::Unknown => None,
         StreamError::Rejected { reason, text } => Some(rejected(reason, &text, local)),
+        StreamError::TooLarge(over) => Some(over_limit(over)),
         StreamError::ConnectionLost(why) => Some(Error::Io(std::io::Error::new(
             std::io::ErrorKind::ConnectionAborted,
             why,
         ))),
+    }
+}
+
+/// The error for a peer's message over our limit (its stream was reset).
+fn over_limit(over: OverLimit) -> Error {
+    match over {
+        OverLimit::Size { size, max } => Error::MessageTooLarge { size, max },
+        OverLimit::Frames { max } => Error::Protocol(format!(
+            "peer sent a message of more than {max} frames (max_message_frames); \
+             its stream was reset"
+        )),
     }
 }
 
@@ -400,34 +421,107 @@ pub(crate) fn rejected(reason: Reason, text: &str, local: SocketType) -> Error {
 }
 
 /// Collects a message's frames from DATA chunks.
+///
+/// What it holds stays close to the bytes received: the session has checked the message
+/// against `max_message_size` and `max_message_frames` chunk by chunk, and short pieces of
+/// a frame are copied together instead of each keeping a handle (a frame sent as many
+/// 1-byte chunks would otherwise cost ~50 bytes per byte); empty pieces are dropped.
 #[derive(Debug, Default)]
 pub(crate) struct Reassembly {
     frames: Vec<Bytes>,
+    /// Pieces of the frame being received, in order: full chunks as they came, runs of
+    /// short ones copied into one.
     pieces: Vec<Bytes>,
+    /// Short pieces received since the last piece in `pieces`, copied together.
+    small: BytesMut,
 }
 
 impl Reassembly {
     /// Adds one chunk; returns the message when this chunk completes one.
     pub(crate) fn push(&mut self, chunk: Bytes, flags: DataFlags) -> Option<Message> {
         if flags.contains(DataFlags::CONTINUED) {
-            self.pieces.push(chunk);
+            self.add_piece(chunk);
             return None;
         }
-        let frame = if self.pieces.is_empty() {
-            chunk
+        let frame = if self.pieces.is_empty() && self.small.is_empty() {
+            chunk // the whole frame in one chunk: no copy
         } else {
-            let len = self.pieces.iter().map(Bytes::len).sum::<usize>() + chunk.len();
-            let mut joined = BytesMut::with_capacity(len);
-            for piece in self.pieces.drain(..) {
-                joined.extend_from_slice(&piece);
+            self.add_piece(chunk);
+            self.flush_small();
+            if self.pieces.len() == 1 {
+                self.pieces.pop().unwrap_or_default()
+            } else {
+                let len = self.pieces.iter().map(Bytes::len).sum::<usize>();
+                let mut joined = BytesMut::with_capacity(len);
+                for piece in self.pieces.drain(..) {
+                    joined.extend_from_slice(&piece);
+                }
+                joined.freeze()
             }
-            joined.extend_from_slice(&chunk);
-            joined.freeze()
         };
         self.frames.push(frame);
         if flags.contains(DataFlags::MORE) {
             return None;
         }
         Some(Message::from(std::mem::take(&mut self.frames)))
+    }
+
+    fn add_piece(&mut self, piece: Bytes) {
+        if piece.len() < crate::proto::limits::COPY_BELOW {
+            self.small.extend_from_slice(&piece);
+        } else {
+            self.flush_small();
+            self.pieces.push(piece);
+        }
+    }
+
+    fn flush_small(&mut self) {
+        if !self.small.is_empty() {
+            self.pieces.push(self.small.split().freeze());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_of_many_tiny_chunks_is_held_as_its_bytes_not_as_many_pieces() {
+        let mut r = Reassembly::default();
+        for i in 0..10_000u32 {
+            let byte = Bytes::copy_from_slice(&[(i % 251) as u8]);
+            assert!(r.push(byte, DataFlags::CONTINUED).is_none());
+            assert!(r.push(Bytes::new(), DataFlags::CONTINUED).is_none());
+        }
+        assert!(r.pieces.len() <= 1, "{} pieces", r.pieces.len());
+        let msg = r
+            .push(Bytes::from_static(b"!"), DataFlags::default())
+            .unwrap();
+        let frame = &msg.frames()[0];
+        assert_eq!(frame.len(), 10_001);
+        assert!(frame[..10_000]
+            .iter()
+            .enumerate()
+            .all(|(i, b)| *b == (i % 251) as u8));
+        assert_eq!(frame[10_000], b'!');
+    }
+
+    #[test]
+    fn large_and_small_pieces_keep_their_order() {
+        let mut r = Reassembly::default();
+        let big = Bytes::from(vec![1u8; crate::proto::limits::COPY_BELOW]);
+        r.push(Bytes::from_static(b"ab"), DataFlags::CONTINUED);
+        r.push(big.clone(), DataFlags::CONTINUED);
+        r.push(Bytes::from_static(b"cd"), DataFlags::CONTINUED);
+        let msg = r.push(big.clone(), DataFlags::MORE);
+        assert!(msg.is_none());
+        let msg = r.push(big.clone(), DataFlags::default()).unwrap();
+        let mut want = b"ab".to_vec();
+        want.extend_from_slice(&big);
+        want.extend_from_slice(b"cd");
+        want.extend_from_slice(&big);
+        assert_eq!(msg.frames()[0].as_ref(), &want[..]);
+        assert_eq!(msg.frames()[1], big, "a frame of one chunk is not copied");
     }
 }

@@ -42,6 +42,7 @@ fn stream_error(e: StreamError) -> io::Error {
             format!("stream reset by peer (reason {})", reason.0),
         ),
         StreamError::Rejected { text, .. } => Error::Refused { reason: text }.into(),
+        StreamError::TooLarge(over) => io::Error::new(io::ErrorKind::InvalidData, over.to_string()),
         StreamError::ConnectionLost(why) => io::Error::new(io::ErrorKind::ConnectionAborted, why),
         StreamError::Finished => io::Error::new(
             io::ErrorKind::BrokenPipe,

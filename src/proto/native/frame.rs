@@ -141,7 +141,9 @@ impl Frame {
     /// Decodes one frame from the front of `buf`, or `Ok(None)` when more bytes are needed.
     ///
     /// Unknown frame types (from a newer peer) are skipped. On success the frame's bytes
-    /// are removed from `buf`; DATA payloads are split off without copying.
+    /// are removed from `buf`. A DATA payload is copied out of `buf` when shorter than
+    /// 64 KiB, so a small chunk never keeps the read buffer alive, and split off without
+    /// copying when a full 64 KiB chunk (see [`take_payload`](crate::proto::limits::take_payload)).
     ///
     /// # Errors
     /// [`FrameError`] when the header or payload breaks the format; `buf` is then left as
@@ -182,7 +184,7 @@ impl Frame {
                         return Err(FrameError::UnknownFlags(flags));
                     }
                     buf.advance(HEADER_LEN);
-                    let payload = buf.split_to(len).freeze();
+                    let payload = crate::proto::limits::take_payload(buf, len);
                     return Ok(Some(Frame::Data {
                         stream,
                         flags: DataFlags(flags),

@@ -16,6 +16,7 @@ use super::timer::{Timer, TimerTable};
 use super::transmit::Transmit;
 use super::{Reason, StreamId};
 use crate::id_hash::IdMap;
+use crate::proto::limits::MessageLimits;
 
 /// Which end of the connection we are: the dialer opens odd stream ids, the listener even.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,8 +38,13 @@ pub(crate) struct Config {
     pub(crate) stream_window: u32,
     /// Most streams the peer may open at once.
     pub(crate) max_streams: u32,
-    /// Largest message (on message streams) we accept.
+    /// Largest message (on message streams) we accept, in payload bytes.
     pub(crate) max_message_size: u64,
+    /// Most frames in a message (on message streams) we accept.
+    pub(crate) max_message_frames: u32,
+    /// Most bytes the peer's received but unread data may hold, counted with
+    /// [`held_cost`](crate::proto::limits::held_cost); input pauses there.
+    pub(crate) connection_window: u64,
     /// Ping after this much silence; `None` disables heartbeats.
     pub(crate) heartbeat_interval: Option<Duration>,
     /// Declare the peer dead after this much silence.
@@ -53,9 +59,6 @@ pub(crate) enum SessionError {
     /// The peer broke the protocol.
     #[error("{0}")]
     Protocol(String),
-    /// A message on a message stream grew past the limit.
-    #[error("peer sent a message of more than {max} bytes")]
-    MessageTooLarge { size: u64, max: u64 },
     /// The peer said nothing for too long.
     #[error("{0}")]
     Timeout(&'static str),
@@ -144,6 +147,11 @@ pub(crate) struct Session {
     /// GOAWAY to send once all data is flushed (graceful close) or at once (error).
     goaway: Option<(Reason, String)>,
     goaway_sent: bool,
+    /// What the chunks queued on all streams hold, each counted with
+    /// [`held_cost`](crate::proto::limits::held_cost).
+    held: u64,
+    /// Input stopped at `connection_window` (see [`is_input_paused`](Self::is_input_paused)).
+    input_paused: bool,
 }
 
 /// Most control frames allowed to wait for transmission; a peer that makes us queue more
@@ -182,6 +190,8 @@ impl Session {
             error: None,
             goaway: None,
             goaway_sent: false,
+            held: 0,
+            input_paused: false,
         }
     }
 
@@ -205,6 +215,30 @@ impl Session {
     }
 
     #[cfg(test)]
+    /// What the peer's received but unread data holds now, counted as really held
+    /// ([`held_cost`](crate::proto::limits::held_cost) per queued chunk), all streams
+    /// together.
+    pub(crate) fn held_bytes(&self) -> u64 {
+        self.held
+    }
+
+    /// Whether input is paused because what the peer's unread data holds reached
+    /// `connection_window`: [`handle_input`](Self::handle_input) leaves the input in its
+    /// buffer and the driver should not read (TCP pushes back on this peer alone).
+    pub(crate) fn is_input_paused(&self) -> bool {
+        self.input_paused
+    }
+
+    /// Whether input is paused and reads have brought what the peer's unread data holds
+    /// down to half of `connection_window`: the time to call
+    /// [`handle_input`](Self::handle_input) again (a reader that sees it wakes the driver).
+    /// Waiting for half, not for the first free byte, lets the reader take many chunks per
+    /// wakeup.
+    pub(crate) fn wants_input(&self) -> bool {
+        self.input_paused && self.error.is_none() && self.held <= self.config.connection_window / 2
+    }
+
+    #[cfg(test)]
     /// Number of live streams.
     pub(crate) fn stream_count(&self) -> usize {
         self.streams.len()
@@ -212,7 +246,11 @@ impl Session {
 
     // ----- input -----
 
-    /// Consumes every complete frame at the front of `buf`.
+    /// Consumes complete frames at the front of `buf` until the peer's unread data holds
+    /// `connection_window`; the rest stays in `buf` and input pauses (see
+    /// [`is_input_paused`](Self::is_input_paused)) until reads bring the held bytes down to
+    /// half. While paused, the idle timeout does not run (we, not the peer, are slow) and
+    /// keepalive PINGs go on, so the peer does not time us out either.
     ///
     /// # Errors
     /// The session error, when the input breaks the protocol; the session is then closing
@@ -226,8 +264,24 @@ impl Session {
             buf.clear();
             return Ok(());
         }
+        if self.input_paused {
+            if !self.wants_input() {
+                return Ok(());
+            }
+            // We were not listening: the silence so far is not the peer's.
+            self.input_paused = false;
+            self.last_recv = now;
+            self.arm_heartbeat();
+        }
         let mut any = false;
         loop {
+            if self.held >= self.config.connection_window {
+                if !self.input_paused {
+                    debug!(held = self.held, "connection_window reached: input paused");
+                    self.input_paused = true;
+                }
+                break;
+            }
             let frame = match Frame::decode(buf) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
@@ -236,11 +290,7 @@ impl Session {
             any = true;
             trace!(?frame, "recv");
             if let Err(e) = self.handle_frame(frame) {
-                let reason = match &e {
-                    SessionError::MessageTooLarge { .. } => Reason::MESSAGE_TOO_LARGE,
-                    _ => Reason::PROTOCOL_ERROR,
-                };
-                return Err(self.fail(reason, e));
+                return Err(self.fail(Reason::PROTOCOL_ERROR, e));
             }
             if self.error.is_some() {
                 buf.clear();
@@ -255,6 +305,9 @@ impl Session {
             self.last_recv = now;
             self.ping_outstanding = false;
             self.arm_heartbeat();
+        }
+        if self.input_paused {
+            self.timers.stop(Timer::Idle);
         }
         Ok(())
     }
@@ -294,12 +347,20 @@ impl Session {
                     );
                 }
                 Timer::Keepalive => {
-                    if !self.ping_outstanding && self.error.is_none() {
+                    // While input is paused we hear nothing, but the peer must hear from
+                    // us: a PING every interval (one queued at most).
+                    let paused = self.input_paused && self.error.is_none();
+                    let queued =
+                        paused && self.control.iter().any(|f| matches!(f, Frame::Ping { .. }));
+                    if (!self.ping_outstanding || paused) && !queued && self.error.is_none() {
                         self.ping_nonce = self.ping_nonce.wrapping_add(1);
                         self.ping_outstanding = true;
                         self.control.push_back(Frame::Ping {
                             nonce: self.ping_nonce,
                         });
+                    }
+                    if let (true, Some(interval)) = (paused, self.config.heartbeat_interval) {
+                        self.timers.set(Timer::Keepalive, now + interval);
                     }
                 }
             }
@@ -328,6 +389,7 @@ impl Session {
                 if self.peer.is_some() {
                     return Err(SessionError::Protocol("second HELLO".into()));
                 }
+                check_hello(&hello)?;
                 self.timers.stop(Timer::Handshake);
                 self.peer = Some(hello);
                 // Streams opened before the HELLO started without credit.
@@ -528,7 +590,10 @@ impl Session {
         flags: DataFlags,
         payload: Bytes,
     ) -> Result<(), SessionError> {
-        let max = self.config.max_message_size;
+        let limits = MessageLimits {
+            max_size: self.config.max_message_size,
+            max_frames: self.config.max_message_frames,
+        };
         // One table lookup per DATA frame (the hot path): `s` borrows only `streams`.
         let Some(s) = self.streams.get_mut(&id) else {
             return self.gone_stream(id, "DATA");
@@ -538,24 +603,13 @@ impl Session {
                 "DATA on stream {id} after CLOSE"
             )));
         }
-        s.recv.window.on_data(cost(payload.len())).map_err(|()| {
+        let len = payload.len();
+        s.recv.window.on_data(cost(len)).map_err(|()| {
             SessionError::Protocol(format!("stream {id} exceeded its flow-control window"))
         })?;
-        if s.socket_type != RAW_STREAM {
-            s.recv.message_len += payload.len() as u64;
-            if s.recv.message_len > max {
-                return Err(SessionError::MessageTooLarge {
-                    size: s.recv.message_len,
-                    max,
-                });
-            }
-            if flags.ends_message() {
-                s.recv.message_len = 0;
-            }
-        }
         if s.error.is_some() || s.released {
             // Nobody will read it: give the credit straight back.
-            if let Some(inc) = s.recv.window.on_consumed(cost(payload.len())) {
+            if let Some(inc) = s.recv.window.on_consumed(cost(len)) {
                 self.control.push_back(Frame::Window {
                     stream: id,
                     increment: inc,
@@ -563,7 +617,19 @@ impl Session {
             }
             return Ok(());
         }
-        s.recv.push(Chunk {
+        if s.socket_type != RAW_STREAM {
+            if let Err(over) = s.recv.count_message(len, flags, limits) {
+                // This stream alone pays: the connection and its other streams go on.
+                debug!(stream = %id, %over, "resetting the stream of a message over the limit");
+                self.control.push_back(Frame::Reset {
+                    stream: id,
+                    reason: Reason::MESSAGE_TOO_LARGE,
+                });
+                self.fail_stream(id, StreamError::TooLarge(over));
+                return Ok(());
+            }
+        }
+        self.held += s.recv.push(Chunk {
             data: payload,
             flags,
         });
@@ -624,7 +690,9 @@ impl Session {
             return;
         };
         if s.released && (s.is_done() || self.error.is_some()) && !s.send.has_pending() {
-            self.streams.remove(&id);
+            if let Some(mut s) = self.streams.remove(&id) {
+                self.held = self.held.saturating_sub(s.recv.discard());
+            }
             if self.is_peer_id(id) {
                 self.peer_opened -= 1;
             } else {
@@ -852,7 +920,8 @@ impl Session {
     ) -> Result<ReadBytes, StreamError> {
         let s = self.streams.get_mut(&id).ok_or(StreamError::Unknown)?;
         let (outcome, consumed) = s.recv.read_bytes(buf);
-        self.after_read(id, consumed);
+        self.held = self.held.saturating_sub(consumed.held);
+        self.after_read(id, consumed.credit);
         let s = self.streams.get_mut(&id).ok_or(StreamError::Unknown)?;
         match outcome {
             ReadBytes::Blocked => {
@@ -875,10 +944,11 @@ impl Session {
         let s = self.streams.get_mut(&id).ok_or(StreamError::Unknown)?;
         match s.recv.read_chunk() {
             Some((chunk, consumed)) => {
+                self.held = self.held.saturating_sub(consumed.held);
                 // `after_read`, without a second lookup (the hot path).
-                let credit_due = consumed > 0 && self.error.is_none() && !s.recv.fin;
+                let credit_due = consumed.credit > 0 && self.error.is_none() && !s.recv.fin;
                 if credit_due && s.error.is_none() {
-                    if let Some(inc) = s.recv.window.on_consumed(consumed) {
+                    if let Some(inc) = s.recv.window.on_consumed(consumed.credit) {
                         self.control.push_back(Frame::Window {
                             stream: id,
                             increment: inc,
@@ -939,7 +1009,7 @@ impl Session {
             }
         }
         if let Some(s) = self.streams.get_mut(&id) {
-            s.recv.discard();
+            self.held = self.held.saturating_sub(s.recv.discard());
         }
         self.maybe_remove(id);
     }
@@ -1058,6 +1128,31 @@ impl Session {
     }
 }
 
+/// Refuses a HELLO whose parameters no peer may announce: a stream window below one full
+/// DATA chunk (the minimum `Options` allows), no streams, or no message at all.
+fn check_hello(hello: &Hello) -> Result<(), SessionError> {
+    let min_window = crate::options::MIN_STREAM_WINDOW;
+    let low = if hello.stream_window < min_window {
+        Some((
+            "stream_window",
+            u64::from(hello.stream_window),
+            u64::from(min_window),
+        ))
+    } else if hello.max_streams < 1 {
+        Some(("max_streams", 0, 1))
+    } else if hello.max_message_size < 1 {
+        Some(("max_message_size", 0, 1))
+    } else {
+        None
+    };
+    match low {
+        Some((field, value, min)) => Err(SessionError::Protocol(format!(
+            "peer's HELLO has {field} {value}, below the minimum of {min}"
+        ))),
+        None => Ok(()),
+    }
+}
+
 impl Reason {
     /// No error: a normal close.
     pub(crate) const NO_ERROR: Reason = Reason(0);
@@ -1069,7 +1164,8 @@ impl Reason {
     pub(crate) const INCOMPATIBLE: Reason = Reason(4);
     /// The stream limit is reached.
     pub(crate) const TOO_MANY_STREAMS: Reason = Reason(5);
-    /// A message exceeded the receiver's limit.
+    /// A message exceeded the receiver's `max_message_size` or `max_message_frames`
+    /// (RESET of that stream).
     pub(crate) const MESSAGE_TOO_LARGE: Reason = Reason(6);
     /// A timeout (handshake or heartbeat).
     pub(crate) const TIMEOUT: Reason = Reason(7);

@@ -7,6 +7,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use super::flow_control::{cost, RecvWindow, SendCredit, DATA_FRAME_COST};
 use super::frame::{DataFlags, MAX_DATA_PAYLOAD};
 use super::Reason;
+use crate::proto::limits::{held_cost, MessageBudget, MessageLimits, OverLimit};
 
 /// Where a stream is in its opening handshake.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +27,9 @@ pub(crate) enum StreamError {
     Reset(Reason),
     /// The peer refused to open it.
     Rejected { reason: Reason, text: String },
+    /// We reset the stream because the peer's message on it broke `max_message_size` or
+    /// `max_message_frames` (the peer got RESET with reason 6).
+    TooLarge(OverLimit),
     /// The connection is gone; the text says why.
     ConnectionLost(String),
     /// Writing after `finish`.
@@ -37,7 +41,7 @@ pub(crate) enum StreamError {
 /// One chunk received on a stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Chunk {
-    /// The bytes, sliced out of the read buffer.
+    /// The bytes (received: copied or sliced out of the read buffer).
     pub(crate) data: Bytes,
     /// MORE / CONTINUED.
     pub(crate) flags: DataFlags,
@@ -167,9 +171,12 @@ impl SendHalf {
 #[derive(Debug)]
 pub(crate) struct RecvHalf {
     pub(crate) window: RecvWindow,
-    queue: VecDeque<Chunk>,
-    /// Payload bytes of the message being received (message streams only).
-    pub(crate) message_len: u64,
+    /// Received chunks not yet read, each with what it holds ([`held_cost`]).
+    queue: VecDeque<(Chunk, u64)>,
+    /// What the chunks in `queue` hold, all together.
+    held: u64,
+    /// Size of the message being received (message streams only).
+    message: MessageBudget,
     /// The peer sent CLOSE.
     pub(crate) fin: bool,
     /// A Readable event is outstanding; cleared when a read finds nothing.
@@ -187,47 +194,82 @@ pub(crate) enum ReadBytes {
     Finished,
 }
 
+/// What a read took out of a receiving half: the credit to give back to the peer and the
+/// held bytes it freed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Consumed {
+    /// Credit consumed (payload bytes read, plus the frame cost of every finished chunk).
+    pub(crate) credit: u64,
+    /// Held bytes freed (the [`held_cost`] of every finished chunk).
+    pub(crate) held: u64,
+}
+
 impl RecvHalf {
     pub(crate) fn new(window: u32) -> Self {
         RecvHalf {
             window: RecvWindow::new(window),
             queue: VecDeque::new(),
-            message_len: 0,
+            held: 0,
+            message: MessageBudget::default(),
             fin: false,
             signalled: false,
         }
     }
 
-    pub(crate) fn push(&mut self, chunk: Chunk) {
-        self.queue.push_back(chunk);
+    /// Counts a chunk of the message being received against `limits`: its payload bytes,
+    /// and a frame when it ends one (no CONTINUED) or is empty (an empty CONTINUED chunk
+    /// carries nothing, but costs as much as a frame; zocket never sends one).
+    ///
+    /// # Errors
+    /// When the message is now over a limit.
+    pub(crate) fn count_message(
+        &mut self,
+        len: usize,
+        flags: DataFlags,
+        limits: MessageLimits,
+    ) -> Result<(), OverLimit> {
+        self.message.add_bytes(len, limits)?;
+        if !flags.contains(DataFlags::CONTINUED) || len == 0 {
+            self.message.add_frame(limits)?;
+        }
+        if flags.ends_message() {
+            self.message.reset();
+        }
+        Ok(())
+    }
+
+    /// Queues a received chunk; returns what it holds.
+    pub(crate) fn push(&mut self, chunk: Chunk) -> u64 {
+        let held = held_cost(chunk.data.len());
+        self.held += held;
+        self.queue.push_back((chunk, held));
+        held
     }
 
     pub(crate) fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }
 
-    /// Copies buffered bytes into `buf`; returns what happened and the credit consumed.
-    pub(crate) fn read_bytes(&mut self, buf: &mut [u8]) -> (ReadBytes, u64) {
+    /// Copies buffered bytes into `buf`; returns what happened and what it consumed.
+    pub(crate) fn read_bytes(&mut self, buf: &mut [u8]) -> (ReadBytes, Consumed) {
         let mut n = 0;
-        let mut consumed = 0;
+        let mut consumed = Consumed::default();
         while n < buf.len() {
-            let Some(front) = self.queue.front_mut() else {
+            let Some((front, _)) = self.queue.front_mut() else {
                 break;
             };
             let take = front.data.len().min(buf.len() - n);
             buf[n..n + take].copy_from_slice(&front.data[..take]);
             front.data.advance(take);
             n += take;
-            consumed += take as u64;
+            consumed.credit += take as u64;
             if front.data.is_empty() {
-                self.queue.pop_front();
-                consumed += DATA_FRAME_COST;
+                self.pop_front(&mut consumed);
             }
         }
         // Drop empty chunks (zero-length frames) at the front so they are credited.
-        while self.queue.front().is_some_and(|c| c.data.is_empty()) {
-            self.queue.pop_front();
-            consumed += DATA_FRAME_COST;
+        while self.queue.front().is_some_and(|(c, _)| c.data.is_empty()) {
+            self.pop_front(&mut consumed);
         }
         let outcome = if n > 0 || buf.is_empty() {
             ReadBytes::Data(n)
@@ -239,16 +281,27 @@ impl RecvHalf {
         (outcome, consumed)
     }
 
-    /// Takes one whole chunk; returns it and the credit it consumed.
-    pub(crate) fn read_chunk(&mut self) -> Option<(Chunk, u64)> {
-        let chunk = self.queue.pop_front()?;
-        let c = cost(chunk.data.len());
-        Some((chunk, c))
+    /// Removes the (read) front chunk, adding its frame cost and what it held to `consumed`.
+    fn pop_front(&mut self, consumed: &mut Consumed) {
+        if let Some((_, held)) = self.queue.pop_front() {
+            consumed.credit += DATA_FRAME_COST;
+            consumed.held += held;
+            self.held -= held;
+        }
     }
 
-    /// Credit of everything still buffered (released on drop of the stream).
-    pub(crate) fn discard(&mut self) {
+    /// Takes one whole chunk; returns it and what it consumed.
+    pub(crate) fn read_chunk(&mut self) -> Option<(Chunk, Consumed)> {
+        let (chunk, held) = self.queue.pop_front()?;
+        self.held -= held;
+        let credit = cost(chunk.data.len());
+        Some((chunk, Consumed { credit, held }))
+    }
+
+    /// Throws away everything buffered (nobody will read it); returns the held bytes freed.
+    pub(crate) fn discard(&mut self) -> u64 {
         self.queue.clear();
+        std::mem::take(&mut self.held)
     }
 }
 

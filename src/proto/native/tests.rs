@@ -7,6 +7,7 @@ use proptest::prelude::*;
 
 use super::frame::{Frame, HEADER_LEN, MAX_CONTROL_PAYLOAD, MAX_DATA_PAYLOAD};
 use super::*;
+use crate::proto::limits::OverLimit;
 
 fn config(side: Side) -> Config {
     Config {
@@ -15,6 +16,8 @@ fn config(side: Side) -> Config {
         stream_window: 256 * 1024,
         max_streams: 8,
         max_message_size: 1024 * 1024,
+        max_message_frames: 1000,
+        connection_window: 32 * 1024 * 1024,
         heartbeat_interval: Some(Duration::from_secs(5)),
         heartbeat_timeout: Duration::from_secs(15),
         handshake_timeout: Duration::from_secs(10),
@@ -318,28 +321,341 @@ fn streams_take_turns_chunk_by_chunk_and_a_lone_stream_sends_all_at_once() {
     );
 }
 
+/// Encodes `frames` into one input buffer.
+fn input(frames: &[Frame]) -> BytesMut {
+    let mut buf = BytesMut::new();
+    for f in frames {
+        f.encode(&mut buf);
+    }
+    buf
+}
+
+/// The frames in what `session` transmits now.
+fn transmitted(session: &mut Session, now: Instant) -> Vec<Frame> {
+    let mut t = Transmit::new();
+    session.poll_transmit(now, &mut t);
+    let mut buf = BytesMut::from(&t.concat()[..]);
+    std::iter::from_fn(|| Frame::decode(&mut buf).unwrap()).collect()
+}
+
+fn hello(stream_window: u32, max_streams: u32, max_message_size: u64) -> Frame {
+    Frame::Hello(Hello {
+        instance: [7; 16],
+        stream_window,
+        max_streams,
+        max_message_size,
+    })
+}
+
+fn open(id: u32, socket_type: u8) -> Frame {
+    Frame::Open {
+        stream: StreamId(id),
+        socket_type,
+        path: String::new(),
+        identity: Bytes::new(),
+    }
+}
+
+fn data(id: u32, flags: DataFlags, payload: &[u8]) -> Frame {
+    Frame::Data {
+        stream: StreamId(id),
+        flags,
+        payload: Bytes::copy_from_slice(payload),
+    }
+}
+
+/// A frame of a type this version does not know (0x7F), with a 10-byte payload.
+fn unknown_frame(buf: &mut BytesMut) {
+    buf.extend_from_slice(&[0x7F, 0, 0, 0, 0, 1, 0, 0, 0, 10]);
+    buf.extend_from_slice(&[0xAB; 10]);
+}
+
+/// Reads every chunk buffered on `id`; returns how many there were and how it ended.
+fn drain_chunks(s: &mut Session, id: StreamId) -> (usize, Result<(), StreamError>) {
+    let mut n = 0;
+    loop {
+        match s.read_chunk(id) {
+            Ok(Some(_)) => n += 1,
+            Ok(None) => return (n, Ok(())),
+            Err(e) => return (n, Err(e)),
+        }
+    }
+}
+
 #[test]
-fn oversized_message_fails_the_session() {
+fn a_message_over_max_message_size_resets_only_its_stream() {
     let mut c = config(Side::Client);
     c.max_message_size = 10 * 1024 * 1024;
     let mut s = config(Side::Server);
     s.max_message_size = 100 * 1024;
     let mut p = Pair::with(c, s);
-    let id = p.client.open(3, "", &Bytes::new()).unwrap();
+    let big = p.client.open(3, "", &Bytes::new()).unwrap();
+    let other = p.client.open(3, "", &Bytes::new()).unwrap();
     let chunk = Bytes::from(vec![0u8; 60 * 1024]);
-    p.client
-        .write_chunk(id, chunk.clone(), DataFlags::CONTINUED)
-        .unwrap();
-    p.client
-        .write_chunk(id, chunk, DataFlags::default())
-        .unwrap();
+    for flags in [
+        DataFlags::CONTINUED,
+        DataFlags::CONTINUED,
+        DataFlags::default(),
+    ] {
+        // The third chunk is in flight when the RESET goes out: ignored, credited back.
+        assert!(p.client.write_chunk(big, chunk.clone(), flags).unwrap());
+    }
     p.drive();
-    assert!(matches!(
-        p.server.error(),
-        Some(SessionError::MessageTooLarge { .. })
-    ));
-    assert!(p.client.error().is_some(), "the GOAWAY reached the client");
-    assert!(p.client.is_closed() && p.server.is_closed());
+    assert_eq!(p.server.error(), None, "the connection goes on");
+    assert_eq!(p.client.error(), None);
+    let (read, end) = drain_chunks(&mut p.server, big);
+    assert_eq!(read, 1, "the chunk within the limit was delivered");
+    assert_eq!(
+        end,
+        Err(StreamError::TooLarge(OverLimit::Size {
+            size: 120 * 1024,
+            max: 100 * 1024
+        }))
+    );
+    assert_eq!(
+        p.client.write_bytes(big, b"x").unwrap_err(),
+        StreamError::Reset(Reason::MESSAGE_TOO_LARGE),
+        "the sender learns why"
+    );
+    assert_eq!(
+        p.server.held_bytes(),
+        0,
+        "nothing of the reset stream is held"
+    );
+    // The other stream still delivers.
+    assert!(p
+        .client
+        .write_chunk(other, Bytes::from_static(b"fine"), DataFlags::default())
+        .unwrap());
+    p.drive();
+    assert_eq!(
+        p.server.read_chunk(other).unwrap(),
+        Some((Bytes::from_static(b"fine"), DataFlags::default()))
+    );
+}
+
+#[test]
+fn an_endless_message_of_empty_frames_is_reset_at_max_message_frames_while_another_stream_delivers()
+{
+    let mut s = config(Side::Server);
+    s.max_message_frames = 100;
+    let mut p = Pair::with(config(Side::Client), s);
+    let endless = p.client.open(8, "", &Bytes::new()).unwrap();
+    let other = p.client.open(8, "", &Bytes::new()).unwrap();
+    p.drive();
+    let sid = p.incoming();
+    p.server.accept(sid, 7, Bytes::new());
+    let oid = p.incoming();
+    p.server.accept(oid, 7, Bytes::new());
+    // The server's reader keeps up: credit never runs out, only the frame limit stops it.
+    let mut frames_sent = 0;
+    for round in 0..50 {
+        for _ in 0..10 {
+            match p.client.write_chunk(endless, Bytes::new(), DataFlags::MORE) {
+                Ok(true) => frames_sent += 1,
+                Ok(false) | Err(_) => break,
+            }
+        }
+        let msg = Bytes::from(format!("msg {round}"));
+        assert!(p
+            .client
+            .write_chunk(other, msg.clone(), DataFlags::default())
+            .unwrap());
+        p.drive();
+        assert_eq!(
+            p.server.read_chunk(oid).unwrap(),
+            Some((msg, DataFlags::default())),
+            "the other stream delivers in round {round}"
+        );
+        let _ = drain_chunks(&mut p.server, sid);
+    }
+    assert!(frames_sent <= 110, "the sender stopped soon: {frames_sent}");
+    assert_eq!(p.server.error(), None);
+    assert_eq!(
+        drain_chunks(&mut p.server, sid).1,
+        Err(StreamError::TooLarge(OverLimit::Frames { max: 100 }))
+    );
+    assert_eq!(
+        p.client.write_bytes(endless, b"x").unwrap_err(),
+        StreamError::Reset(Reason::MESSAGE_TOO_LARGE)
+    );
+    p.server.release(sid);
+    let _ = drain_chunks(&mut p.server, oid);
+    assert_eq!(p.server.held_bytes(), 0);
+}
+
+#[test]
+fn empty_continued_chunks_count_as_frames() {
+    let mut s = config(Side::Server);
+    s.max_message_frames = 10;
+    let now = Instant::now();
+    let mut server = Session::new(s, now);
+    let mut buf = input(&[hello(1 << 20, 8, 1 << 20), open(1, 8)]);
+    for _ in 0..20 {
+        data(1, DataFlags::CONTINUED, b"").encode(&mut buf);
+    }
+    server.handle_input(now, &mut buf).unwrap();
+    let (n, end) = drain_chunks(&mut server, StreamId(1));
+    assert_eq!(n, 10);
+    assert_eq!(
+        end,
+        Err(StreamError::TooLarge(OverLimit::Frames { max: 10 }))
+    );
+}
+
+#[test]
+fn one_byte_chunks_and_unknown_frames_pause_input_at_the_connection_window_and_resume_after_reads()
+{
+    let window: u64 = 64 * 1024;
+    let mut s = config(Side::Server);
+    s.connection_window = window;
+    let now = Instant::now();
+    let mut server = Session::new(s, now);
+    let mut buf = input(&[hello(1 << 20, 8, 1 << 20), open(1, RAW_STREAM)]);
+    let chunks = 5000; // 5000 × 17 credit fits the 256 KiB stream window
+    for _ in 0..chunks {
+        data(1, DataFlags::default(), b"x").encode(&mut buf);
+        unknown_frame(&mut buf);
+    }
+    let id = StreamId(1);
+    let mut read = 0;
+    let mut pauses = 0;
+    for _ in 0..1000 {
+        let before = buf.len();
+        server.handle_input(now, &mut buf).unwrap();
+        assert!(
+            server.held_bytes() <= window + crate::proto::limits::held_cost(1),
+            "held {} over the window",
+            server.held_bytes()
+        );
+        if buf.is_empty() {
+            break;
+        }
+        assert!(
+            server.is_input_paused(),
+            "input left in the buffer only when paused"
+        );
+        pauses += 1;
+        // Paused: more input is not decoded until reads bring the count to half.
+        let left = buf.len();
+        server.handle_input(now, &mut buf).unwrap();
+        assert_eq!(buf.len(), left, "nothing decoded while paused");
+        assert!(buf.len() < before);
+        while !server.wants_input() {
+            let mut one = [0u8; 1];
+            assert_eq!(server.read_bytes(id, &mut one).unwrap(), ReadBytes::Data(1));
+            read += 1;
+        }
+        assert!(server.held_bytes() <= window / 2);
+    }
+    assert!(buf.is_empty(), "all input was taken in the end");
+    assert!(pauses >= 3, "paused {pauses} times");
+    let (rest, _) = read_all(&mut server, id);
+    assert_eq!(read + rest.len(), chunks);
+    assert_eq!(server.held_bytes(), 0, "everything read: nothing held");
+    server.handle_input(now, &mut buf).unwrap();
+    assert!(!server.is_input_paused());
+    assert_eq!(server.error(), None, "a legitimate peer gets no error");
+}
+
+#[test]
+fn released_and_reset_streams_hold_nothing() {
+    let now = Instant::now();
+    let mut server = Session::new(config(Side::Server), now);
+    let mut buf = input(&[hello(1 << 20, 8, 1 << 20), open(1, RAW_STREAM), open(3, 8)]);
+    for _ in 0..100 {
+        data(1, DataFlags::default(), b"abc").encode(&mut buf);
+        data(3, DataFlags::default(), b"abc").encode(&mut buf);
+    }
+    Frame::Reset {
+        stream: StreamId(3),
+        reason: Reason::CANCEL,
+    }
+    .encode(&mut buf);
+    server.handle_input(now, &mut buf).unwrap();
+    assert_eq!(
+        server.held_bytes(),
+        200 * crate::proto::limits::held_cost(3)
+    );
+    server.release(StreamId(1));
+    assert_eq!(
+        server.held_bytes(),
+        100 * crate::proto::limits::held_cost(3)
+    );
+    server.release(StreamId(3));
+    assert_eq!(server.held_bytes(), 0);
+}
+
+#[test]
+fn a_hello_with_a_field_below_its_minimum_is_refused_naming_the_field() {
+    for (hello, field) in [
+        (hello(0, 8, 1 << 20), "stream_window 0"),
+        (hello(64 * 1024 - 1, 8, 1 << 20), "stream_window 65535"),
+        (hello(1 << 20, 0, 1 << 20), "max_streams 0"),
+        (hello(1 << 20, 8, 0), "max_message_size 0"),
+    ] {
+        let now = Instant::now();
+        let mut server = Session::new(config(Side::Server), now);
+        let err = server.handle_input(now, &mut input(&[hello])).unwrap_err();
+        assert!(
+            matches!(err, SessionError::Protocol(ref m) if m.contains(field)),
+            "{err}"
+        );
+        let goaway = transmitted(&mut server, now)
+            .into_iter()
+            .find_map(|f| match f {
+                Frame::GoAway { reason, text } => Some((reason, text)),
+                _ => None,
+            })
+            .expect("a GOAWAY");
+        assert_eq!(goaway.0, Reason::PROTOCOL_ERROR);
+        assert!(goaway.1.contains(field), "{}", goaway.1);
+    }
+    let now = Instant::now();
+    let mut server = Session::new(config(Side::Server), now);
+    server
+        .handle_input(now, &mut input(&[hello(64 * 1024, 1, 1)]))
+        .unwrap();
+}
+
+#[test]
+fn no_idle_timeout_while_input_is_paused() {
+    let mut s = config(Side::Server);
+    s.connection_window = 64 * 1024;
+    let mut now = Instant::now();
+    let mut server = Session::new(s, now);
+    let mut buf = input(&[hello(1 << 20, 8, 1 << 20), open(1, RAW_STREAM)]);
+    for _ in 0..2000 {
+        data(1, DataFlags::default(), b"x").encode(&mut buf);
+    }
+    server.handle_input(now, &mut buf).unwrap();
+    assert!(server.is_input_paused());
+    let start = now;
+    let mut pings = 0;
+    // A minute of our not reading: the peer is not to blame, and it hears from us.
+    while now - start < Duration::from_secs(60) {
+        now = server.poll_timeout().expect("keepalive armed while paused");
+        server.handle_timeout(now);
+        pings += transmitted(&mut server, now)
+            .iter()
+            .filter(|f| matches!(f, Frame::Ping { .. }))
+            .count();
+        assert_eq!(server.error(), None);
+    }
+    assert!(pings >= 10, "we keep pinging while paused: {pings}");
+    let (got, _) = read_all(&mut server, StreamId(1));
+    assert!(!got.is_empty());
+    assert!(server.wants_input());
+    server.handle_input(now, &mut buf).unwrap();
+    assert!(buf.is_empty());
+    // Input resumed: the idle timer runs again.
+    let idle_deadline = now + Duration::from_secs(15);
+    while server.error().is_none() {
+        now = server.poll_timeout().unwrap();
+        assert!(now <= idle_deadline);
+        server.handle_timeout(now);
+    }
+    assert!(matches!(server.error(), Some(SessionError::Timeout(_))));
 }
 
 #[test]
