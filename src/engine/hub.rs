@@ -555,6 +555,7 @@ fn attach_inproc(
         p.remote_type = remote;
         p.identity = identity.clone();
         p.on_gone = Some(gone_tx);
+        p.dialed = true;
         p
     });
     drop(active_tx);
@@ -642,12 +643,12 @@ fn attach_zmtp(
     }
     let peer_id = engine.add_peer(&mut st, |id| {
         let mut p = Peer::new(id, local, Link::Zmtp(shared.clone()), Phase::Opening, peer);
-        if dialed.is_some() {
-            // A dialer waits on these and reports the link's end; an accepted peer's end
-            // is reported by the engine (`remove_peer`), which needs `on_gone` unset.
-            p.on_active = Some(active_tx);
-            p.on_gone = Some(gone_tx);
-        }
+        // A dialer waits on these and reports the link's end; an accepted peer's end is
+        // reported by the engine (`remove_peer`), and its listener task waits on `on_gone`
+        // so that the connection counts against `max_connections` while it lives.
+        p.on_active = Some(active_tx);
+        p.on_gone = Some(gone_tx);
+        p.dialed = dialed.is_some();
         p
     });
     remember(dialed, peer_id);
@@ -862,6 +863,7 @@ fn attach_outgoing(
         );
         p.on_active = Some(active_tx);
         p.on_gone = Some(gone_tx);
+        p.dialed = true;
         p
     });
     remember(Some(dialed), peer_id);

@@ -389,7 +389,7 @@ impl Engine {
             }
             _ => debug!(peer = %peer.endpoint, reason = ?why, "peer removed"),
         }
-        if peer.on_gone.is_none() && !st.closing {
+        if !peer.dialed && !st.closing {
             // An accepted peer: no dialer reports it, so the engine does.
             self.monitor.emit(Event::Disconnected {
                 endpoint: peer.endpoint.clone(),

@@ -65,6 +65,9 @@ pub(crate) struct Peer {
     pub(crate) on_active: Option<tokio::sync::oneshot::Sender<Result<(), Error>>>,
     /// Told when the peer goes away, with why.
     pub(crate) on_gone: Option<tokio::sync::oneshot::Sender<Option<Error>>>,
+    /// A dialer reports this peer's end (its `Disconnected`/`Retrying`); for every other peer
+    /// the engine reports it.
+    pub(crate) dialed: bool,
     /// The link was closed (by `close` or on drop).
     closed: bool,
     /// Sub: this publisher was sent our subscription snapshot.
@@ -102,6 +105,7 @@ impl Peer {
             progress: (0, 0),
             on_active: None,
             on_gone: None,
+            dialed: false,
             closed: false,
             snapshot_sent: false,
         }
