@@ -11,7 +11,6 @@
 //!   frames against `max_message_frames` ([`MessageBudget`]), so a message that never ends
 //!   (MORE, MORE, MORE …) is refused long before it matters.
 
-#![allow(dead_code)] // TEMPORARY until both wires use it (hostile-peers work in progress)
 
 use bytes::{Bytes, BytesMut};
 
