@@ -11,7 +11,6 @@
 //!   frames against `max_message_frames` ([`MessageBudget`]), so a message that never ends
 //!   (MORE, MORE, MORE …) is refused long before it matters.
 
-
 use bytes::{Bytes, BytesMut};
 
 /// Bytes charged per received frame on top of its payload: the `Bytes` handle (32 bytes),
