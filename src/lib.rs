@@ -81,11 +81,30 @@
 //!
 //! # Limits
 //!
-//! Every length a peer sends is checked before memory is reserved for it: frame payloads
-//! (64 KiB for data, 4 KiB for control), messages ([`Options::max_message_size`], 64 MiB),
-//! streams per connection ([`Options::max_streams`], 256). A peer over a limit loses its
-//! connection with [`Error::Protocol`] or [`Error::MessageTooLarge`]; nothing panics on
-//! network input.
+//! Every peer is untrusted. What one connection can make a process hold is bounded by
+//! [`Options`], counted as really held (a 0-byte frame is not free, and payloads under
+//! 64 KiB are copied out of the read buffer so a small slice never keeps a large buffer
+//! alive):
+//!
+//! | limit | default | defends against |
+//! |---|---|---|
+//! | [`Options::max_message_size`] | 64 MiB | one huge message |
+//! | [`Options::max_message_frames`] | 65,536 | a message that never ends (`MORE`, `MORE`, …) |
+//! | [`Options::stream_window`] | 1 MiB | one unread stream |
+//! | [`Options::connection_window`] | 32 MiB | many unread streams of one connection: reading it pauses |
+//! | [`Options::max_streams`] | 256 | streams opened on one connection |
+//! | [`Options::max_subscription_bytes`] | 8 MiB | a subscriber's endless subscriptions |
+//! | [`Options::max_connections`] | 1024 | connections per listener |
+//! | [`Options::max_handshakes`] | 64 | greetings in progress per listener |
+//! | [`Options::handshake_timeout`] | 10 s | a peer that connects and says nothing |
+//!
+//! Every length is checked before memory is reserved for it, and parsing is linear in its
+//! input; handshake commands have a small limit of their own (a ZMTP READY: 8 KiB). A peer over
+//! a limit loses what it abused, with the reason in the log and on the monitor: a message over
+//! its limit on the native wire resets only its stream (the connection carries every socket of
+//! the remote process, and they go on); malformed or flooding frames close the connection
+//! (GOAWAY, or a ZMTP ERROR). Other peers of the socket do not notice, and no socket waits on
+//! one peer for the others (see the table above). Nothing panics on network input.
 //!
 //! # Cancel safety
 //!

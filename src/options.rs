@@ -264,15 +264,19 @@ impl Options {
     /// per-stream flow-control window). Default 1 MiB ([`DEFAULT_STREAM_WINDOW`]). Bounds the
     /// memory one unread stream can hold; larger windows help throughput on long, fast links.
     /// A plain ZMTP peer (libzmq) has no window: its input is left in the kernel (TCP
-    /// backpressure) once this many bytes of its messages, or `recv_hwm` messages, wait
-    /// unread, and taken again once half of that has been read.
+    /// backpressure) once its unread messages hold this many bytes (or
+    /// [`connection_window`](Self::connection_window), whichever is smaller, counted as
+    /// really held: payload plus 64 bytes per frame), or `recv_hwm` messages wait unread,
+    /// and taken again once half of that has been read.
     pub fn stream_window(mut self, bytes: u32) -> Self {
         self.stream_window = bytes.max(MIN_STREAM_WINDOW);
         self
     }
 
-    /// Most streams a peer may have open on one connection. Default 256. Together with the
-    /// window it bounds the memory one connection can hold (256 × 1 MiB by default).
+    /// Most streams a peer may open on one connection. Default 256. Beyond it, its OPENs
+    /// are refused (REJECT 5). Each stream costs a table entry and a window of credit; what
+    /// all of them together may hold unread is bounded by
+    /// [`connection_window`](Self::connection_window).
     pub fn max_streams(mut self, streams: usize) -> Self {
         self.max_streams = streams.max(1);
         self

@@ -385,7 +385,7 @@ impl Engine {
         st.identities.remove(id);
         match &why {
             Some(e @ (Error::Protocol(_) | Error::MessageTooLarge { .. })) => {
-                warn!(peer = %peer.endpoint, error = %e, "peer broke the protocol; connection closed")
+                warn!(peer = %peer.endpoint, error = %e, "peer broke the protocol or a limit; its link is closed")
             }
             _ => debug!(peer = %peer.endpoint, reason = ?why, "peer removed"),
         }
