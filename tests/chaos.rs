@@ -1,11 +1,12 @@
 //! Chaos: a broker under continuous load while its workers are killed and restarted.
 //!
 //! A `Router`/`Dealer` broker ([`zocket::proxy`]) runs in the test process. Four `Rep`
-//! workers run as separate processes (this test binary again, running only [`chaos_worker`],
-//! which serves while [`WORKER_ENV`] is set and returns at once otherwise). Four `Req`
-//! clients in the test process ask without pause, with a request timeout and the "lazy
-//! pirate" retry: a `Req` whose request timed out is dropped, a new one asks again. Worker
-//! processes are killed with SIGKILL, one at a time, and started again.
+//! workers run as separate processes: this test binary again, running only
+//! [`helper_process_serves_as_a_chaos_worker_when_asked`], which serves while
+//! [`WORKER_ENV`] is set and returns at once otherwise. Four `Req` clients in the test
+//! process ask without pause, with a request timeout and the "lazy pirate" retry: a `Req`
+//! whose request timed out is dropped, a new one asks again. Worker processes are killed
+//! with SIGKILL (by PID, `Child::start_kill`), one at a time, and started again.
 //!
 //! Asserted: every request is answered (none gives up after its retries); once the clients
 //! are idle again and four workers are connected, the broker process's file descriptors
@@ -57,7 +58,7 @@ const RSS_TOLERANCE: u64 = 8 << 20;
 /// connects to the broker's backend, says when it is ready, and answers `done <request>`
 /// until it is killed (or 10 minutes have passed). Without the variable it returns at once.
 #[test]
-fn chaos_worker() {
+fn helper_process_serves_as_a_chaos_worker_when_asked() {
     let Ok(backend) = std::env::var(WORKER_ENV) else {
         return;
     };
@@ -98,13 +99,13 @@ struct Worker {
 impl Worker {
     /// Starts a worker process and waits until its `Rep` is connected to `backend`.
     async fn start(backend: &str) -> Worker {
-        let mut child = common::rerun_self("chaos_worker")
+        let mut child = common::rerun_self("helper_process_serves_as_a_chaos_worker_when_asked")
             .env(WORKER_ENV, backend)
             .spawn()
             .expect("the test binary runs again as a worker");
         let mut output = BufReader::new(child.stdout.take().unwrap()).lines();
         timeout(Duration::from_secs(20), async {
-            // libtest may print `test chaos_worker ... ` in front of the line.
+            // libtest may print `test <name> ... ` in front of the line.
             while let Some(line) = output.next_line().await.unwrap() {
                 if line.contains("chaos worker ready") {
                     return;

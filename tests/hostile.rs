@@ -19,13 +19,13 @@
 //!
 //! | attack | wires | test |
 //! |---|---|---|
-//! | a. one message that never ends (empty MORE frames) | ZMTP, native | `a_*_message_that_never_ends_*` |
+//! | a. one message that never ends (empty MORE frames) | ZMTP, native | `a_*_never_ends_*` |
 //! | b. two READYs of 200,000 properties (2.2 MB each) | ZMTP | `huge_readys_*` |
-//! | c. 20,000 requests, replies never read | native, ZMTP | `a_*_dealer_that_never_reads_*` |
+//! | c. 20,000 requests, replies never read | native, ZMTP | `a_*_never_reads_*` |
 //! | d. a second PAIR peer | native, ZMTP | `a_second_pair_peer_*` |
 //! | e. 1-byte chunks between 4 KiB unknown frames | native | `one_byte_chunks_*` |
-//! | f. millions of distinct subscriptions | ZMTP, native | `a_*_flood_cannot_exhaust_a_publisher` |
-//! | g. 4,000 silent connections from another process | TCP | `a_flood_of_silent_connections_*` |
+//! | f. millions of distinct subscriptions | ZMTP, native | `a_*_flood_cannot_exhaust_*` |
+//! | g. 4,000 silent connections from another process | TCP | `a_flood_of_silent_*` |
 //!
 //! The tests take one lock (memory and descriptors are counted for the whole process) and
 //! each runs on its own runtime of 2 workers, watched by a plain thread: a test whose
@@ -117,7 +117,7 @@ fn a_native_message_that_never_ends_resets_only_its_stream() {
     attack(async {
         // A larger window than the frame limit needs, so that the limit, not credit, ends
         // the message however the receiver returns credit.
-        let (rep, addr, _events) = echo_rep(Options::new().stream_window(4 << 20)).await;
+        let (rep, addr, mut events) = echo_rep(Options::new().stream_window(4 << 20)).await;
         let honest = HonestReq::start(&rep, true).await;
         let watch = MemoryWatch::start();
 
@@ -145,6 +145,7 @@ fn a_native_message_that_never_ends_resets_only_its_stream() {
             matches!(outcome, Some(Outcome::Reset(_))),
             "expected a RESET of the attacking stream only, got {outcome:?} after {frames} frames"
         );
+        expect_peer_removed(&mut events).await;
         attacker.expect_served_on_new_stream(3).await;
         honest.finish().await;
     });
@@ -157,8 +158,9 @@ fn a_native_message_that_never_ends_resets_only_its_stream() {
 /// Attack: two ZMTP connections each send a READY of 200,000 distinct properties (2.2 MB),
 /// enough to keep a parser that is quadratic in the properties busy for minutes.
 /// Defence: handshake commands are limited to a few KiB before READY, so both attackers
-/// are closed at once (ERROR or end of connection); a good request on a fresh connection,
-/// native or plain ZMTP, is answered within 5 s; memory is bounded.
+/// are closed at once (ERROR or end of connection) and reported on the monitor; a good
+/// request on a fresh connection, native or plain ZMTP, is answered within 5 s; memory is
+/// bounded.
 ///
 /// Runs in a process of its own: a runtime stalled by this attack cannot be stopped, only
 /// killed with its process (which then frees the CPU for the other tests).
@@ -167,7 +169,7 @@ fn huge_readys_are_refused_and_a_fresh_connection_is_answered_within_five_second
     const NAME: &str =
         "huge_readys_are_refused_and_a_fresh_connection_is_answered_within_five_seconds";
     in_own_process(NAME, Duration::from_secs(20), async {
-        let (rep, addr, _events) = echo_rep(Options::new()).await;
+        let (rep, addr, mut events) = echo_rep(Options::new()).await;
         // The honest peers exist before the attack but connect only after it started.
         let watch = MemoryWatch::start();
         let mut properties = property(b"Socket-Type", b"DEALER");
@@ -205,6 +207,7 @@ fn huge_readys_are_refused_and_a_fresh_connection_is_answered_within_five_second
                 "an attacker with a 2.2 MB READY is still connected"
             );
             println!("attacker cut off: {cut:?}");
+            expect_peer_removed(&mut events).await;
         }
         watch.assert_bounded("two 2.2 MB READY commands");
         drop(rep);
@@ -362,7 +365,7 @@ fn a_second_pair_peer_is_refused_on_both_wires_while_the_first_keeps_working() {
 #[test]
 fn one_byte_chunks_between_unknown_frames_cannot_pin_read_buffers() {
     attack(async {
-        let (rep, addr, _events) = echo_rep(Options::new().stream_window(4 << 20)).await;
+        let (rep, addr, mut events) = echo_rep(Options::new().stream_window(4 << 20)).await;
         let honest = HonestReq::start(&rep, true).await;
         let watch = MemoryWatch::start();
 
@@ -396,6 +399,7 @@ fn one_byte_chunks_between_unknown_frames_cannot_pin_read_buffers() {
             outcome.is_some(),
             "the endless message of {chunks} chunks was never refused"
         );
+        expect_peer_removed(&mut events).await;
         honest.finish().await;
     });
 }
@@ -406,13 +410,14 @@ fn one_byte_chunks_between_unknown_frames_cannot_pin_read_buffers() {
 
 /// Attack: a plain ZMTP SUB sends 2 million distinct SUBSCRIBE commands (8-byte prefixes,
 /// 40 MB) to a zocket `Pub`.
-/// Defence: what a subscriber can make a publisher hold is bounded (the flood is refused
-/// or pushed back on), and the `Pub` still serves an honest `Sub` throughout. Whether the
-/// attacker is cut off is printed, not asserted: the bound is what matters.
+/// Defence: what a subscriber can make a publisher hold is bounded
+/// (`Options::max_subscription_bytes`): the subscriber is dropped once over it, with a
+/// reason on the monitor; memory is bounded; the `Pub` still serves an honest `Sub`
+/// throughout.
 #[test]
 fn a_zmtp_subscribe_flood_cannot_exhaust_a_publisher() {
     attack(async {
-        let (publisher, addr, honest) = publisher_with_honest_sub().await;
+        let (publisher, addr, mut events, honest) = publisher_with_honest_sub().await;
         let watch = MemoryWatch::start();
         let mut attacker = ZmtpPeer::connect(&addr, b"SUB").await;
         const BATCH: u32 = 4096;
@@ -432,23 +437,28 @@ fn a_zmtp_subscribe_flood_cannot_exhaust_a_publisher() {
         }
         println!("sent {sent} SUBSCRIBE commands");
         watch.assert_bounded("a ZMTP SUBSCRIBE flood");
-        println!(
-            "attacker: {:?}",
-            attacker.closed_within(Duration::from_millis(100)).await
+        let cut = attacker.closed_within(CUT_OFF).await;
+        assert!(
+            cut.is_some(),
+            "a subscriber that sent {sent} subscriptions is still connected"
         );
+        println!("attacker cut off: {cut:?}");
+        expect_peer_removed(&mut events).await;
         honest.finish().await;
-        drop(publisher);
+        publisher.abort();
     });
 }
 
 /// Attack: a native SUB stream sends its (empty) snapshot, then 2 million single-frame
 /// subscription messages `01` + an 8-byte prefix, within credit.
-/// Defence: what the stream can make the `Pub` hold is bounded, and the `Pub` still serves
-/// an honest `Sub` throughout. Whether the attacker is cut off is printed, not asserted.
+/// Defence: what the stream can make the `Pub` hold is bounded
+/// (`Options::max_subscription_bytes`): the subscriber's stream is ended once over it, with
+/// a reason on the monitor; memory is bounded; the `Pub` still serves an honest `Sub`
+/// throughout.
 #[test]
 fn a_native_subscription_flood_cannot_exhaust_a_publisher() {
     attack(async {
-        let (publisher, addr, honest) = publisher_with_honest_sub().await;
+        let (publisher, addr, mut events, honest) = publisher_with_honest_sub().await;
         let watch = MemoryWatch::start();
         let mut attacker = NativePeer::connect(&addr).await;
         attacker.open(1, SUB, "").await;
@@ -481,14 +491,15 @@ fn a_native_subscription_flood_cannot_exhaust_a_publisher() {
         }
         println!("sent {sent} subscription messages");
         watch.assert_bounded("a native subscription flood");
-        println!(
-            "attacking stream: {:?}",
-            attacker
-                .stream_outcome_within(1, Duration::from_millis(100))
-                .await
+        let outcome = attacker.stream_outcome_within(1, CUT_OFF).await;
+        assert!(
+            outcome.is_some(),
+            "a subscriber that sent {sent} subscriptions is still served"
         );
+        println!("attacking stream: {outcome:?}");
+        expect_peer_removed(&mut events).await;
         honest.finish().await;
-        drop(publisher);
+        publisher.abort();
     });
 }
 
@@ -525,7 +536,7 @@ fn a_flood_of_silent_connections_cannot_exhaust_descriptors() {
         );
         let before = common::open_fds();
 
-        let mut flood = common::rerun_self("connection_flood_helper")
+        let mut flood = common::rerun_self("helper_process_floods_a_listener_when_asked")
             .env(
                 FLOOD_ENV,
                 format!("{} {FLOOD}", ep.trim_start_matches("tcp://")),
@@ -535,7 +546,7 @@ fn a_flood_of_silent_connections_cannot_exhaust_descriptors() {
         let mut lines = BufReader::new(flood.stdout.take().unwrap()).lines();
         let opened = timeout(Duration::from_secs(20), async {
             while let Some(line) = lines.next_line().await.unwrap() {
-                // libtest may print `test connection_flood_helper ... ` in front.
+                // libtest may print `test <name> ... ` in front.
                 if let Some((_, n)) = line.split_once("flood open ") {
                     return n.trim().parse::<usize>().unwrap();
                 }
@@ -598,15 +609,16 @@ fn a_flood_of_silent_connections_cannot_exhaust_descriptors() {
     });
 }
 
-/// The environment variable that makes [`connection_flood_helper`] open connections:
-/// `host:port count`.
+/// The environment variable that makes [`helper_process_floods_a_listener_when_asked`]
+/// open connections: `host:port count`.
 const FLOOD_ENV: &str = "ZOCKET_HOSTILE_FLOOD";
 
-/// Not a test on its own: with [`FLOOD_ENV`] set, the process [`a_flood_of_silent_connections_cannot_exhaust_descriptors`]
-/// starts, which opens the connections, prints how many, and holds them silently until it
-/// is killed (at most a minute). Without the variable it returns at once.
+/// Not a test on its own: with [`FLOOD_ENV`] set, the process that
+/// [`a_flood_of_silent_connections_cannot_exhaust_descriptors`] starts, which opens the
+/// connections, prints how many, and holds them silently until it is killed (at most a
+/// minute). Without the variable it returns at once.
 #[test]
-fn connection_flood_helper() {
+fn helper_process_floods_a_listener_when_asked() {
     let Ok(spec) = std::env::var(FLOOD_ENV) else {
         return;
     };
@@ -773,11 +785,12 @@ async fn ten_of_ten_answers(ep: &str, native: bool) {
     );
 }
 
-/// A `Pub` bound to loopback TCP, publishing `honest <i>` every 10 ms, and a `Sub` of it
-/// that must receive throughout.
-async fn publisher_with_honest_sub() -> (JoinHandle<()>, String, HonestSub) {
+/// A `Pub` bound to loopback TCP, publishing `honest <i>` every 10 ms (until the task is
+/// aborted), its `host:port` and monitor, and a `Sub` of it that must receive throughout.
+async fn publisher_with_honest_sub() -> (JoinHandle<()>, String, Monitor, HonestSub) {
     let publisher = Pub::bind("tcp://127.0.0.1:0").await.unwrap();
     let ep = publisher.endpoints()[0].to_string();
+    let events = publisher.monitor();
     let mut sub = Sub::connect(&ep).await.unwrap();
     sub.subscribe("honest");
     let (a, b) = tokio::join!(publisher.wait_for_peers(1), sub.wait_for_peers(1));
@@ -814,7 +827,7 @@ async fn publisher_with_honest_sub() -> (JoinHandle<()>, String, HonestSub) {
         Ok(received)
     });
     let addr = ep.trim_start_matches("tcp://").to_owned();
-    (publishing, addr, HonestSub { stop, task })
+    (publishing, addr, events, HonestSub { stop, task })
 }
 
 /// An honest `Sub` receiving while an attack runs.
