@@ -65,3 +65,23 @@ pub(crate) fn text(msg: &Message) -> String {
         .collect::<Vec<_>>()
         .join("|")
 }
+
+/// A command that runs this test binary again, only the `#[test]` named `test` (the name as
+/// libtest prints it), with its output not captured: how a test starts a helper process
+/// (a worker to kill, a flood of connections whose descriptors are not ours). The helper
+/// test checks an environment variable set with `.env(...)` and returns at once without it.
+pub(crate) fn rerun_self(test: &str) -> tokio::process::Command {
+    let exe = std::env::current_exe().expect("the test binary knows its path");
+    let mut command = tokio::process::Command::new(exe);
+    command
+        .args(["--exact", test, "--nocapture", "--test-threads", "1"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Open file descriptors of this process (entries of `/proc/self/fd`).
+pub(crate) fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |dir| dir.count())
+}
