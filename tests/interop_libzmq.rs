@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{free_port, text};
+use common::{free_port, have_pyzmq, text};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -17,21 +17,6 @@ use zocket::{Dealer, Message, Options, Pull, Rep, Req, Router, Sub};
 
 const T: Duration = Duration::from_secs(15);
 
-fn have_pyzmq() -> bool {
-    let ok = std::process::Command::new("python3")
-        .args(["-c", "import zmq"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "pyzmq is missing: .ci/run installs it (pip install pyzmq)"
-        );
-        eprintln!("skipping: python3 with pyzmq (libzmq) is not installed; `pip install pyzmq` to run the interop tests");
-    }
-    ok
-}
 
 struct Peer {
     child: Child,

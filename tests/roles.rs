@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{text, until_event};
+use common::{have_pyzmq, text, until_event};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 use tokio::time::timeout;
@@ -31,21 +31,6 @@ const SERVED_BEFORE_ASKING: usize = 1_000;
 /// Padding the test Rep adds to each reply, so a client that never reads fills up quickly.
 const REPLY_PADDING: usize = 32 * 1024;
 
-fn have_pyzmq() -> bool {
-    let ok = std::process::Command::new("python3")
-        .args(["-c", "import zmq"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "pyzmq is missing: .ci/run installs it (pip install pyzmq)"
-        );
-        eprintln!("skipping: python3 with pyzmq (libzmq) is not installed");
-    }
-    ok
-}
 
 /// A python snippet driving pyzmq; it reads its stdin until closed, so it lives as long as
 /// this handle.

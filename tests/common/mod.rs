@@ -85,3 +85,22 @@ pub(crate) fn rerun_self(test: &str) -> tokio::process::Command {
 pub(crate) fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |dir| dir.count())
 }
+
+/// Whether python3 with pyzmq (libzmq) is here for the interop tests. `.ci/run` installs it;
+/// elsewhere a test without it says so and passes, but with `CI` set it fails, so CI can
+/// never skip the interop tests silently.
+pub(crate) fn have_pyzmq() -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import zmq"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "pyzmq is missing: .ci/run installs it (pip install pyzmq)"
+        );
+        eprintln!("skipping: python3 with pyzmq (libzmq) is not installed; `pip install pyzmq` to run the interop tests");
+    }
+    ok
+}
