@@ -17,7 +17,6 @@ use zocket::{Dealer, Message, Options, Pull, Rep, Req, Router, Sub};
 
 const T: Duration = Duration::from_secs(15);
 
-
 struct Peer {
     child: Child,
     lines: Lines<BufReader<ChildStdout>>,

@@ -31,7 +31,6 @@ const SERVED_BEFORE_ASKING: usize = 1_000;
 /// Padding the test Rep adds to each reply, so a client that never reads fills up quickly.
 const REPLY_PADDING: usize = 32 * 1024;
 
-
 /// A python snippet driving pyzmq; it reads its stdin until closed, so it lives as long as
 /// this handle.
 struct Python {
