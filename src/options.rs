@@ -263,6 +263,8 @@ impl Options {
     /// listener stops accepting until one of them finishes or times out, so silent
     /// connections wait in the kernel's backlog (costing us nothing) rather than holding
     /// descriptors and tasks here. Honest peers are served as soon as a slot frees.
+    /// On a CURVE socket the slot is held until the CURVE handshake is done too, so this
+    /// also bounds the handshakes in progress that cost us X25519 operations.
     pub fn max_handshakes(mut self, handshakes: usize) -> Self {
         self.max_handshakes = handshakes.max(1);
         self

@@ -319,13 +319,17 @@ async fn binding_other_security_at_an_address_bound_already_fails_naming_both() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_that_greets_curve_then_stays_silent_is_cut_off_at_the_handshake_timeout() {
+async fn a_silent_curve_client_holds_a_handshake_slot_until_the_handshake_timeout_cuts_it_off() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let server = KeyPair::generate();
-    let rep =
-        Rep::with_options(server_options(&server).handshake_timeout(Duration::from_millis(300)));
+    let (server, client) = (KeyPair::generate(), KeyPair::generate());
+    let rep = Rep::with_options(
+        server_options(&server)
+            .handshake_timeout(Duration::from_millis(500))
+            .max_handshakes(1),
+    );
     let mut events = rep.monitor();
     let ep = rep.bind("tcp://127.0.0.1:0").await.unwrap();
+    let served = serve(rep, 1);
     let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", common::tcp_port(&ep)))
         .await
         .unwrap();
@@ -344,14 +348,114 @@ async fn a_client_that_greets_curve_then_stays_silent_is_cut_off_at_the_handshak
         .unwrap();
     assert_eq!(&theirs[12..17], b"CURVE");
     assert_eq!(theirs[32], 1, "the CURVE server says as-server");
-    let Event::HandshakeFailed { reason, .. } =
-        until_event(&mut events, |e| matches!(e, Event::HandshakeFailed { .. })).await
-    else {
-        unreachable!()
+    until_event(&mut events, |e| matches!(e, Event::Accepted { .. })).await;
+
+    // The silent client's greeting is over but its CURVE handshake is not: it keeps the
+    // only handshake slot, so the next client is accepted only once the timeout cut it off.
+    let mut good = Req::with_options(client_options(server.public(), client));
+    good.connect(&ep.to_string()).unwrap();
+    let next = until_event(&mut events, |e| {
+        matches!(e, Event::Accepted { .. } | Event::HandshakeFailed { .. })
+    })
+    .await;
+    let Event::HandshakeFailed { reason, .. } = next else {
+        panic!("a second connection was accepted while a CURVE handshake held the slot: {next:?}");
     };
     assert!(reason.contains("timed out"), "{reason}");
-    // The server closed the connection.
     let mut rest = Vec::new();
     let read = timeout(T, raw.read_to_end(&mut rest)).await.unwrap();
-    assert!(read.is_ok() || rest.is_empty());
+    assert!(
+        read.is_ok() || rest.is_empty(),
+        "the server closed the connection"
+    );
+    assert_eq!(ask(&mut good, "after").await, "re: after");
+    timeout(T, served).await.unwrap().unwrap();
+}
+
+const PYZMQ_SUB: &str = r#"
+import sys, zmq
+ctx = zmq.Context()
+sub = ctx.socket(zmq.SUB)
+sub.curve_serverkey = sys.argv[2].encode()
+public, secret = zmq.curve_keypair()
+sub.curve_publickey = public
+sub.curve_secretkey = secret
+sub.rcvtimeo = 15000
+sub.linger = 0
+sub.setsockopt(zmq.SUBSCRIBE, b"a.")
+sub.connect(sys.argv[1])
+print("ready", flush=True)
+print("|".join(f.decode() for f in sub.recv_multipart()), flush=True)
+"#;
+
+/// libzmq's SUBSCRIBE reaches our publisher inside a box, and its filter holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pyzmq_curve_sub_subscribes_through_boxes_to_a_zocket_curve_pub() {
+    if !have_pyzmq_curve() {
+        return;
+    }
+    let server = KeyPair::generate();
+    let publisher = zocket::Pub::with_options(server_options(&server));
+    let ep = publisher
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .to_string();
+    let mut sub = Python::spawn(PYZMQ_SUB, &[&ep, &server.public().to_string()]);
+    assert_eq!(sub.line().await, "ready");
+    timeout(T, publisher.wait_for_peers(1))
+        .await
+        .unwrap()
+        .unwrap();
+    // The subscription follows the handshake: publish until it is heard.
+    let got = timeout(T, async {
+        loop {
+            publisher.send(["b.x", "filtered out"]).await.unwrap();
+            publisher.send(["a.x", "wanted"]).await.unwrap();
+            tokio::select! {
+                line = sub.lines.next_line() => return line.unwrap().unwrap(),
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(got, "a.x|wanted");
+}
+
+const PYZMQ_PUB: &str = r#"
+import sys, time, zmq
+ctx = zmq.Context()
+pub = ctx.socket(zmq.PUB)
+pub.curve_server = True
+pub.curve_secretkey = sys.argv[2].encode()
+pub.linger = 0
+pub.bind(sys.argv[1])
+print("ready", flush=True)
+end = time.time() + 15
+while time.time() < end:
+    pub.send_multipart([b"b.topic", b"filtered out"])
+    pub.send_multipart([b"a.topic", b"wanted"])
+    time.sleep(0.01)
+"#;
+
+/// Our SUBSCRIBE reaches libzmq's publisher inside a box, and libzmq filters by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zocket_curve_sub_subscribes_through_boxes_to_a_pyzmq_curve_pub() {
+    use futures::StreamExt;
+    if !have_pyzmq_curve() {
+        return;
+    }
+    let server = KeyPair::generate();
+    let ep = format!("tcp://127.0.0.1:{}", free_port());
+    let mut publisher = Python::spawn(PYZMQ_PUB, &[&ep, &server.secret().to_string()]);
+    assert_eq!(publisher.line().await, "ready");
+    let mut sub = zocket::Sub::with_options(client_options(server.public(), KeyPair::generate()));
+    sub.subscribe("a.");
+    sub.connect(&ep).unwrap();
+    for _ in 0..3 {
+        let msg = timeout(T, sub.next()).await.unwrap().unwrap().unwrap();
+        assert_eq!(msg.frames()[0], "a.topic");
+        assert_eq!(msg.frames()[1], "wanted");
+    }
 }

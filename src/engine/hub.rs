@@ -330,7 +330,14 @@ async fn new_listener(engine: &Arc<Engine>, endpoint: &Endpoint) -> Result<Arc<S
                 return;
             };
             let accepted = connect::accept(io, peer.clone(), &text, &options, &monitor).await;
-            drop(slot); // the greeting is over: the listener may accept the next one
+            // The greeting is over: the listener may accept the next one. A CURVE handshake
+            // (an X25519 operation per step for us) keeps its slot until it is done, so
+            // `max_handshakes` bounds the CURVE handshakes in progress too.
+            let curve = options.security.is_curve() && matches!(accepted, Some(Connected::Zmtp { .. }));
+            let mut slot = Some(slot);
+            if !curve {
+                drop(slot.take());
+            }
             match accepted {
                 Some(Connected::Native(shared)) => serve_session(shared, peer, routes).await,
                 Some(Connected::Zmtp { io, greeting }) => {
@@ -346,6 +353,8 @@ async fn new_listener(engine: &Arc<Engine>, endpoint: &Endpoint) -> Result<Arc<S
                             // listener's `max_connections` like a native session does.
                             if let Ok(handles) = attach_zmtp(&engine, io, &greeting, peer, None) {
                                 drop(engine);
+                                let _ = handles.active.await; // the CURVE handshake ended
+                                drop(slot.take());
                                 let _ = handles.gone.await;
                             }
                         }
