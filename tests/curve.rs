@@ -459,3 +459,37 @@ async fn a_zocket_curve_sub_subscribes_through_boxes_to_a_pyzmq_curve_pub() {
         assert_eq!(msg.frames()[1], "wanted");
     }
 }
+
+const PYZMQ_DEALER: &str = r#"
+import sys, zmq
+ctx = zmq.Context()
+dealer = ctx.socket(zmq.DEALER)
+dealer.routing_id = b"dealer-7"
+dealer.curve_serverkey = sys.argv[2].encode()
+public, secret = zmq.curve_keypair()
+dealer.curve_publickey = public
+dealer.curve_secretkey = secret
+dealer.rcvtimeo = 15000
+dealer.linger = 0
+dealer.connect(sys.argv[1])
+dealer.send_multipart([b"hello", b"router"])
+print("|".join(f.decode() for f in dealer.recv_multipart()), flush=True)
+"#;
+
+/// The identity libzmq puts in INITIATE's metadata is the routing id our Router uses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pyzmq_curve_dealer_is_routed_by_the_identity_in_its_initiate_metadata() {
+    if !have_pyzmq_curve() {
+        return;
+    }
+    let server = KeyPair::generate();
+    let mut router = zocket::Router::with_options(server_options(&server));
+    let ep = router.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let mut dealer = Python::spawn(PYZMQ_DEALER, &[&ep, &server.public().to_string()]);
+    let (peer, msg) = timeout(T, router.recv()).await.unwrap().unwrap();
+    assert_eq!(&peer[..], b"dealer-7");
+    assert_eq!(msg.frames()[0], "hello");
+    assert_eq!(msg.frames()[1], "router");
+    router.send(&peer, ["hi", "dealer"]).await.unwrap();
+    assert_eq!(dealer.line().await, "hi|dealer");
+}

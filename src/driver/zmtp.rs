@@ -153,9 +153,11 @@ pub(crate) fn zmtp_error(e: &ZmtpError) -> Error {
         ZmtpError::Timeout(_) => Error::Timeout,
         ZmtpError::Closed(_) | ZmtpError::ClosedLocally => Error::Closed,
         ZmtpError::Curve(CurveError::Peer { reason }) => Error::Refused {
-            reason: format!(
-                "CURVE server sent ERROR {reason:?} (status 400: our key is not allowed)"
-            ),
+            reason: if reason == crate::proto::curve::REFUSED_STATUS {
+                format!("CURVE server sent ERROR {reason} (authentication failed: it does not allow our key)")
+            } else {
+                format!("CURVE server sent ERROR: {reason}")
+            },
         },
         ZmtpError::Curve(e @ CurveError::Refused { .. }) => Error::Refused {
             reason: e.to_string(),
