@@ -114,7 +114,6 @@ impl SecretKey {
     }
 
     /// The key as the CURVE core uses it.
-    #[allow(dead_code)] // wired into the wires in the next increment of issue 13
     pub(crate) fn as_crypto(&self) -> &crypto_box::SecretKey {
         &self.0
     }
@@ -236,9 +235,81 @@ fn parse_z85(text: &str) -> Result<[u8; 32], ParseKeyError> {
     })
 }
 
+/// Decides which clients a CURVE server accepts, by their long-term public key (the key
+/// each client proved it holds during the handshake).
+///
+/// Give one to [`Options::curve_authorizer`](crate::Options::curve_authorizer); an
+/// [`AllowList`] is the common case ([`Options::curve_allow`](crate::Options::curve_allow)),
+/// and any `Fn(&PublicKey) -> bool` is an authorizer too, for anything else (a database, a
+/// file that is re-read). It is called once per handshake, on the connection's task: keep it
+/// fast (look up something in memory; refresh it elsewhere).
+///
+/// ```
+/// use zocket::curve::{KeyPair, PublicKey};
+/// let server = KeyPair::generate();
+/// let opts = zocket::Options::new()
+///     .curve_server(server.secret().clone())
+///     .curve_authorizer(|client: &PublicKey| client.as_bytes()[0] != 0);
+/// # let _ = opts;
+/// ```
+pub trait Authorizer: Send + Sync + 'static {
+    /// Whether the client with this long-term public key may connect. A refused client
+    /// gets an ERROR (status `400`) and the connection closes.
+    fn authorize(&self, client: &PublicKey) -> bool;
+}
+
+impl<F> Authorizer for F
+where
+    F: Fn(&PublicKey) -> bool + Send + Sync + 'static,
+{
+    fn authorize(&self, client: &PublicKey) -> bool {
+        self(client)
+    }
+}
+
+/// An [`Authorizer`] that accepts the clients whose public keys it holds, and no other.
+///
+/// ```
+/// use zocket::curve::{AllowList, Authorizer, KeyPair};
+/// let alice = KeyPair::generate();
+/// let list: AllowList = [*alice.public()].into_iter().collect();
+/// assert!(list.authorize(alice.public()));
+/// assert!(!list.authorize(KeyPair::generate().public()));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllowList(std::collections::HashSet<PublicKey>);
+
+impl AllowList {
+    /// An empty list (which refuses everyone).
+    pub fn new() -> AllowList {
+        AllowList::default()
+    }
+
+    /// Adds a client key.
+    pub fn insert(&mut self, key: PublicKey) {
+        self.0.insert(key);
+    }
+
+    /// Whether the list holds `key`.
+    pub fn contains(&self, key: &PublicKey) -> bool {
+        self.0.contains(key)
+    }
+}
+
+impl FromIterator<PublicKey> for AllowList {
+    fn from_iter<I: IntoIterator<Item = PublicKey>>(keys: I) -> Self {
+        AllowList(keys.into_iter().collect())
+    }
+}
+
+impl Authorizer for AllowList {
+    fn authorize(&self, client: &PublicKey) -> bool {
+        self.contains(client)
+    }
+}
+
 /// Fresh random bytes from the operating system for one client connection's handshake
 /// (the sans-IO core draws none itself).
-#[allow(dead_code)] // wired into the wires in the next increment of issue 13
 pub(crate) fn client_random() -> ClientRandom {
     let mut random = ClientRandom {
         short_secret: [0; 32],
@@ -251,7 +322,6 @@ pub(crate) fn client_random() -> ClientRandom {
 
 /// Fresh random bytes from the operating system for one server connection's handshake:
 /// its short-term key, its own cookie key, and the random nonce parts.
-#[allow(dead_code)] // wired into the wires in the next increment of issue 13
 pub(crate) fn server_random() -> ServerRandom {
     let mut random = ServerRandom {
         short_secret: [0; 32],

@@ -16,6 +16,7 @@ use tracing::warn;
 
 use super::{handshake, session_config, spawn, Greeting, Shared};
 use crate::monitor::{Event, MonitorSender};
+use crate::options::Security;
 use crate::proto::native::Side;
 use crate::transport::shared::SharedStream;
 use crate::transport::ByteStream;
@@ -75,8 +76,15 @@ pub(crate) async fn dial(
     Ok(start(io, negotiated, peer, options, Side::Client))
 }
 
-/// The greeting we send: with the zocket marker unless the socket speaks plain ZMTP only.
+/// The greeting we send: with the zocket marker unless the socket speaks plain ZMTP only;
+/// a CURVE socket greets with mechanism CURVE (and as-server 1 if it is the server) and
+/// without the marker (CURVE runs over ZMTP only, for now).
 fn our_greeting(options: &Options) -> crate::proto::greeting::Greeting {
+    match &options.security {
+        Security::Null => {}
+        Security::CurveServer { .. } => return crate::proto::greeting::Greeting::curve(true),
+        Security::CurveClient { .. } => return crate::proto::greeting::Greeting::curve(false),
+    }
     let mut greeting = crate::proto::greeting::Greeting::zocket();
     if !options.native {
         greeting.native = None;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::proto::greeting::{Greeting, GREETING_LEN, NATIVE_VERSION};
+use crate::proto::greeting::{Greeting, Mechanism, GREETING_LEN, NATIVE_VERSION};
 use crate::proto::sniff::{sniff, Sniffed};
 use crate::Error;
 
@@ -115,11 +115,17 @@ fn negotiate(theirs: &[u8; GREETING_LEN], ours: &Greeting) -> Result<Negotiated,
             "peer speaks zocket native protocol {major}.{minor}, this build speaks {}.{}",
             NATIVE_VERSION.0, NATIVE_VERSION.1
         ))),
-        None if greeting.mechanism != crate::proto::greeting::Mechanism::NULL => {
-            Err(Error::Protocol(format!(
-                "peer asks for the ZMTP security mechanism {:?}; zocket supports NULL only",
-                String::from_utf8_lossy(greeting.mechanism.name())
-            )))
+        None if greeting.mechanism != ours.mechanism => Err(Error::Protocol(format!(
+            "security mismatch: the peer greets with the ZMTP mechanism {}, this socket with \
+             {} (both sides need the same: Options::curve_server / curve_client, or neither)",
+            greeting.mechanism, ours.mechanism
+        ))),
+        None if greeting.mechanism == Mechanism::CURVE && ours.as_server && greeting.as_server => {
+            Err(Error::Protocol(
+                "both peers are CURVE servers (as-server 1 in both greetings); one side needs \
+                 Options::curve_client"
+                    .into(),
+            ))
         }
         None => Ok(Negotiated::Zmtp(greeting)),
     }
@@ -164,6 +170,38 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Timeout));
+    }
+
+    #[tokio::test]
+    async fn null_meeting_curve_is_refused_on_both_sides_naming_both_mechanisms() {
+        let t = Duration::from_secs(5);
+        for (dialer, listener) in [
+            (Greeting::zocket(), Greeting::curve(true)),
+            (Greeting::curve(false), Greeting::zocket()),
+        ] {
+            let (mut a, mut b) = tokio::io::duplex(256);
+            let (x, y) = tokio::join!(dial(&mut a, t, &dialer), accept(&mut b, t, &listener));
+            for err in [x.unwrap_err(), y.unwrap_err()] {
+                let text = err.to_string();
+                assert!(text.contains("NULL") && text.contains("CURVE"), "{text}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn curve_client_and_server_greetings_agree_on_zmtp() {
+        let t = Duration::from_secs(5);
+        let (client, server) = (Greeting::curve(false), Greeting::curve(true));
+        let (mut a, mut b) = tokio::io::duplex(256);
+        let (x, y) = tokio::join!(dial(&mut a, t, &client), accept(&mut b, t, &server));
+        assert!(matches!(x.unwrap(), Negotiated::Zmtp(g) if g.as_server));
+        assert!(matches!(y.unwrap(), Negotiated::Zmtp(g) if !g.as_server));
+        let (mut a, mut b) = tokio::io::duplex(256);
+        let (x, _) = tokio::join!(dial(&mut a, t, &server), accept(&mut b, t, &server));
+        assert!(x
+            .unwrap_err()
+            .to_string()
+            .contains("both peers are CURVE servers"));
     }
 
     #[tokio::test]

@@ -14,9 +14,10 @@ use tracing::{debug, Instrument};
 
 use super::io_loop::{Connection, Driver, SessionCore, Wire, CLOSE_LINGER};
 use super::StreamObserver;
+use crate::proto::curve::CurveError;
 use crate::proto::native::Transmit;
 use crate::proto::zmtp::frame::make_room;
-use crate::proto::zmtp::{ZmtpConfig, ZmtpError, ZmtpEvent, ZmtpSession};
+use crate::proto::zmtp::{CurveSetup, ZmtpConfig, ZmtpError, ZmtpEvent, ZmtpSession};
 use crate::transport::shared::SharedStream;
 use crate::{Error, Message, SocketType};
 
@@ -151,16 +152,42 @@ pub(crate) fn zmtp_error(e: &ZmtpError) -> Error {
         ZmtpError::TooManyFrames { .. } => Error::Protocol(e.to_string()),
         ZmtpError::Timeout(_) => Error::Timeout,
         ZmtpError::Closed(_) | ZmtpError::ClosedLocally => Error::Closed,
+        ZmtpError::Curve(CurveError::Peer { reason }) => Error::Refused {
+            reason: if reason == crate::proto::curve::REFUSED_STATUS {
+                format!("CURVE server sent ERROR {reason} (authentication failed: it does not allow our key)")
+            } else {
+                format!("CURVE server sent ERROR: {reason}")
+            },
+        },
+        ZmtpError::Curve(e @ CurveError::Refused { .. }) => Error::Refused {
+            reason: e.to_string(),
+        },
+        ZmtpError::Curve(e) => Error::Protocol(e.to_string()),
         ZmtpError::Protocol(m) | ZmtpError::Peer(m) => Error::Protocol(m.clone()),
     }
 }
 
-/// Starts the driver task of a ZMTP connection whose greeting is done.
-pub(crate) fn spawn(io: SharedStream, config: ZmtpConfig, peer: String) -> Arc<ZmtpShared> {
+/// Starts the driver task of a ZMTP connection whose greeting is done; with `curve`, the
+/// CURVE handshake runs first and every frame travels in a MESSAGE box.
+pub(crate) fn spawn(
+    io: SharedStream,
+    config: ZmtpConfig,
+    curve: Option<CurveSetup>,
+    peer: String,
+) -> Arc<ZmtpShared> {
     let now = Instant::now().into_std();
+    let core = match curve {
+        Some(setup) => ZmtpSession::with_curve(config, setup, now),
+        None => ZmtpSession::new(config, now),
+    };
+    let protocol = if core.is_curve() {
+        "zmtp+curve"
+    } else {
+        "zmtp"
+    };
     let shared = Arc::new(ZmtpShared {
         inner: Mutex::new(ZmtpInner {
-            core: ZmtpSession::new(config, now),
+            core,
             ready: None,
             observer: None,
             wire: Wire::new(Some(io.direct())),
@@ -170,7 +197,7 @@ pub(crate) fn spawn(io: SharedStream, config: ZmtpConfig, peer: String) -> Arc<Z
     // A failed session's ERROR (or a closing one's last messages) may wait for a peer that
     // stopped reading only so long: then the connection is dropped, not kept forever.
     let driver = Driver::new(io, shared.clone(), Some(CLOSE_LINGER));
-    let span = tracing::debug_span!("zocket.conn", %peer, protocol = "zmtp");
+    let span = tracing::debug_span!("zocket.conn", %peer, protocol);
     tokio::spawn(driver.instrument(span));
     shared
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use bytes::Bytes;
 use futures::FutureExt;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::peer::{Link, Peer, Phase, Reassembly};
 use super::Engine;
@@ -20,8 +20,11 @@ use crate::discovery::mdns::txt::Record;
 use crate::driver::connect::{self, Connected};
 use crate::driver::{zmtp, IncomingStream, Shared};
 use crate::monitor::{Event, MonitorSender};
+use crate::options::Security;
 use crate::pattern::PeerId;
+use crate::proto::curve::{ClientConfig, ServerConfig};
 use crate::proto::native::Reason;
+use crate::proto::zmtp::CurveSetup;
 use crate::transport::dialer::{Connect, Dialer, Established, HandshakeWith};
 use crate::transport::inproc::{InprocConn, InprocHello};
 use crate::transport::listener::{AcceptHandler, Listener};
@@ -97,6 +100,9 @@ impl Drop for Binding {
 #[derive(Debug)]
 struct SharedListener {
     key: String,
+    /// The security its greeting announces (the binding socket's, see
+    /// [`Security::describe`]): every socket bound here must have the same.
+    security: String,
     /// Dropping it stops accepting and ends its connections.
     listener: Option<Listener>,
     paths: Arc<Mutex<HashMap<String, Weak<Engine>>>>,
@@ -234,6 +240,29 @@ async fn bind_address(engine: &Arc<Engine>, endpoint: &Endpoint) -> Result<Bindi
                 Endpoint::Tcp { port: 0, .. } => None,
                 _ => listeners().get(&wanted).and_then(Weak::upgrade),
             };
+            let ours = engine.options.security.describe();
+            if let Some(entry) = &existing {
+                if entry.security != ours {
+                    return Err(Error::AddrInUse {
+                        endpoint: format!(
+                            "{endpoint} is bound with {} security and this socket has {ours}: \
+                             the listener greets before it knows which socket a peer wants, so \
+                             every socket bound at one address must have the same security",
+                            entry.security
+                        ),
+                    });
+                }
+            }
+            if matches!(engine.options.security, Security::CurveServer { .. })
+                && engine.options.curve_authorizer.is_none()
+            {
+                info!(
+                    %endpoint,
+                    "CURVE server without an authorizer: every client that completes the \
+                     handshake is accepted (encryption without client authentication; see \
+                     Options::curve_allow)"
+                );
+            }
             // A new listener reports `Listening` itself; joining one is reported here.
             let joined = existing.is_some();
             let entry = match existing {
@@ -301,7 +330,14 @@ async fn new_listener(engine: &Arc<Engine>, endpoint: &Endpoint) -> Result<Arc<S
                 return;
             };
             let accepted = connect::accept(io, peer.clone(), &text, &options, &monitor).await;
-            drop(slot); // the greeting is over: the listener may accept the next one
+            // The greeting is over: the listener may accept the next one. A CURVE handshake
+            // (an X25519 operation per step for us) keeps its slot until it is done, so
+            // `max_handshakes` bounds the CURVE handshakes in progress too.
+            let curve = options.security.is_curve() && matches!(accepted, Some(Connected::Zmtp { .. }));
+            let mut slot = Some(slot);
+            if !curve {
+                drop(slot.take());
+            }
             match accepted {
                 Some(Connected::Native(shared)) => serve_session(shared, peer, routes).await,
                 Some(Connected::Zmtp { io, greeting }) => {
@@ -317,6 +353,8 @@ async fn new_listener(engine: &Arc<Engine>, endpoint: &Endpoint) -> Result<Arc<S
                             // listener's `max_connections` like a native session does.
                             if let Ok(handles) = attach_zmtp(&engine, io, &greeting, peer, None) {
                                 drop(engine);
+                                let _ = handles.active.await; // the CURVE handshake ended
+                                drop(slot.take());
                                 let _ = handles.gone.await;
                             }
                         }
@@ -352,6 +390,7 @@ async fn new_listener(engine: &Arc<Engine>, endpoint: &Endpoint) -> Result<Arc<S
     let key = address_key(listener.local_endpoint()).unwrap_or_default();
     let entry = Arc::new(SharedListener {
         key: key.clone(),
+        security: engine.options.security.describe(),
         listener: Some(listener),
         paths,
     });
@@ -633,7 +672,12 @@ fn attach_zmtp(
         );
         return Err(error);
     }
-    let shared = zmtp::spawn(SharedStream::new(io), config, peer.clone());
+    let shared = zmtp::spawn(
+        SharedStream::new(io),
+        config,
+        curve_setup(options),
+        peer.clone(),
+    );
     let (active_tx, active_rx) = tokio::sync::oneshot::channel();
     let (gone_tx, gone_rx) = tokio::sync::oneshot::channel();
     if st.closing {
@@ -656,6 +700,32 @@ fn attach_zmtp(
         active: active_rx,
         gone: gone_rx,
     })
+}
+
+/// What a ZMTP session needs to run CURVE with the socket's keys (fresh random bytes for
+/// this connection), or `None` for NULL.
+fn curve_setup(options: &crate::Options) -> Option<CurveSetup> {
+    match &options.security {
+        Security::Null => None,
+        Security::CurveServer { keys } => Some(CurveSetup::Server {
+            config: ServerConfig {
+                secret_key: keys.secret().as_crypto().clone(),
+                public_key: *keys.public().as_bytes(),
+                metadata: Bytes::new(),
+            },
+            random: crate::curve::server_random(),
+            authorizer: options.curve_authorizer.clone(),
+        }),
+        Security::CurveClient { server, keys } => Some(CurveSetup::Client {
+            config: ClientConfig {
+                server_key: *server.as_bytes(),
+                secret_key: keys.secret().as_crypto().clone(),
+                public_key: *keys.public().as_bytes(),
+                metadata: Bytes::new(),
+            },
+            random: crate::curve::client_random(),
+        }),
+    }
 }
 
 /// Tells a ZMTP peer we refuse it with an ERROR command (its greeting is done; libzmq
@@ -709,6 +779,11 @@ pub(crate) fn dial(engine: &Arc<Engine>, endpoint: Endpoint, dialed: DialedPeer)
             if !options.native {
                 key.push_str("#zmtp"); // never shares a native session
             }
+            if options.security.is_curve() {
+                // CURVE runs over ZMTP, one connection per link: never a pooled native
+                // session, whatever security it has.
+                key.push_str("#curve");
+            }
             let path = endpoint.path().unwrap_or("").to_owned();
             let target = endpoint.clone();
             let opts = options.clone();
@@ -739,6 +814,7 @@ pub(crate) fn dial(engine: &Arc<Engine>, endpoint: Endpoint, dialed: DialedPeer)
                         Dialed::Zmtp { io, greeting } => {
                             attach_zmtp(&engine, io, &greeting, peer_name.clone(), Some(&dialed))?
                         }
+                        Dialed::Failed(e) => return Err(e),
                     };
                     // Until the link is usable, a failed, timed-out or abandoned attempt
                     // takes its peer away with it (else each retry would leave one).
@@ -952,6 +1028,8 @@ enum Dialed {
         io: ByteStream,
         greeting: crate::proto::greeting::Greeting,
     },
+    /// The connection was made but its greeting failed with this error.
+    Failed(Error),
 }
 
 /// The live native session to `target`'s address, shared by every socket of this process
@@ -992,7 +1070,14 @@ async fn pooled_session(key: &str, target: &Endpoint, options: &crate::Options) 
         }
         _ => return Err(Error::Closed),
     };
-    match connect::dial(io, peer, options).await? {
+    // A connection made whose greeting failed (a security mismatch, say) is a failed
+    // handshake, reported as one, not a failed dial.
+    let connected = match connect::dial(io, peer, options).await {
+        Ok(connected) => connected,
+        Err(e @ (Error::Protocol(_) | Error::Timeout)) => return Ok(Dialed::Failed(e)),
+        Err(e) => return Err(e),
+    };
+    match connected {
         Connected::Native(shared) => {
             *current = Arc::downgrade(&shared);
             tokio::spawn(forget_when_over(key.to_owned(), Arc::downgrade(&shared)));

@@ -390,12 +390,17 @@ impl Engine {
             _ => debug!(peer = %peer.endpoint, reason = ?why, "peer removed"),
         }
         if !peer.dialed && !st.closing {
-            // An accepted peer: no dialer reports it, so the engine does.
-            self.monitor.emit(Event::Disconnected {
-                endpoint: peer.endpoint.clone(),
-                reason: why
-                    .as_ref()
-                    .map_or_else(|| "closed".to_owned(), Error::to_string),
+            // An accepted peer: no dialer reports it, so the engine does. One that never
+            // became usable (its ZMTP or CURVE handshake failed) failed its handshake.
+            let endpoint = peer.endpoint.clone();
+            let reason = why
+                .as_ref()
+                .map_or_else(|| "closed".to_owned(), Error::to_string);
+            let opening = peer.phase == Phase::Opening && matches!(peer.link, Link::Zmtp(_));
+            self.monitor.emit(if opening {
+                Event::HandshakeFailed { endpoint, reason }
+            } else {
+                Event::Disconnected { endpoint, reason }
             });
         }
         peer.close(why.is_some());

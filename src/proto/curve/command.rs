@@ -80,11 +80,10 @@ pub(super) struct Ready<'a> {
 
 /// A MESSAGE: Box[flags + payload](C' -> S' or S' -> C').
 #[derive(Debug)]
-pub(super) struct Message<'a> {
-    /// The short nonce (after `CurveZMQMESSAGEC` or `CurveZMQMESSAGES`).
+pub(super) struct Message {
+    /// The short nonce (after `CurveZMQMESSAGEC` or `CurveZMQMESSAGES`); the box follows
+    /// it (the codec opens it in place).
     pub(super) nonce: u64,
-    /// The box, tag first (at least 17 bytes).
-    pub(super) sealed: &'a [u8],
 }
 
 /// The command's name, for error texts (lossy, at most 255 bytes), or `"(empty)"`.
@@ -196,14 +195,13 @@ impl<'a> Ready<'a> {
     }
 }
 
-impl<'a> Message<'a> {
+impl Message {
     /// Parses a MESSAGE body.
-    pub(super) fn parse(body: &'a [u8]) -> Result<Self, CurveError> {
+    pub(super) fn parse(body: &[u8]) -> Result<Self, CurveError> {
         expect(body, MESSAGE)?;
         size(body, MESSAGE, MESSAGE_MIN_LEN, false)?;
         Ok(Message {
             nonce: short_nonce(body, 8),
-            sealed: &body[16..],
         })
     }
 }

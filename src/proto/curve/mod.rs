@@ -12,7 +12,6 @@
 //! long-term keys are the caller's. Every box is authenticated before a byte of it is
 //! used; every length is checked before it is read; handshake frames are refused above
 //! [`MAX_HANDSHAKE_COMMAND`] before anything waits for them.
-#![allow(dead_code)] // wired into the wires in the next increment of issue 13
 
 mod client;
 mod codec;
@@ -29,12 +28,10 @@ use crypto_box::aead::AeadInPlace;
 use crypto_box::SalsaBox;
 use zeroize::Zeroizing;
 
-// Used by the tests until the wires use them (next increment of issue 13).
-#[allow(unused_imports)]
 pub(crate) use client::{ClientConfig, ClientRandom, CurveClient};
-#[allow(unused_imports)]
-pub(crate) use codec::{CurveCodec, Plaintext, MESSAGE_OVERHEAD};
-#[allow(unused_imports)]
+#[cfg(test)]
+pub(crate) use codec::Plaintext;
+pub(crate) use codec::{CurveCodec, MESSAGE_OVERHEAD};
 pub(crate) use server::{CurveServer, ServerConfig, ServerRandom};
 
 use super::zmtp::frame::FrameError;

@@ -172,11 +172,6 @@ impl CurveServer {
         }
     }
 
-    /// Our long-term public key (S).
-    pub(crate) fn public_key(&self) -> KeyBytes {
-        self.config.public_key
-    }
-
     /// Whether READY is queued (the handshake is complete on our side).
     pub(crate) fn is_done(&self) -> bool {
         matches!(self.state, State::Done(_))

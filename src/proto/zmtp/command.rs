@@ -175,16 +175,18 @@ impl Command {
         let len = self.body_len();
         out.reserve(header_len(len) + len);
         encode_header(out, false, true, len);
+        self.encode_body(out);
+    }
+
+    /// Appends the command's body alone (name length, name, data): what travels inside a
+    /// CURVE MESSAGE box with the COMMAND flag.
+    pub(crate) fn encode_body(&self, out: &mut BytesMut) {
+        out.reserve(self.body_len());
         let name = &self.name()[..self.name().len().min(255)];
         out.put_u8(name.len() as u8);
         out.extend_from_slice(name);
         match self {
-            Command::Ready(r) => {
-                put_property(out, SOCKET_TYPE, r.socket_type.as_str().as_bytes());
-                if !r.identity.is_empty() {
-                    put_property(out, IDENTITY, &r.identity);
-                }
-            }
+            Command::Ready(r) => put_properties(out, r),
             Command::Subscribe(p) | Command::Cancel(p) => out.extend_from_slice(p),
             Command::Ping { ttl, context } => {
                 out.put_u16(*ttl);
@@ -198,6 +200,33 @@ impl Command {
             }
             Command::Unknown(_) => {}
         }
+    }
+}
+
+impl Ready {
+    /// The properties of READY alone (`Socket-Type`, and `Identity` when non-empty): the
+    /// metadata a CURVE INITIATE or READY box carries.
+    pub(crate) fn properties(&self) -> Bytes {
+        let mut out = BytesMut::new();
+        put_properties(&mut out, self);
+        out.freeze()
+    }
+
+    /// Parses a property list (a CURVE INITIATE's or READY's metadata) as READY's.
+    ///
+    /// # Errors
+    /// As READY: [`CommandError`] for a malformed list, a missing or unknown
+    /// `Socket-Type`, or a property given twice.
+    pub(crate) fn decode_properties(properties: &[u8]) -> Result<Ready, CommandError> {
+        decode_ready(properties)
+    }
+}
+
+/// Appends READY's properties.
+fn put_properties(out: &mut BytesMut, r: &Ready) {
+    put_property(out, SOCKET_TYPE, r.socket_type.as_str().as_bytes());
+    if !r.identity.is_empty() {
+        put_property(out, IDENTITY, &r.identity);
     }
 }
 

@@ -3,12 +3,17 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tracing::{debug, trace};
 
 use super::command::{Command, Ready, CANCEL, SUBSCRIBE};
 use super::frame::{self, encode_header, Frame, FrameError, COMMAND, KNOWN, MORE};
-use crate::proto::limits::{held_cost, MessageBudget, MessageLimits, OverLimit};
+use crate::options::SharedAuthorizer;
+use crate::proto::curve::{
+    ClientConfig, ClientRandom, CurveClient, CurveCodec, CurveError, CurveEvent, CurveServer,
+    ServerConfig, ServerRandom, FLAG_COMMAND, FLAG_MORE, MESSAGE_OVERHEAD,
+};
+use crate::proto::limits::{held_cost, MessageBudget, MessageLimits, OverLimit, COPY_BELOW};
 use crate::proto::native::Transmit;
 use crate::{Message, SocketType};
 
@@ -88,6 +93,70 @@ pub(crate) enum ZmtpError {
     /// We closed the session.
     #[error("session closed")]
     ClosedLocally,
+    /// The CURVE handshake failed, or a MESSAGE box was refused (forged, replayed).
+    #[error("{0}")]
+    Curve(CurveError),
+}
+
+/// What a session needs to run CURVE instead of NULL (see [`ZmtpSession::with_curve`]).
+/// The metadata of the configs is replaced by the session's own properties.
+#[derive(Debug)]
+pub(crate) enum CurveSetup {
+    /// We are the CURVE client.
+    Client {
+        /// Keys (the server's, ours).
+        config: ClientConfig,
+        /// This connection's random bytes.
+        random: ClientRandom,
+    },
+    /// We are the CURVE server.
+    Server {
+        /// Our keys.
+        config: ServerConfig,
+        /// This connection's random bytes.
+        random: ServerRandom,
+        /// Decides on the client's key; `None` accepts every client that completes the
+        /// handshake.
+        authorizer: Option<SharedAuthorizer>,
+    },
+}
+
+/// A CURVE handshake in progress.
+#[derive(Debug)]
+enum Handshake {
+    Client(Box<CurveClient>),
+    Server(Box<CurveServer>, Option<SharedAuthorizer>),
+}
+
+impl Handshake {
+    fn handle_input(&mut self, buf: &mut BytesMut) -> Result<(), CurveError> {
+        match self {
+            Handshake::Client(c) => c.handle_input(buf),
+            Handshake::Server(s, _) => s.handle_input(buf),
+        }
+    }
+
+    fn poll_event(&mut self) -> Option<CurveEvent> {
+        match self {
+            Handshake::Client(c) => c.poll_event(),
+            Handshake::Server(s, _) => s.poll_event(),
+        }
+    }
+
+    /// Moves every handshake command waiting to be sent into `out`.
+    fn drain(&mut self, out: &mut BytesMut) {
+        match self {
+            Handshake::Client(c) => while c.poll_transmit(out) {},
+            Handshake::Server(s, _) => while s.poll_transmit(out) {},
+        }
+    }
+
+    fn take_codec(&mut self) -> Option<CurveCodec> {
+        match self {
+            Handshake::Client(c) => c.take_codec(),
+            Handshake::Server(s, _) => s.take_codec(),
+        }
+    }
 }
 
 impl From<FrameError> for ZmtpError {
@@ -192,6 +261,13 @@ pub(crate) struct ZmtpSession {
     /// Whole length of the incomplete frame at the front of the input (header checked
     /// against the limits), 0 when there is none.
     incomplete_frame_len: usize,
+    /// The CURVE handshake, while it runs (READY of NULL is not sent then).
+    curve: Option<Handshake>,
+    /// After a CURVE handshake: every frame in and out is a MESSAGE box of this codec.
+    codec: Option<CurveCodec>,
+    /// CURVE handshake commands (or a refused client's ERROR) waiting to be transmitted,
+    /// ahead of anything else.
+    handshake_out: BytesMut,
     /// Set once the session ends.
     error: Option<ZmtpError>,
     /// The reason of an ERROR command still to send.
@@ -225,10 +301,44 @@ impl ZmtpSession {
             peer_ttl: None,
             unconsumed: 0,
             incomplete_frame_len: 0,
+            curve: None,
+            codec: None,
+            handshake_out: BytesMut::new(),
             error: None,
             error_to_send: None,
             closing: false,
         }
+    }
+
+    /// A new session that runs the CURVE handshake right after a CURVE greeting: HELLO is
+    /// the first thing a client transmits; the peer's metadata (in INITIATE or READY) is
+    /// checked as a NULL READY would be, and from then on every frame travels in a MESSAGE
+    /// box ([`CurveCodec`]).
+    pub(crate) fn with_curve(config: ZmtpConfig, setup: CurveSetup, now: Instant) -> Self {
+        let metadata = Ready {
+            socket_type: config.socket_type,
+            identity: config.identity.clone(),
+        }
+        .properties();
+        let mut session = Self::new(config, now);
+        session.ready_sent = true; // the metadata travels in the handshake instead
+        let mut handshake = match setup {
+            CurveSetup::Client { mut config, random } => {
+                config.metadata = metadata;
+                Handshake::Client(Box::new(CurveClient::new(config, random)))
+            }
+            CurveSetup::Server {
+                mut config,
+                random,
+                authorizer,
+            } => {
+                config.metadata = metadata;
+                Handshake::Server(Box::new(CurveServer::new(config, random)), authorizer)
+            }
+        };
+        handshake.drain(&mut session.handshake_out);
+        session.curve = Some(handshake);
+        session
     }
 
     // ----- getters -----
@@ -239,6 +349,11 @@ impl ZmtpSession {
         self.peer.as_ref()
     }
 
+    /// Whether the session runs CURVE (its handshake, or MESSAGE boxes after it).
+    pub(crate) fn is_curve(&self) -> bool {
+        self.curve.is_some() || self.codec.is_some()
+    }
+
     /// Why the session ended, if it did.
     pub(crate) fn error(&self) -> Option<&ZmtpError> {
         self.error.as_ref()
@@ -247,7 +362,7 @@ impl ZmtpSession {
     /// Whether the session has ended and has nothing more to transmit: the driver may drop
     /// the transport once the last transmit is written.
     pub(crate) fn is_closed(&self) -> bool {
-        self.error.is_some() && self.error_to_send.is_none()
+        self.error.is_some() && self.error_to_send.is_none() && self.handshake_out.is_empty()
     }
 
     /// Payload bytes queued by [`send`](Self::send) and [`subscribe`](Self::subscribe)
@@ -342,6 +457,12 @@ impl ZmtpSession {
     fn consume(&mut self, buf: &mut BytesMut) -> Result<(), ZmtpError> {
         self.held_back = false;
         self.incomplete_frame_len = 0;
+        if self.curve.is_some() {
+            self.curve_handshake(buf)?;
+            if self.curve.is_some() {
+                return Ok(()); // the handshake waits for more
+            }
+        }
         loop {
             if self.error.is_some() {
                 // The peer sent ERROR: nothing after it counts.
@@ -351,6 +472,13 @@ impl ZmtpSession {
             if self.inbox_full() {
                 self.held_back = !buf.is_empty();
                 return Ok(());
+            }
+            if self.codec.is_some() {
+                match self.take_box(buf) {
+                    Ok(true) => continue,
+                    Ok(false) => return Ok(()),
+                    Err(e) => return Err(self.fail(e)),
+                }
             }
             let max = match self.frame_limit(buf) {
                 Ok(Some(max)) => max,
@@ -389,10 +517,22 @@ impl ZmtpSession {
     /// [`MAX_COMMAND_LEN`] before READY; after READY, only SUBSCRIBE and CANCEL (from a
     /// subscriber) may be longer, which is known once the name has arrived.
     fn frame_limit(&self, buf: &[u8]) -> Result<Option<u64>, ZmtpError> {
-        let protocol = |text: &str| Err(ZmtpError::Protocol(text.into()));
         let Some(&flags) = buf.first() else {
             return Ok(None);
         };
+        let header = frame::header(buf).map(|(_, header_len, size)| (size, &buf[header_len..]));
+        self.judge_frame(flags, header)
+    }
+
+    /// [`frame_limit`](Self::frame_limit) of a frame with these flags, and, once its
+    /// header has arrived, its size and what has arrived of its body. Also judges the
+    /// plaintext of a CURVE MESSAGE (whose flags travel inside the box).
+    fn judge_frame(
+        &self,
+        flags: u8,
+        header: Option<(u64, &[u8])>,
+    ) -> Result<Option<u64>, ZmtpError> {
+        let protocol = |text: &str| Err(ZmtpError::Protocol(text.into()));
         if flags & !KNOWN != 0 {
             return Err(FrameError::ReservedFlags(flags).into());
         }
@@ -414,7 +554,7 @@ impl ZmtpSession {
         if !self.partial.is_empty() {
             return protocol("command inside a multi-frame message");
         }
-        let Some((_, header_len, size)) = frame::header(buf) else {
+        let Some((size, body)) = header else {
             return Ok(None);
         };
         if size <= MAX_COMMAND_LEN {
@@ -427,7 +567,6 @@ impl ZmtpSession {
             )));
         }
         // The body is longer than any name: its name arrives in its first 256 bytes.
-        let body = &buf[header_len..];
         let Some(&name_len) = body.first() else {
             return Ok(None);
         };
@@ -451,6 +590,166 @@ impl ZmtpSession {
              most {MAX_COMMAND_LEN} bytes",
             String::from_utf8_lossy(name)
         )))
+    }
+
+    /// Runs the CURVE handshake on the input; once it is complete, the peer's metadata is
+    /// checked as its READY would be and the MESSAGE layer takes over.
+    fn curve_handshake(&mut self, buf: &mut BytesMut) -> Result<(), ZmtpError> {
+        let Some(mut handshake) = self.curve.take() else {
+            return Ok(());
+        };
+        let result = handshake.handle_input(buf);
+        let mut ready = None;
+        let mut failed = result.err();
+        while failed.is_none() {
+            match handshake.poll_event() {
+                Some(CurveEvent::Authorize { client_key }) => {
+                    if let Handshake::Server(server, authorizer) = &mut handshake {
+                        let key = crate::curve::PublicKey::from_bytes(client_key);
+                        let allowed = authorizer.as_ref().is_none_or(|a| a.0.authorize(&key));
+                        if allowed {
+                            server.accept();
+                        } else {
+                            server.refuse();
+                            failed = server.error().cloned();
+                        }
+                    }
+                }
+                Some(CurveEvent::Ready { metadata, peer_key }) => {
+                    debug!(peer_key = %crate::curve::PublicKey::from_bytes(peer_key), "CURVE handshake complete");
+                    ready = Some(metadata);
+                }
+                None => break,
+            }
+        }
+        handshake.drain(&mut self.handshake_out);
+        if let Some(e) = failed {
+            debug!(error = %e, "CURVE handshake failed");
+            let server = matches!(handshake, Handshake::Server(..));
+            if server && !matches!(e, CurveError::Refused { .. } | CurveError::Peer { .. }) {
+                // Tell the client why, in place of WELCOME or READY (libzmq's clients
+                // accept ERROR there; a refused client has its ERROR queued already).
+                self.error_to_send = Some(e.to_string());
+            }
+            let err = ZmtpError::Curve(e);
+            self.terminate(err.clone());
+            return Err(err);
+        }
+        let Some(metadata) = ready else {
+            self.curve = Some(handshake);
+            return Ok(());
+        };
+        self.codec = handshake.take_codec();
+        let peer = Ready::decode_properties(&metadata)
+            .map_err(|e| ZmtpError::Protocol(format!("CURVE metadata: {e}")))
+            .and_then(|ready| {
+                let local = self.config.socket_type;
+                if local.is_compatible(ready.socket_type) {
+                    Ok(ready)
+                } else {
+                    Err(ZmtpError::IncompatiblePeer {
+                        local,
+                        remote: ready.socket_type,
+                    })
+                }
+            });
+        match peer {
+            Ok(ready) => {
+                self.events.push_back(ZmtpEvent::Ready {
+                    socket_type: ready.socket_type,
+                    identity: ready.identity.clone(),
+                });
+                self.peer = Some(ready);
+                Ok(())
+            }
+            // Said in an ERROR inside a box: the codec is there.
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// The most plaintext a MESSAGE box may carry now: what is left of the message in
+    /// progress, a command, or (from a subscriber) a SUBSCRIBE or CANCEL of the longest
+    /// prefix.
+    fn box_limit(&self) -> u64 {
+        let left = self
+            .config
+            .max_message_size
+            .saturating_sub(self.budget.bytes());
+        let mut limit = left.max(MAX_COMMAND_LEN);
+        let subscriber = self.peer.as_ref().map(|p| p.socket_type) == Some(SocketType::Sub);
+        if subscriber && self.config.socket_type == SocketType::Pub {
+            let name = 1 + SUBSCRIBE.len().max(CANCEL.len()) as u64;
+            limit = limit.max(self.config.max_message_size.saturating_add(name));
+        }
+        limit
+    }
+
+    /// Takes one MESSAGE frame from the front of `buf` (its size checked against
+    /// [`box_limit`](Self::box_limit) before it is buffered), opens its box and takes the
+    /// plaintext as a ZMTP frame, judged as one. `false` when the frame is incomplete.
+    fn take_box(&mut self, buf: &mut BytesMut) -> Result<bool, ZmtpError> {
+        let Some(&flags) = buf.first() else {
+            return Ok(false);
+        };
+        if flags & !KNOWN != 0 {
+            return Err(FrameError::ReservedFlags(flags).into());
+        }
+        let Some((_, header_len, size)) = frame::header(buf) else {
+            return Ok(false);
+        };
+        let max = self.box_limit();
+        let too_large = || ZmtpError::MessageTooLarge {
+            size: self
+                .budget
+                .bytes()
+                .saturating_add(size.saturating_sub(MESSAGE_OVERHEAD as u64)),
+            max: self.config.max_message_size,
+        };
+        if size > max.saturating_add(MESSAGE_OVERHEAD as u64) {
+            return Err(too_large());
+        }
+        let Some((len, total)) = usize::try_from(size)
+            .ok()
+            .and_then(|len| Some((len, len.checked_add(header_len)?)))
+        else {
+            return Err(too_large());
+        };
+        if buf.len() < total {
+            self.incomplete_frame_len = total;
+            return Ok(false);
+        }
+        buf.advance(header_len);
+        // A short box is copied out (it keeps no read buffer alive); a long one is split
+        // off and opened in place.
+        let body = if len < COPY_BELOW {
+            let body = BytesMut::from(&buf[..len]);
+            buf.advance(len);
+            body
+        } else {
+            buf.split_to(len)
+        };
+        let Some(codec) = self.codec.as_mut() else {
+            return Ok(false);
+        };
+        let plain = codec.decrypt_in_place(body).map_err(ZmtpError::Curve)?;
+        let more = plain.flags & FLAG_MORE != 0;
+        let command = plain.flags & FLAG_COMMAND != 0;
+        let inner = if command { COMMAND } else { 0 } | if more { MORE } else { 0 };
+        let inner_len = plain.data.len() as u64;
+        if let Some(max) = self.judge_frame(inner, Some((inner_len, &plain.data)))? {
+            if inner_len > max {
+                return Err(ZmtpError::MessageTooLarge {
+                    size: self.budget.bytes().saturating_add(inner_len),
+                    max: self.config.max_message_size,
+                });
+            }
+        }
+        self.handle_frame(Frame {
+            more,
+            command,
+            body: plain.data,
+        })?;
+        Ok(true)
     }
 
     /// Refuses SUBSCRIBE or CANCEL (`name`) unless the peer is a subscriber and we publish.
@@ -571,6 +870,14 @@ impl ZmtpSession {
 
     /// The transport reached end-of-file or failed: the session ends.
     pub(crate) fn handle_eof(&mut self, reason: &str) {
+        if self.error.is_none() && matches!(self.curve, Some(Handshake::Client(_))) {
+            // libzmq's server closes without a word when our HELLO does not open.
+            self.terminate(ZmtpError::Protocol(format!(
+                "connection closed by the CURVE server during the handshake{} (does it hold \
+                 the secret key of the server key we use?)",
+                crate::proto::eof_detail(reason)
+            )));
+        }
         if self.error.is_none() {
             self.terminate(ZmtpError::Closed(crate::proto::eof_detail(reason)));
         }
@@ -584,9 +891,11 @@ impl ZmtpSession {
             return;
         }
         if self.handshake_deadline().is_some_and(|d| d <= now) {
-            self.fail(ZmtpError::Timeout(
-                "handshake timed out: no READY from peer",
-            ));
+            self.fail(ZmtpError::Timeout(if self.curve.is_some() {
+                "handshake timed out: the CURVE handshake did not complete"
+            } else {
+                "handshake timed out: no READY from peer"
+            }));
             return;
         }
         if let Some((deadline, why)) = self.idle_deadline() {
@@ -729,6 +1038,10 @@ impl ZmtpSession {
     /// session. Returns whether anything was added.
     pub(crate) fn poll_transmit(&mut self, now: Instant, out: &mut Transmit) -> bool {
         let before = out.len();
+        if !self.handshake_out.is_empty() {
+            let handshake = self.handshake_out.split();
+            out.scratch().extend_from_slice(&handshake);
+        }
         if self.error.is_none() {
             if !self.ready_sent {
                 self.ready_sent = true;
@@ -740,14 +1053,17 @@ impl ZmtpSession {
                 ready.encode(out.scratch());
             }
             if self.peer.is_some() {
-                self.transmit_queued(out);
+                if let Err(e) = self.transmit_queued(out) {
+                    self.fail(ZmtpError::Curve(e));
+                }
             }
             if self.closing && self.outbox.is_empty() {
                 self.terminate(ZmtpError::ClosedLocally);
             }
         }
         if let Some(reason) = self.error_to_send.take() {
-            Command::Error(reason).encode(out.scratch());
+            // After a CURVE handshake, in a box like every command.
+            let _ = put_command(&mut self.codec, &Command::Error(reason), out);
         }
         out.seal();
         let added = out.len() > before;
@@ -757,16 +1073,21 @@ impl ZmtpSession {
         added
     }
 
-    fn transmit_queued(&mut self, out: &mut Transmit) {
+    /// Encodes PONG, PING and queued items; after a CURVE handshake, each frame in a
+    /// MESSAGE box.
+    ///
+    /// # Errors
+    /// The codec's, when a box cannot be sealed (its nonces are used up).
+    fn transmit_queued(&mut self, out: &mut Transmit) -> Result<(), CurveError> {
         if let Some(context) = self.pending_pong.take() {
-            Command::Pong(context).encode(out.scratch());
+            put_command(&mut self.codec, &Command::Pong(context), out)?;
         }
         if std::mem::take(&mut self.ping_queued) {
             let ping = Command::Ping {
                 ttl: ping_ttl(self.config.heartbeat_timeout),
                 context: Bytes::new(),
             };
-            ping.encode(out.scratch());
+            put_command(&mut self.codec, &ping, out)?;
         }
         let full = |out: &Transmit| {
             out.len() >= TRANSMIT_MAX_BYTES || out.segment_count() >= TRANSMIT_MAX_SEGMENTS
@@ -780,16 +1101,25 @@ impl ZmtpSession {
                 Outgoing::Message(msg) => {
                     let last = msg.len() - 1;
                     for (i, frame) in msg.into_iter().enumerate() {
-                        encode_header(out.scratch(), i < last, false, frame.len());
-                        out.push_payload(frame);
+                        match &mut self.codec {
+                            None => {
+                                encode_header(out.scratch(), i < last, false, frame.len());
+                                out.push_payload(frame);
+                            }
+                            Some(codec) => {
+                                let flags = if i < last { FLAG_MORE } else { 0 };
+                                codec.encrypt_frame(flags, &frame, out.scratch())?;
+                            }
+                        }
                     }
                 }
                 Outgoing::Command(command) => {
                     trace!(?command, "send");
-                    command.encode(out.scratch());
+                    put_command(&mut self.codec, &command, out)?;
                 }
             }
         }
+        Ok(())
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) should next be called.
@@ -841,6 +1171,26 @@ impl From<OverLimit> for ZmtpError {
         match e {
             OverLimit::Size { size, max } => ZmtpError::MessageTooLarge { size, max },
             OverLimit::Frames { max } => ZmtpError::TooManyFrames { max },
+        }
+    }
+}
+
+/// Appends a command: a COMMAND frame, or after a CURVE handshake a MESSAGE box with the
+/// COMMAND flag (as libzmq sends SUBSCRIBE, CANCEL, PING and PONG then).
+fn put_command(
+    codec: &mut Option<CurveCodec>,
+    command: &Command,
+    out: &mut Transmit,
+) -> Result<(), CurveError> {
+    match codec {
+        None => {
+            command.encode(out.scratch());
+            Ok(())
+        }
+        Some(codec) => {
+            let mut body = BytesMut::new();
+            command.encode_body(&mut body);
+            codec.encrypt_frame(FLAG_COMMAND, &body, out.scratch())
         }
     }
 }

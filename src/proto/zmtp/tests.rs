@@ -1714,3 +1714,221 @@ fn received_frames_count_what_they_really_hold() {
         limits::held_cost(limits::COPY_BELOW) + 2 * limits::FRAME_OVERHEAD
     );
 }
+
+// ----- CURVE -----
+
+mod curve {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::curve::{client_random, server_random, KeyPair, PublicKey};
+    use crate::options::SharedAuthorizer;
+    use crate::proto::curve::{ClientConfig, CurveError, ServerConfig};
+
+    fn server_setup(keys: &KeyPair, allow: Option<Vec<PublicKey>>) -> CurveSetup {
+        CurveSetup::Server {
+            config: ServerConfig {
+                secret_key: keys.secret().as_crypto().clone(),
+                public_key: *keys.public().as_bytes(),
+                metadata: Bytes::new(),
+            },
+            random: server_random(),
+            authorizer: allow.map(|keys| {
+                let list: crate::curve::AllowList = keys.into_iter().collect();
+                SharedAuthorizer(Arc::new(list))
+            }),
+        }
+    }
+
+    fn client_setup(keys: &KeyPair, server: &PublicKey) -> CurveSetup {
+        CurveSetup::Client {
+            config: ClientConfig {
+                server_key: *server.as_bytes(),
+                secret_key: keys.secret().as_crypto().clone(),
+                public_key: *keys.public().as_bytes(),
+                metadata: Bytes::new(),
+            },
+            random: client_random(),
+        }
+    }
+
+    /// A CURVE client session `a` of type `a_type` and a server `b`, handshaken.
+    fn curve_pair(a_type: SocketType, b_type: SocketType, a: CurveSetup, b: CurveSetup) -> Pair {
+        let now = Instant::now();
+        let mut pair = Pair {
+            a: ZmtpSession::with_curve(config(a_type), a, now),
+            b: ZmtpSession::with_curve(config(b_type), b, now),
+            now,
+            a_events: vec![],
+            b_events: vec![],
+            a_in: BytesMut::new(),
+            b_in: BytesMut::new(),
+            b_to_a: true,
+        };
+        pair.drive();
+        pair
+    }
+
+    #[test]
+    fn curve_sessions_handshake_then_carry_messages_and_subscriptions_only_in_boxes() {
+        let (server, client) = (KeyPair::generate(), KeyPair::generate());
+        let mut p = curve_pair(
+            SocketType::Sub,
+            SocketType::Pub,
+            client_setup(&client, server.public()),
+            server_setup(&server, Some(vec![*client.public()])),
+        );
+        assert!(p.a_events.contains(&ZmtpEvent::Ready {
+            socket_type: SocketType::Pub,
+            identity: Bytes::new()
+        }));
+        assert!(p.b_events.contains(&ZmtpEvent::Ready {
+            socket_type: SocketType::Sub,
+            identity: Bytes::new()
+        }));
+        // The subscription travels in a box: the publisher sees it, the wire does not.
+        p.a.subscribe(Bytes::from_static(b"weather"));
+        let mut t = Transmit::new();
+        assert!(p.a.poll_transmit(p.now, &mut t));
+        let wire = t.concat();
+        assert!(
+            !wire.windows(7).any(|w| w == b"weather"),
+            "plaintext on the wire"
+        );
+        assert_eq!(
+            wire[0], 0x00,
+            "MESSAGE in a frame without COMMAND, as libzmq"
+        );
+        p.b_in.extend_from_slice(&wire);
+        p.b.handle_input(p.now, &mut p.b_in).unwrap();
+        assert_eq!(recv_all(&mut p.b), [Message::from(&b"\x01weather"[..])]);
+        // A multi-frame message, and a large one (opened in place).
+        p.b.send(Message::from(vec![
+            Bytes::from_static(b"weather"),
+            Bytes::from(vec![7u8; 100_000]),
+        ]));
+        p.drive();
+        let got = recv_all(&mut p.a);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].frames()[0], Bytes::from_static(b"weather"));
+        assert_eq!(got[0].frames()[1].len(), 100_000);
+        // Heartbeats keep working inside boxes.
+        p.advance_to_next_timer();
+        assert!(p.a.error().is_none() && p.b.error().is_none());
+    }
+
+    #[test]
+    fn a_client_not_on_the_allow_list_gets_error_400_and_the_server_names_its_key() {
+        let (server, client) = (KeyPair::generate(), KeyPair::generate());
+        let p = curve_pair(
+            SocketType::Req,
+            SocketType::Rep,
+            client_setup(&client, server.public()),
+            server_setup(&server, Some(vec![])),
+        );
+        assert_eq!(
+            p.b.error(),
+            Some(&ZmtpError::Curve(CurveError::Refused {
+                client_key: client.public().to_string()
+            }))
+        );
+        assert_eq!(
+            p.a.error(),
+            Some(&ZmtpError::Curve(CurveError::Peer {
+                reason: "400".into()
+            }))
+        );
+        assert!(p.a.is_closed() && p.b.is_closed());
+    }
+
+    #[test]
+    fn a_client_with_the_wrong_server_key_is_told_its_hello_did_not_open() {
+        let (server, client) = (KeyPair::generate(), KeyPair::generate());
+        let p = curve_pair(
+            SocketType::Req,
+            SocketType::Rep,
+            client_setup(&client, KeyPair::generate().public()),
+            server_setup(&server, None),
+        );
+        assert_eq!(
+            p.b.error(),
+            Some(&ZmtpError::Curve(CurveError::BadBox("HELLO")))
+        );
+        let Some(ZmtpError::Curve(CurveError::Peer { reason })) = p.a.error() else {
+            panic!("client error {:?}", p.a.error());
+        };
+        assert!(
+            reason.contains("HELLO box failed authentication"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn incompatible_socket_types_are_refused_after_the_handshake() {
+        let (server, client) = (KeyPair::generate(), KeyPair::generate());
+        let p = curve_pair(
+            SocketType::Push,
+            SocketType::Rep,
+            client_setup(&client, server.public()),
+            server_setup(&server, None),
+        );
+        assert!(matches!(
+            p.b.error(),
+            Some(ZmtpError::IncompatiblePeer { .. })
+        ));
+        assert!(p.a.error().is_some(), "the client hears the ERROR in a box");
+    }
+
+    #[test]
+    fn a_modified_or_replayed_box_ends_the_connection_and_yields_nothing() {
+        for replay in [false, true] {
+            let (server, client) = (KeyPair::generate(), KeyPair::generate());
+            let mut p = curve_pair(
+                SocketType::Dealer,
+                SocketType::Router,
+                client_setup(&client, server.public()),
+                server_setup(&server, None),
+            );
+            p.a.send(Message::from(&b"secret"[..]));
+            let mut t = Transmit::new();
+            p.a.poll_transmit(p.now, &mut t);
+            let mut wire = t.concat();
+            if replay {
+                p.b_in.extend_from_slice(&wire);
+                p.b.handle_input(p.now, &mut p.b_in).unwrap();
+                assert_eq!(recv_all(&mut p.b).len(), 1);
+            } else {
+                let last = wire.len() - 1;
+                wire[last] ^= 1;
+            }
+            p.b_in.extend_from_slice(&wire);
+            let err = p.b.handle_input(p.now, &mut p.b_in).unwrap_err();
+            if replay {
+                assert!(matches!(
+                    err,
+                    ZmtpError::Curve(CurveError::ReplayedNonce { .. })
+                ));
+            } else {
+                assert_eq!(err, ZmtpError::Curve(CurveError::BadBox("MESSAGE")));
+            }
+            assert!(recv_all(&mut p.b).is_empty());
+        }
+    }
+
+    #[test]
+    fn a_box_over_the_message_limit_is_refused_from_its_header_before_it_is_buffered() {
+        let (server, client) = (KeyPair::generate(), KeyPair::generate());
+        let mut p = curve_pair(
+            SocketType::Dealer,
+            SocketType::Router,
+            client_setup(&client, server.public()),
+            server_setup(&server, None),
+        );
+        let max = config(SocketType::Router).max_message_size;
+        let mut header = BytesMut::new();
+        frame::encode_header(&mut header, false, false, (max + 100) as usize);
+        let err = p.b.handle_input(p.now, &mut header).unwrap_err();
+        assert!(matches!(err, ZmtpError::MessageTooLarge { .. }), "{err}");
+        assert_eq!(p.b.incomplete_frame_len(), 0, "nothing reserved for it");
+    }
+}
