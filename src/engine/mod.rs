@@ -620,7 +620,8 @@ impl Engine {
     // ----- sending -----
 
     /// Fan-out (Pub): queues `msg` for every active peer whose subscriptions match its
-    /// first frame; a peer whose queue is full misses it. Never waits.
+    /// first frame; a peer whose queue is full misses it. Never waits, and spends no
+    /// budget: the caller does ([`cooperate`]).
     pub(crate) fn send_fanout(&self, msg: Message) -> Result<()> {
         let mut st = self.lock();
         if st.closing {
@@ -650,7 +651,19 @@ impl Engine {
     /// room; `Pending` (with `msg` left in place) while no peer has room. `direct`: the
     /// caller waits for an answer next, so the message is written to the connection from
     /// this task at once rather than by the connection's driver.
+    ///
+    /// Spends one unit of the task's cooperative budget ([`cooperate`]).
     pub(crate) fn poll_send_rr(
+        &self,
+        cx: &mut Context<'_>,
+        msg: &mut Option<Message>,
+        direct: bool,
+    ) -> Poll<Result<PeerId>> {
+        cooperate(cx, |cx| self.poll_send_rr_now(cx, msg, direct))
+    }
+
+    /// [`poll_send_rr`](Self::poll_send_rr) without the budget.
+    fn poll_send_rr_now(
         &self,
         cx: &mut Context<'_>,
         msg: &mut Option<Message>,
@@ -711,7 +724,8 @@ impl Engine {
     /// (`send_hwm`) misses the message, which is counted
     /// ([`dropped_messages`](Self::dropped_messages)), so that one peer that does not read
     /// cannot stop the socket from serving the others. `direct` as for
-    /// [`poll_send_rr`](Self::poll_send_rr).
+    /// [`poll_send_rr`](Self::poll_send_rr). Spends no budget: the caller does
+    /// ([`cooperate`]).
     pub(crate) fn send_to(&self, id: PeerId, msg: Message, direct: bool) -> Result<Delivery> {
         let mut st = self.lock();
         if st.closing {
@@ -755,7 +769,13 @@ impl Engine {
     // ----- receiving -----
 
     /// Fair-queued receive: the next whole message from any peer, with the peer's id.
+    /// Spends one unit of the task's cooperative budget ([`cooperate`]).
     pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<(PeerId, Message)>> {
+        cooperate(cx, |cx| self.poll_recv_now(cx))
+    }
+
+    /// [`poll_recv`](Self::poll_recv) without the budget.
+    fn poll_recv_now(&self, cx: &mut Context<'_>) -> Poll<Result<(PeerId, Message)>> {
         let mut st = self.lock();
         self.start_receiving(&mut st);
         self.absorb(&mut st);
@@ -1009,6 +1029,27 @@ impl Engine {
     pub(crate) fn emit(&self, event: Event) {
         self.monitor.emit(event);
     }
+}
+
+/// Runs one socket operation under tokio's cooperative budget (`tokio::task::coop`), as
+/// tokio's own channels do: when the task has spent its budget, returns `Pending` without
+/// running `op` (the task is woken again at once, behind the other tasks of its runtime);
+/// otherwise runs it, and spends one unit if it completed (a `Pending` one costs nothing).
+/// So a loop over a socket whose operations are always ready (a `Pub` never waits, a full
+/// receive queue is always ready) yields to the scheduler every budget's worth of
+/// operations, and the connection drivers and every other task of a current_thread
+/// runtime get to run. Outside a tokio runtime the budget is unlimited.
+#[inline]
+pub(crate) fn cooperate<T>(
+    cx: &mut Context<'_>,
+    op: impl FnOnce(&mut Context<'_>) -> Poll<T>,
+) -> Poll<T> {
+    let budget = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+    let polled = op(cx);
+    if polled.is_ready() {
+        budget.made_progress();
+    }
+    polled
 }
 
 /// Who made a connect.

@@ -1,5 +1,11 @@
 //! The typed sockets: thin front ends over the [engine](crate::engine), each exposing only
 //! what its pattern allows (a `Pub` has no `recv`, a `Sub` no `send`).
+//!
+//! Every send, receive, request and reply (their `Sink` and `Stream` forms included) spends
+//! one unit of tokio's cooperative budget when it completes, as tokio's own channels do, and
+//! yields instead once the task has spent it: a loop over a socket whose operations are
+//! always ready lets the runtime's other tasks (the connection drivers included) run, on a
+//! current_thread runtime as on several workers.
 
 mod pair;
 mod pipeline;
@@ -141,7 +147,8 @@ impl Socket {
         poll_fn(|cx| self.engine.poll_recv(cx)).await
     }
 
-    /// Sends what a `Sink` left in `slot`, round-robin.
+    /// Sends what a `Sink` left in `slot`, round-robin (spending budget as
+    /// [`Engine::poll_send_rr`] does).
     fn poll_flush_slot(
         &self,
         cx: &mut std::task::Context<'_>,
@@ -159,6 +166,20 @@ impl Socket {
         let mut slot = Some(msg);
         poll_fn(|cx| self.engine.poll_send_rr(cx, &mut slot, direct)).await
     }
+}
+
+/// Spends one unit of the task's cooperative budget, for a send that completes without
+/// waiting (`Pub::send`, `Router::send`, `Request::reply`): `Pending` once the task has spent
+/// its budget (it is woken again at once, behind the runtime's other tasks), so that a loop
+/// of such sends lets the connection drivers and every other task run. See
+/// [`cooperate`](crate::engine::cooperate).
+async fn spend_budget() {
+    poll_fn(poll_spend_budget).await;
+}
+
+/// [`spend_budget`] for a `Sink`'s poll.
+fn poll_spend_budget(cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+    crate::engine::cooperate(cx, |_| std::task::Poll::Ready(()))
 }
 
 impl Drop for Socket {

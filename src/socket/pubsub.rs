@@ -2,7 +2,7 @@
 
 use std::task::{Context, Poll};
 
-use super::{impl_sink, impl_stream, socket_type, Socket};
+use super::{impl_sink, impl_stream, poll_spend_budget, socket_type, spend_budget, Socket};
 use crate::{Message, Result, SocketType};
 
 /// Publisher: sends every message to each connected [`Sub`] whose subscriptions match its
@@ -40,18 +40,27 @@ impl Pub {
     }
 
     /// Publishes `msg` to every subscriber whose subscriptions match its first frame.
-    /// Never waits: a subscriber whose queue is full misses the message.
+    /// Never waits on a subscriber: one whose queue is full misses the message. Like every
+    /// socket operation it spends the task's cooperative budget (`tokio::task::coop`), so a
+    /// publishing loop yields to the runtime's other tasks (the connection drivers that
+    /// deliver what it publishes included) every budget's worth of messages.
     ///
     /// # Errors
     /// `Error::Closed` once the socket is closed.
     ///
     /// # Cancel safety
-    /// Cancel safe (it completes without waiting).
+    /// Cancel safe: if cancelled before it completes, nothing was published.
     pub async fn send(&self, msg: impl Into<Message>) -> Result<()> {
-        self.socket.engine.send_fanout(msg.into())
+        let msg = msg.into();
+        spend_budget().await;
+        self.socket.engine.send_fanout(msg)
     }
 
-    fn poll_push_slot(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
+    fn poll_push_slot(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        if self.sink_slot.is_none() {
+            return Poll::Ready(Ok(()));
+        }
+        std::task::ready!(poll_spend_budget(cx));
         match self.sink_slot.take() {
             Some(msg) => Poll::Ready(self.socket.engine.send_fanout(msg)),
             None => Poll::Ready(Ok(())),

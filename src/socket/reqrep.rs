@@ -7,7 +7,7 @@ use std::task::Poll;
 use bytes::Bytes;
 use tracing::debug;
 
-use super::{socket_type, Socket};
+use super::{socket_type, spend_budget, Socket};
 use crate::pattern::request::{
     check_reply, join_envelope, split_envelope, wrap_request, ReplyCheck, RequestIds,
 };
@@ -168,9 +168,11 @@ impl Request<'_> {
     /// `Error::Closed` once the socket is closed.
     ///
     /// # Cancel safety
-    /// Completes without waiting; if it is never polled, the reply was not sent.
+    /// Waits only for the task's cooperative budget (`tokio::task::coop`); if cancelled
+    /// before it completes, the reply was not sent.
     pub async fn reply(self, reply: impl Into<Message>) -> Result<()> {
         let msg = join_envelope(self.envelope, reply.into());
+        spend_budget().await;
         // The next request is what we wait for now: the reply goes out from this task.
         let _ = self.rep.socket.engine.send_to(self.peer, msg, true)?;
         Ok(())

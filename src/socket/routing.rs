@@ -4,7 +4,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 
-use super::{impl_sink, impl_stream, socket_type, Socket};
+use super::{impl_sink, impl_stream, poll_spend_budget, socket_type, spend_budget, Socket};
 use crate::engine::Delivery;
 use crate::{Error, Message, Result, SocketType};
 
@@ -105,9 +105,12 @@ impl Router {
     /// socket is closed.
     ///
     /// # Cancel safety
-    /// Completes without waiting; if it is never polled, the message was not queued.
+    /// Waits only for the task's cooperative budget (`tokio::task::coop`); if cancelled
+    /// before it completes, the message was not queued.
     pub async fn send(&mut self, peer: impl AsRef<[u8]>, msg: impl Into<Message>) -> Result<()> {
-        self.route(peer.as_ref(), msg.into())
+        let msg = msg.into();
+        spend_budget().await;
+        self.route(peer.as_ref(), msg)
     }
 
     /// Routes `msg` to the peer named `peer`, as [`send`](Self::send) describes.
@@ -127,7 +130,11 @@ impl Router {
     }
 
     /// Sends a message whose first frame is the routing id (ZeroMQ's ROUTER framing).
-    fn poll_push_slot(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
+    fn poll_push_slot(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        if self.sink_slot.is_none() {
+            return Poll::Ready(Ok(()));
+        }
+        std::task::ready!(poll_spend_budget(cx));
         let Some(mut msg) = self.sink_slot.take() else {
             return Poll::Ready(Ok(()));
         };
