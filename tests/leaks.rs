@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{tcp_port, WAIT};
+use common::{open_fds, tcp_port, WAIT};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio::time::timeout;
@@ -19,13 +19,6 @@ use zocket::{Options, Pull, Push};
 async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::const_new(());
     LOCK.lock().await
-}
-
-/// File descriptors this process holds now.
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd")
-        .count()
 }
 
 /// Silent connections (a "slowloris" flood) neither make the listener hold a descriptor each
