@@ -29,6 +29,10 @@ pub struct Options {
     pub(crate) heartbeat_interval: Option<Duration>,
     pub(crate) heartbeat_timeout: Duration,
     pub(crate) handshake_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) tcp_keepalive: Option<Duration>,
+    pub(crate) tcp_keepalive_interval: Option<Duration>,
+    pub(crate) tcp_keepalive_count: Option<u32>,
     pub(crate) max_connections: usize,
     pub(crate) max_handshakes: usize,
     pub(crate) max_message_size: u64,
@@ -148,6 +152,10 @@ impl Default for Options {
             heartbeat_interval: Some(Duration::from_secs(5)),
             heartbeat_timeout: Duration::from_secs(15),
             handshake_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            tcp_keepalive: None,
+            tcp_keepalive_interval: None,
+            tcp_keepalive_count: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_handshakes: DEFAULT_MAX_HANDSHAKES,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
@@ -235,6 +243,58 @@ impl Options {
     /// Default 10 s. Stops a peer that connects and says nothing from holding a slot.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
+        self
+    }
+
+    /// How long one dial's transport connect may take: name resolution and the TCP connect
+    /// (the `SYN` and its answer) of a `tcp://` endpoint, or the connect of an `ipc://` one.
+    /// Default 10 s. The greeting and handshake that follow have their own
+    /// [`handshake_timeout`](Self::handshake_timeout).
+    ///
+    /// Without it a dial to an address that silently drops packets (a host that is down
+    /// behind a firewall, a full listen backlog) waits for the operating system's own limit
+    /// (minutes on Linux) before the next attempt. A connect that times out fails with
+    /// [`Error::Timeout`](crate::Error::Timeout) and is retried after the reconnect backoff.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// TCP keepalive on every `tcp://` connection of the socket, dialed or accepted:
+    /// `Some(idle)` turns it on (`SO_KEEPALIVE`) and has the operating system send a probe
+    /// after `idle` without traffic (`TCP_KEEPIDLE`); `None` (the default) leaves keepalive
+    /// off, as the operating system makes new sockets. `idle` is counted in whole seconds
+    /// (rounded down, at least 1 s).
+    ///
+    /// For links that sit idle behind NATs and firewalls, which forget a connection after a
+    /// few minutes without traffic and then drop its packets silently: probes more often
+    /// than that keep the mapping alive, and a peer that stopped answering is noticed by
+    /// the kernel after [`tcp_keepalive_count`](Self::tcp_keepalive_count) unanswered probes.
+    /// Between zocket peers and ZMTP 3.1 peers [`heartbeat_interval`](Self::heartbeat_interval)
+    /// does this too; keepalive also covers peers that never heartbeat, and works below
+    /// the application. Sockets of one process share their connections to one address and
+    /// their listener at one address: the setting of the socket that dialed or bound first
+    /// applies.
+    pub fn tcp_keepalive(mut self, idle: Option<Duration>) -> Self {
+        self.tcp_keepalive = idle;
+        self
+    }
+
+    /// Time between two TCP keepalive probes while the peer does not answer
+    /// (`TCP_KEEPINTVL`), in whole seconds (rounded down, at least 1 s). Default: the
+    /// operating system's (75 s on Linux). Used only when
+    /// [`tcp_keepalive`](Self::tcp_keepalive) is on; ignored on platforms without the option.
+    pub fn tcp_keepalive_interval(mut self, interval: Duration) -> Self {
+        self.tcp_keepalive_interval = Some(interval);
+        self
+    }
+
+    /// Unanswered TCP keepalive probes after which the kernel closes the connection
+    /// (`TCP_KEEPCNT`); at least 1. Default: the operating system's (9 on Linux). A dead peer
+    /// is noticed after about `idle + interval × count`. Used only when
+    /// [`tcp_keepalive`](Self::tcp_keepalive) is on; ignored on platforms without the option.
+    pub fn tcp_keepalive_count(mut self, count: u32) -> Self {
+        self.tcp_keepalive_count = Some(count.max(1));
         self
     }
 

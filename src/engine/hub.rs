@@ -1054,12 +1054,10 @@ async fn pooled_session(key: &str, target: &Endpoint, options: &crate::Options) 
             return Ok(Dialed::Native(shared));
         }
     }
-    let limit = options.handshake_timeout;
+    let limit = options.connect_timeout;
     let (io, peer) = match target {
         Endpoint::Tcp { host, port, .. } => {
-            let (stream, addr) = tokio::time::timeout(limit, tcp::connect(host, *port))
-                .await
-                .map_err(|_| Error::Timeout)??;
+            let (stream, addr) = tcp::dial(host, *port, options).await?;
             (ByteStream::Tcp(stream), addr.to_string())
         }
         Endpoint::Ipc { file, .. } => {
@@ -1429,5 +1427,43 @@ mod tests {
         })
         .await
         .unwrap_or_else(|_| panic!("stale pool keys: {:?}", pool_keys()));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_dial_whose_syn_is_never_answered_ends_at_connect_timeout_not_handshake_timeout() {
+        // Backlog 0 and nobody accepts: once one connection fills the accept queue, Linux
+        // drops further SYNs and a connect waits for retransmits.
+        let listener =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        listener
+            .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        listener.listen(0).unwrap();
+        let port = listener.local_addr().unwrap().as_socket().unwrap().port();
+        let mut held = Vec::new();
+        for _ in 0..8 {
+            match timeout(
+                Duration::from_millis(200),
+                TcpStream::connect(("127.0.0.1", port)),
+            )
+            .await
+            {
+                Ok(stream) => held.push(stream.unwrap()),
+                Err(_) => break,
+            }
+        }
+        assert!(held.len() < 8, "the accept queue never filled");
+        let options = Options::new()
+            .handshake_timeout(Duration::from_secs(60))
+            .connect_timeout(Duration::from_millis(300));
+        let target: Endpoint = format!("tcp://127.0.0.1:{port}").parse().unwrap();
+        let key = format!("connect-timeout-test:{port}");
+        let started = std::time::Instant::now();
+        let dialed = timeout(WAIT, pooled_session(&key, &target, &options))
+            .await
+            .expect("connect_timeout, not handshake_timeout, ends the dial");
+        assert!(matches!(dialed, Err(Error::Timeout)));
+        assert!(started.elapsed() >= Duration::from_millis(300));
     }
 }

@@ -122,7 +122,7 @@ impl Listener {
                     port,
                     path: path.clone(),
                 };
-                (Bound::Tcp(listener), local)
+                (Bound::Tcp(listener, tcp::Keepalive::from_options(&options)), local)
             }
             Endpoint::Ipc { file, .. } => {
                 (Bound::Ipc(IpcListener::bind(file).await?), endpoint.clone())
@@ -195,7 +195,8 @@ impl fmt::Debug for Listener {
 
 /// A bound listening socket of any transport.
 enum Bound {
-    Tcp(TcpListener),
+    /// With the keepalive its accepted streams get.
+    Tcp(TcpListener, Option<tcp::Keepalive>),
     Ipc(IpcListener),
     Inproc(InprocListener),
 }
@@ -206,8 +207,8 @@ impl Bound {
     /// Cancel safe: every transport's accept is.
     async fn accept(&mut self, endpoint: &str) -> io::Result<Connection> {
         match self {
-            Bound::Tcp(listener) => {
-                let (stream, addr) = tcp::accept(listener).await?;
+            Bound::Tcp(listener, keepalive) => {
+                let (stream, addr) = tcp::accept(listener, *keepalive).await?;
                 Ok(Connection::Stream {
                     io: ByteStream::Tcp(stream),
                     peer: addr.to_string(),
@@ -650,5 +651,55 @@ mod tests {
         .await
         .unwrap_err();
         assert!(matches!(&err, Error::Io(e) if e.kind() == io::ErrorKind::Unsupported));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_listener_sets_its_options_keepalive_on_accepted_streams() {
+        use std::time::Duration;
+
+        let options = Options::new()
+            .tcp_keepalive(Some(Duration::from_secs(20)))
+            .tcp_keepalive_interval(Duration::from_secs(5))
+            .tcp_keepalive_count(3);
+        let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();
+        let handler: AcceptHandler = Arc::new(move |conn, _slot| {
+            let seen = seen_tx.clone();
+            Box::pin(async move {
+                if let Connection::Stream {
+                    io: ByteStream::Tcp(stream),
+                    ..
+                } = &conn
+                {
+                    let sock = socket2::SockRef::from(stream);
+                    let _ = seen.send((
+                        sock.keepalive().unwrap(),
+                        sock.tcp_keepalive_time().unwrap(),
+                        sock.tcp_keepalive_interval().unwrap(),
+                        sock.tcp_keepalive_retries().unwrap(),
+                    ));
+                }
+            })
+        });
+        let listener = Listener::bind(
+            &localhost(0),
+            Arc::new(options),
+            MonitorSender::new(),
+            handler,
+        )
+        .await
+        .unwrap();
+        let Endpoint::Tcp { port, .. } = *listener.local_endpoint() else {
+            panic!("not tcp");
+        };
+        let (_stream, _) = tcp::connect(&Host::Ip(Ipv4Addr::LOCALHOST.into()), port)
+            .await
+            .unwrap();
+        let seen = timeout(WAIT, seen_rx.recv()).await.unwrap().unwrap();
+        assert_eq!(
+            seen,
+            (true, Duration::from_secs(20), Duration::from_secs(5), 3)
+        );
+        listener.close().await;
     }
 }
