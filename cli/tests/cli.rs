@@ -763,13 +763,23 @@ fn runtime_failures_exit_with_code_1() {
 }
 
 #[test]
-fn help_lists_every_socket_type_and_perf() {
+fn help_lists_every_socket_type_perf_keygen_and_the_curve_flags() {
     zocket(&["--help"]).assert().success().stdout(
         predicate::str::contains("pub")
             .and(predicate::str::contains("router"))
             .and(predicate::str::contains("perf"))
+            .and(predicate::str::contains("keygen"))
             .and(predicate::str::contains("Exit codes")),
     );
+    // Every socket command and perf list the CURVE flags.
+    for args in [&["rep", "--help"][..], &["perf", "ping", "--help"]] {
+        zocket(args).assert().success().stdout(
+            predicate::str::contains("--curve-secret-file")
+                .and(predicate::str::contains("--curve-server-key"))
+                .and(predicate::str::contains("--curve-allow"))
+                .and(predicate::str::contains("ZOCKET_CURVE_SECRET")),
+        );
+    }
 }
 
 /// A libzmq peer from the library's interop tests (pyzmq), killed when dropped.
