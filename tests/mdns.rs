@@ -511,3 +511,87 @@ fn announce_to_first_message_median_of_ten() {
         assert!(median < Duration::from_secs(5), "median {median:?}");
     });
 }
+
+/// Three `mdns://vault` publishers: a CURVE server with the key the subscriber trusts, one
+/// with another key (an impostor announcing itself under the same name) and a NULL one. A
+/// CURVE client connects to the first only, a NULL subscriber to the NULL one only.
+#[test]
+fn a_curve_client_connects_only_to_the_instance_announcing_the_key_it_trusts() {
+    netns::isolated(
+        "a_curve_client_connects_only_to_the_instance_announcing_the_key_it_trusts",
+        || async {
+            use zocket::curve::KeyPair;
+            let (trusted, other) = (KeyPair::generate(), KeyPair::generate());
+            let client = |node: &str, server: &KeyPair| {
+                on_lo(node).curve_client(*server.public(), KeyPair::generate())
+            };
+            let (mut sub, mut monitor) = subscriber(client("sub", &trusted), "mdns://vault");
+
+            let impostor =
+                Pub::with_options(on_lo("impostor").curve_server(other.secret().clone()));
+            let impostor_port = tcp_port(&impostor.bind("mdns://vault").await.unwrap());
+            let plain = Pub::with_options(on_lo("plain"));
+            let plain_port = tcp_port(&plain.bind("mdns://vault").await.unwrap());
+            // Observers that connect to the impostor and to the NULL publisher: once both are
+            // connected, the catalog that every socket of this process shares holds them...
+            let (mut plain_sub, _) = subscriber(on_lo("plain-sub"), "mdns://vault");
+            let (impostor_sub, _) = subscriber(client("impostor-sub", &other), "mdns://vault");
+            for observer in [&plain_sub, &impostor_sub] {
+                timeout(T, observer.wait_for_peers(1))
+                    .await
+                    .expect("an observer found its publisher")
+                    .unwrap();
+            }
+            // ... before the trusted server appears: when `sub` finds it, it has judged both.
+            let real = Pub::with_options(on_lo("real").curve_server(trusted.secret().clone()));
+            let real_port = tcp_port(&real.bind("mdns://vault").await.unwrap());
+            let found = until_event(&mut monitor, |e| matches!(e, Event::Discovered { .. })).await;
+            let Event::Discovered { addr } = found else {
+                unreachable!()
+            };
+            assert_eq!(
+                addr_port(&addr),
+                real_port,
+                "the first instance found is the trusted one"
+            );
+            timeout(T, sub.wait_for_peers(1)).await.unwrap().unwrap();
+            // Over CURVE the link speaks ZMTP, whose SUBSCRIBE nobody acknowledges: the
+            // subscriber is ready when a message arrives, so all three send until it does
+            // (at most T).
+            let deadline = Instant::now() + T;
+            let heard = loop {
+                assert!(
+                    Instant::now() < deadline,
+                    "nothing from the trusted publisher"
+                );
+                impostor.send("impostor").await.unwrap();
+                plain.send("plain").await.unwrap();
+                real.send("real").await.unwrap();
+                if let Ok(msg) = timeout(Duration::from_millis(100), sub.recv()).await {
+                    break common::text(&msg.expect("recv"));
+                }
+            };
+            assert_eq!(heard, "real");
+            assert_eq!(recv_text(&mut plain_sub).await, "plain");
+            assert_eq!(sub.peers(), 1);
+            assert_eq!(
+                plain_sub.peers(),
+                1,
+                "a NULL socket skips both CURVE servers"
+            );
+            while let Some(Some(event)) = monitor.next().now_or_never() {
+                if let Event::Discovered { addr } = event {
+                    let port = addr_port(&addr);
+                    assert!(
+                        port != impostor_port && port != plain_port,
+                        "the CURVE client found {addr}"
+                    );
+                }
+            }
+            while let Some(msg) = sub.recv().now_or_never() {
+                let text = common::text(&msg.expect("recv"));
+                assert_eq!(text, "real", "only the trusted publisher is heard");
+            }
+        },
+    );
+}

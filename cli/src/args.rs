@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::curve::CurveArgs;
 use crate::format::Format;
 use crate::units;
 
@@ -15,7 +16,7 @@ use crate::units;
     name = "zocket",
     version,
     arg_required_else_help = true,
-    after_help = "Examples:\n  zocket pull --bind tcp://127.0.0.1:5555 --count 3\n  seq 3 | zocket push --connect tcp://127.0.0.1:5555\n  zocket rep --bind ipc:///tmp/echo.sock --exec 'tr a-z A-Z'\n  zocket req --connect ipc:///tmp/echo.sock --data hello\n\nExit codes: 0 done, 1 runtime failure (including --recv-timeout), 2 bad usage."
+    after_help = "Examples:\n  zocket pull --bind tcp://127.0.0.1:5555 --count 3\n  seq 3 | zocket push --connect tcp://127.0.0.1:5555\n  zocket rep --bind ipc:///tmp/echo.sock --exec 'tr a-z A-Z'\n  zocket req --connect ipc:///tmp/echo.sock --data hello\n  zocket keygen > server.key   # then give clients its public line\n  zocket rep --bind tcp://127.0.0.1:5555 --curve-secret-file server.key --echo\n  zocket req --connect tcp://127.0.0.1:5555 --curve-server-key PUBLIC --data hello\n\nExit codes: 0 done, 1 runtime failure (including --recv-timeout), 2 bad usage."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -42,6 +43,8 @@ pub enum Command {
     Pull(TalkArgs),
     /// Exclusive pair: sends to and prints from its one peer, at once.
     Pair(TalkArgs),
+    /// Print a new CURVE key pair as two lines, `public: KEY` and `secret: KEY` (Z85).
+    Keygen,
     /// Measure throughput or latency between two processes (like libzmq's local_thr/remote_thr,
     /// local_lat/remote_lat).
     #[command(subcommand)]
@@ -165,6 +168,9 @@ pub struct TalkArgs {
     #[arg(long, value_name = "ID", value_parser = units::identity, help_heading = "Socket-specific")]
     pub identity: Option<RoutingId>,
 
+    #[command(flatten)]
+    pub curve: CurveArgs,
+
     /// Print connection events (listening, connected, disconnected, retrying, handshake failed) to stderr.
     #[arg(long)]
     pub monitor: bool,
@@ -199,6 +205,8 @@ pub struct PerfArgs {
     /// Print the report as one JSON object instead of a line of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub curve: CurveArgs,
     /// Do not print the bound endpoints to stderr.
     #[arg(long, short = 'q')]
     pub quiet: bool,

@@ -8,6 +8,7 @@
 #![allow(rustdoc::invalid_html_tags)]
 
 mod args;
+mod curve;
 mod format;
 mod perf;
 mod talk;
@@ -39,6 +40,18 @@ impl Fail {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Keygen) {
+        // Written at once, so that `zocket keygen > key` never holds half a pair.
+        use std::io::Write as _;
+        let pair = curve::keygen();
+        return match std::io::stdout().lock().write_all(pair.as_bytes()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: writing to stdout: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     // A round-trip loop gains nothing from a second worker thread and pays a cross-thread
     // wake-up per message: on a 2-core machine, perf ping's p50 over loopback was ~40 us on
     // one thread against ~160 us on the multi-threaded runtime. Throughput is the other way
@@ -69,6 +82,7 @@ fn main() -> ExitCode {
             Command::Pull(a) => talk::run(Kind::Pull, a).await,
             Command::Pair(a) => talk::run(Kind::Pair, a).await,
             Command::Perf(p) => perf::run(p).await,
+            Command::Keygen => Ok(()),
         }
     });
     // A read of stdin may still be blocked in tokio's blocking pool: do not wait for it.

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use zocket::{Message, Pull, Push, Rep, Req};
+use zocket::{Message, Options, Pull, Push, Rep, Req};
 
 use crate::args::{Perf, PerfArgs};
 use crate::talk::bind_and_connect;
@@ -29,6 +29,11 @@ fn check(role: &str, a: &PerfArgs) -> Result<(), Fail> {
         )));
     }
     Ok(())
+}
+
+/// The socket options the CURVE flags ask for.
+fn options(a: &PerfArgs) -> Result<Options, Fail> {
+    Ok(a.curve.security()?.apply(Options::default(), a.quiet))
 }
 
 fn check_size(msg: &Message, size: usize) -> Result<(), Fail> {
@@ -62,7 +67,7 @@ fn payload(size: usize) -> Message {
 async fn thr(a: PerfArgs) -> Result<(), Fail> {
     check("thr", &a)?;
     let count = a.count.unwrap_or(THR_COUNT);
-    let mut pull = Pull::new();
+    let mut pull = Pull::with_options(options(&a)?);
     bind_and_connect(&pull, "perf thr", &a.endpoints, a.quiet).await?;
     let recv_error = |e| Fail::runtime("receiving", e);
     check_size(&pull.recv().await.map_err(recv_error)?, a.size)?;
@@ -91,7 +96,7 @@ async fn thr(a: PerfArgs) -> Result<(), Fail> {
 async fn send(a: PerfArgs) -> Result<(), Fail> {
     check("send", &a)?;
     let count = a.count.unwrap_or(THR_COUNT);
-    let mut push = Push::new();
+    let mut push = Push::with_options(options(&a)?);
     bind_and_connect(&push, "perf send", &a.endpoints, a.quiet).await?;
     push.wait_for_peers(1)
         .await
@@ -119,7 +124,7 @@ async fn send(a: PerfArgs) -> Result<(), Fail> {
 async fn lat(a: PerfArgs) -> Result<(), Fail> {
     check("lat", &a)?;
     let count = a.count.unwrap_or(LAT_COUNT);
-    let mut rep = Rep::new();
+    let mut rep = Rep::with_options(options(&a)?);
     bind_and_connect(&rep, "perf lat", &a.endpoints, a.quiet).await?;
     for _ in 0..count {
         let request = rep
@@ -145,7 +150,7 @@ async fn lat(a: PerfArgs) -> Result<(), Fail> {
 async fn ping(a: PerfArgs) -> Result<(), Fail> {
     check("ping", &a)?;
     let count = a.count.unwrap_or(LAT_COUNT);
-    let mut req = Req::new();
+    let mut req = Req::with_options(options(&a)?);
     bind_and_connect(&req, "perf ping", &a.endpoints, a.quiet).await?;
     req.wait_for_peers(1)
         .await

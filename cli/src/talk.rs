@@ -24,7 +24,7 @@ pub async fn run(kind: Kind, args: TalkArgs) -> Result<(), Fail> {
         separator: separator.clone().unwrap_or_else(|| b"|".to_vec()),
         buf: Vec::new(),
     };
-    let mut options = Options::default();
+    let mut options = args.curve.security()?.apply(Options::default(), args.quiet);
     if let Some(id) = &args.identity {
         options = options.identity(Bytes::from(id.0.clone()));
     }

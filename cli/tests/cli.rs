@@ -763,13 +763,23 @@ fn runtime_failures_exit_with_code_1() {
 }
 
 #[test]
-fn help_lists_every_socket_type_and_perf() {
+fn help_lists_every_socket_type_perf_keygen_and_the_curve_flags() {
     zocket(&["--help"]).assert().success().stdout(
         predicate::str::contains("pub")
             .and(predicate::str::contains("router"))
             .and(predicate::str::contains("perf"))
+            .and(predicate::str::contains("keygen"))
             .and(predicate::str::contains("Exit codes")),
     );
+    // Every socket command and perf list the CURVE flags.
+    for args in [&["rep", "--help"][..], &["perf", "ping", "--help"]] {
+        zocket(args).assert().success().stdout(
+            predicate::str::contains("--curve-secret-file")
+                .and(predicate::str::contains("--curve-server-key"))
+                .and(predicate::str::contains("--curve-allow"))
+                .and(predicate::str::contains("ZOCKET_CURVE_SECRET")),
+        );
+    }
 }
 
 /// A libzmq peer from the library's interop tests (pyzmq), killed when dropped.
@@ -842,4 +852,373 @@ fn req_against_a_libzmq_rep() {
         .assert()
         .success()
         .stdout(predicate::str::contains("re: hello libzmq"));
+}
+
+/// A key pair made by `zocket keygen`, as its two Z85 lines.
+struct Keys {
+    public: String,
+    secret: String,
+}
+
+fn keygen() -> Keys {
+    let output = zocket(&["keygen"]).output().expect("run zocket keygen");
+    assert!(output.status.success(), "zocket keygen failed");
+    let text = String::from_utf8(output.stdout).expect("keygen prints text");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "two lines: {text:?}");
+    let public = lines[0]
+        .strip_prefix("public: ")
+        .expect("first line: public: KEY");
+    let secret = lines[1]
+        .strip_prefix("secret: ")
+        .expect("second line: secret: KEY");
+    Keys {
+        public: public.to_owned(),
+        secret: secret.to_owned(),
+    }
+}
+
+#[test]
+fn keygen_prints_a_public_and_a_secret_key_of_one_pair() {
+    let keys = keygen();
+    let public: zocket::curve::PublicKey = keys.public.parse().expect("public key in Z85");
+    let secret: zocket::curve::SecretKey = keys.secret.parse().expect("secret key in Z85");
+    assert_eq!(keys.public.len(), 40);
+    assert_eq!(keys.secret.len(), 40);
+    assert_eq!(
+        secret.public_key(),
+        public,
+        "the public key is the secret's"
+    );
+    assert_ne!(keygen().secret, keys.secret, "each run makes a new pair");
+}
+
+#[test]
+fn a_curve_req_is_answered_by_a_curve_rep_over_tcp_and_ipc() {
+    let dir = TempDir::new();
+    for endpoint in ["tcp://127.0.0.1:0".to_owned(), dir.ipc("curve.sock")] {
+        let server = keygen();
+        let rep = Running::start(&[
+            "rep",
+            "--bind",
+            &endpoint,
+            "--curve-secret",
+            &server.secret,
+            "--echo",
+            "--count",
+            "1",
+        ]);
+        // Said before the bound endpoint: the server's public key, and that it lets in any client.
+        let warning = rep.stderr_after("CURVE server ");
+        assert!(
+            warning.starts_with(&server.public) && warning.contains("no --curve-allow"),
+            "a server without an allow-list says it authenticates nobody: {warning}"
+        );
+        let bound = rep.bound();
+        zocket(&[
+            "req",
+            "--connect",
+            &bound,
+            "--curve-server-key",
+            &server.public,
+        ])
+        .write_stdin("secret hello\n")
+        .assert()
+        .success()
+        .stdout("secret hello\n");
+        let finished = rep.finish();
+        assert_success("rep", &finished);
+        assert_eq!(finished.1, "secret hello\n");
+    }
+}
+
+/// The server's secret from a `zocket keygen` file, the listed client's from the
+/// environment; an unlisted client and one with the wrong server key get no answer (exit 1)
+/// and the server's monitor names the refused key, while the listed client is served.
+#[test]
+fn curve_allow_refuses_unlisted_clients_and_wrong_server_keys_while_serving_a_listed_one() {
+    let dir = TempDir::new();
+    let server = keygen();
+    let listed = keygen();
+    let unlisted = keygen();
+    let key_file = dir.0.join("server.key");
+    std::fs::write(
+        &key_file,
+        format!("public: {}\nsecret: {}\n", server.public, server.secret),
+    )
+    .unwrap();
+    let rep = Running::start(&[
+        "rep",
+        "--bind",
+        "tcp://127.0.0.1:0",
+        "--curve-secret-file",
+        key_file.to_str().unwrap(),
+        "--curve-allow",
+        &listed.public,
+        "--echo",
+        "--count",
+        "1",
+        "--monitor",
+    ]);
+    let endpoint = rep.bound();
+    let refused = zocket(&[
+        "req",
+        "--connect",
+        &endpoint,
+        "--curve-server-key",
+        &server.public,
+        "--curve-secret",
+        &unlisted.secret,
+        "--data",
+        "let me in",
+        "--recv-timeout",
+        "1s",
+        "--monitor",
+    ])
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(refused.stdout.is_empty());
+    assert!(stderr.contains("ERROR 400"), "{stderr}");
+    let server_says = rep.stderr_after("handshake with ");
+    assert!(
+        server_says.contains(&unlisted.public) && server_says.contains("refused"),
+        "the server's monitor names the refused key: {server_says}"
+    );
+    let wrong = zocket(&[
+        "req",
+        "--connect",
+        &endpoint,
+        "--curve-server-key",
+        &unlisted.public,
+        "--data",
+        "who are you",
+        "--recv-timeout",
+        "1s",
+        "--monitor",
+    ])
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert_eq!(wrong.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("another server key"), "{stderr}");
+    zocket(&[
+        "req",
+        "--connect",
+        &endpoint,
+        "--curve-server-key",
+        &server.public,
+    ])
+    .env("ZOCKET_CURVE_SECRET", &listed.secret)
+    .write_stdin("listed\n")
+    .assert()
+    .success()
+    .stdout("listed\n");
+    let finished = rep.finish();
+    assert_success("rep", &finished);
+    assert_eq!(
+        finished.1, "listed\n",
+        "only the listed client's request arrived"
+    );
+}
+
+#[test]
+fn perf_lat_and_ping_measure_over_curve() {
+    let server = keygen();
+    let lat = Running::start(&[
+        "perf",
+        "lat",
+        "--bind",
+        "tcp://127.0.0.1:0",
+        "--count",
+        "20",
+        "--curve-secret",
+        &server.secret,
+    ]);
+    let endpoint = lat.bound();
+    zocket(&[
+        "perf",
+        "ping",
+        "--connect",
+        &endpoint,
+        "--count",
+        "20",
+        "--curve-server-key",
+        &server.public,
+    ])
+    .assert()
+    .success()
+    .stdout(predicate::str::contains("p50"));
+    assert_success("perf lat", &lat.finish());
+}
+
+/// Bad keys and CURVE flags that do not fit together: exit code 2, one line naming the flag
+/// (or variable), and never the secret that was given.
+#[test]
+fn bad_curve_keys_are_usage_errors_naming_the_flag() {
+    let ep = "tcp://127.0.0.1:5555";
+    let good = keygen();
+    let missing = std::env::temp_dir().join("zocket-cli-test-no-such-key-file");
+    let missing = missing.to_str().unwrap();
+    let cases: &[(&[&str], Option<&str>, &str)] = &[
+        (
+            &["rep", "--bind", ep, "--echo", "--curve-secret", "s3cr3t-typo"],
+            None,
+            "error: --curve-secret: not a CURVE secret key: a CURVE key is 40 Z85 characters, this one has 11",
+        ),
+        (
+            &["req", "--connect", ep, "--curve-server-key", "nope"],
+            None,
+            "error: invalid value 'nope' for '--curve-server-key <KEY>': not a CURVE public key",
+        ),
+        (
+            &["rep", "--bind", ep, "--echo", "--curve-secret", &good.secret, "--curve-allow", "x"],
+            None,
+            "error: invalid value 'x' for '--curve-allow <KEY>': not a CURVE public key",
+        ),
+        (
+            &["rep", "--bind", ep, "--echo", "--curve-secret-file", missing],
+            None,
+            "error: --curve-secret-file ",
+        ),
+        (
+            &["rep", "--bind", ep, "--echo"],
+            Some("s3cr3t-typo"),
+            "error: ZOCKET_CURVE_SECRET: not a CURVE secret key",
+        ),
+        (
+            &["rep", "--bind", ep, "--echo", "--curve-allow", &good.public],
+            None,
+            "error: --curve-allow needs a server secret key",
+        ),
+        (
+            &["perf", "thr", "--bind", ep, "--curve-secret", "s3cr3t-typo"],
+            None,
+            "error: --curve-secret: not a CURVE secret key",
+        ),
+    ];
+    for (args, env, expected) in cases {
+        let mut cmd = zocket(args);
+        if let Some(value) = env {
+            cmd.env("ZOCKET_CURVE_SECRET", value);
+        }
+        let output = cmd.output().expect("run zocket");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.starts_with(expected), "{args:?}: got {stderr:?}");
+        assert!(
+            !stderr.contains("s3cr3t-typo"),
+            "the secret is echoed: {stderr}"
+        );
+        assert!(output.stdout.is_empty(), "{args:?} printed to stdout");
+    }
+}
+
+fn have_pyzmq_curve() -> bool {
+    let ok = Command::new("python3")
+        .args([
+            "-c",
+            "import zmq, sys; sys.exit(0 if zmq.has('curve') else 1)",
+        ])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "pyzmq with CURVE is missing: .ci/run installs it"
+        );
+        eprintln!("skipping: python3 with pyzmq (libzmq with CURVE) is not installed");
+    }
+    ok
+}
+
+/// A python child running `script` with `args`, its stdout read line by line; killed on drop.
+fn python(script: &str, args: &[&str]) -> (LibzmqPeer, Receiver<String>) {
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let out = lines(child.stdout.take().expect("stdout"));
+    (LibzmqPeer(child), out)
+}
+
+const PYZMQ_CURVE_REQ: &str = r#"
+import sys, zmq
+req = zmq.Context().socket(zmq.REQ)
+req.curve_serverkey = sys.argv[2].encode()
+req.curve_publickey, req.curve_secretkey = zmq.curve_keypair()
+req.rcvtimeo = 20000
+req.linger = 0
+req.connect(sys.argv[1])
+req.send(b"from libzmq")
+print(req.recv().decode(), flush=True)
+"#;
+
+#[test]
+fn a_pyzmq_curve_req_is_answered_by_zocket_rep_curve_secret() {
+    if !have_pyzmq_curve() {
+        return;
+    }
+    let server = keygen();
+    let rep = Running::start(&[
+        "rep",
+        "--bind",
+        "tcp://127.0.0.1:0",
+        "--curve-secret",
+        &server.secret,
+        "--reply",
+        "from zocket",
+        "--count",
+        "1",
+    ]);
+    let endpoint = rep.bound();
+    let (_py, out) = python(PYZMQ_CURVE_REQ, &[&endpoint, &server.public]);
+    assert_eq!(
+        out.recv_timeout(LIMIT).expect("pyzmq got a reply"),
+        "from zocket"
+    );
+    let finished = rep.finish();
+    assert_success("rep", &finished);
+    assert_eq!(finished.1, "from libzmq\n");
+}
+
+const PYZMQ_CURVE_REP: &str = r#"
+import sys, zmq
+rep = zmq.Context().socket(zmq.REP)
+rep.curve_server = True
+rep.curve_secretkey = sys.argv[2].encode()
+rep.rcvtimeo = 20000
+rep.bind(sys.argv[1])
+print("ready", flush=True)
+rep.send(b"re: " + rep.recv())
+print("done", flush=True)
+"#;
+
+#[test]
+fn zocket_req_curve_server_key_is_answered_by_a_pyzmq_curve_rep() {
+    if !have_pyzmq_curve() {
+        return;
+    }
+    let server = keygen();
+    let ep = format!("tcp://127.0.0.1:{}", free_port());
+    let (_py, out) = python(PYZMQ_CURVE_REP, &[&ep, &server.secret]);
+    assert_eq!(out.recv_timeout(LIMIT).expect("pyzmq ready"), "ready");
+    zocket(&[
+        "req",
+        "--connect",
+        &ep,
+        "--curve-server-key",
+        &server.public,
+        "--data",
+        "hello libzmq",
+    ])
+    .assert()
+    .success()
+    .stdout("re: hello libzmq\n");
+    assert_eq!(out.recv_timeout(LIMIT).expect("pyzmq done"), "done");
 }

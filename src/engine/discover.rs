@@ -103,6 +103,10 @@ pub(crate) fn watch_mdns(
         path: path.clone(),
         socket_type: engine.socket_type,
         node: engine.options.node_name(),
+        curve: match &engine.options.security {
+            crate::options::Security::CurveClient { server, .. } => Some(*server),
+            _ => None,
+        },
     };
     let source = Source::Mdns(Browser::new(daemon, filter));
     Ok(spawn(engine, source, 0, path, text))

@@ -182,6 +182,11 @@ pub(crate) async fn bind(engine: &Arc<Engine>, endpoint: &Endpoint) -> Result<Bi
                 path: path.clone(),
                 socket_type: engine.socket_type,
                 node: options.node_name(),
+                // A CURVE server's public key, so that clients skip impostors before dialing.
+                curve: match &options.security {
+                    Security::CurveServer { keys } => Some(*keys.public()),
+                    _ => None,
+                },
             };
             let daemon = Daemon::shared(&options.mdns_interfaces)?;
             binding.announcement = Some(daemon.announce(&record, options.mdns_listen, port).await?);

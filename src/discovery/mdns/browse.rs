@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use super::daemon::{Catalog, Daemon};
+use crate::curve::PublicKey;
 use crate::discovery::Change;
 use crate::SocketType;
 
@@ -27,6 +28,10 @@ pub(crate) struct Filter {
     pub(crate) socket_type: SocketType,
     /// The connecting socket's node: its own announcements are skipped.
     pub(crate) node: String,
+    /// The CURVE server key the connecting socket trusts (a CURVE client); `None` for any
+    /// other socket. Only instances announcing exactly this key (or, for `None`, no key)
+    /// are wanted: an announced key is never trusted on first use.
+    pub(crate) curve: Option<PublicKey>,
 }
 
 /// The instances of `catalog` that `filter` wants, by address (and their instance names).
@@ -54,6 +59,26 @@ pub(crate) fn select(
                     local = %filter.socket_type,
                     remote = %record.socket_type,
                     "ignoring mDNS announcement: incompatible socket type"
+                );
+            }
+            continue;
+        }
+        if record.curve != filter.curve {
+            if warned.insert(instance.fullname.clone()) {
+                let why = match (&filter.curve, &record.curve) {
+                    (Some(_), Some(_)) => {
+                        "ignoring mDNS announcement: its CURVE server key is not the one this socket trusts"
+                    }
+                    (Some(_), None) => {
+                        "ignoring mDNS announcement: not a CURVE server, and this socket is a CURVE client"
+                    }
+                    _ => "ignoring mDNS announcement: a CURVE server, and this socket is not its CURVE client",
+                };
+                warn!(
+                    instance = %instance.fullname,
+                    announced = ?record.curve,
+                    trusted = ?filter.curve,
+                    "{why}"
                 );
             }
             continue;
@@ -156,6 +181,7 @@ mod tests {
                 path: None,
                 socket_type,
                 node: node.into(),
+                curve: None,
             },
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             host: format!("{node}.local."),
@@ -178,6 +204,7 @@ mod tests {
             path: None,
             socket_type: SocketType::Sub,
             node: "me".into(),
+            curve: None,
         };
         let all = catalog(vec![
             instance("a", "chat", SocketType::Pub, "other", 1),
@@ -208,9 +235,59 @@ mod tests {
             path: None,
             socket_type: SocketType::Sub,
             node: "me".into(),
+            curve: None,
         };
         assert!(select(&all, &filter, &mut HashSet::new()).is_empty());
         filter.path = Some("events".into());
         assert_eq!(select(&all, &filter, &mut HashSet::new()).len(), 1);
+    }
+
+    #[test]
+    fn a_curve_client_wants_only_instances_announcing_the_key_it_trusts() {
+        let trusted = *crate::curve::KeyPair::generate().public();
+        let other = *crate::curve::KeyPair::generate().public();
+        let mut good = instance("good", "chat", SocketType::Rep, "a", 1);
+        good.record.curve = Some(trusted);
+        let mut impostor = instance("impostor", "chat", SocketType::Rep, "b", 2);
+        impostor.record.curve = Some(other);
+        let plain = instance("plain", "chat", SocketType::Rep, "c", 3);
+        let all = catalog(vec![good, impostor, plain]);
+        let mut client = Filter {
+            name: "chat".into(),
+            path: None,
+            socket_type: SocketType::Req,
+            node: "me".into(),
+            curve: Some(trusted),
+        };
+        let mut warned = HashSet::new();
+        let ports: Vec<u16> = select(&all, &client, &mut warned)
+            .keys()
+            .map(|a| a.port())
+            .collect();
+        assert_eq!(
+            ports,
+            vec![1],
+            "only the instance announcing the trusted key"
+        );
+        assert_eq!(
+            warned,
+            HashSet::from(["impostor".to_owned(), "plain".to_owned()]),
+            "the other key and the NULL instance are logged"
+        );
+        // A NULL client takes only the NULL instance, and logs the CURVE ones.
+        client.curve = None;
+        let mut warned = HashSet::new();
+        let ports: Vec<u16> = select(&all, &client, &mut warned)
+            .keys()
+            .map(|a| a.port())
+            .collect();
+        assert_eq!(ports, vec![3]);
+        assert_eq!(
+            warned,
+            HashSet::from(["good".to_owned(), "impostor".to_owned()])
+        );
+        // A client trusting a key nobody announces connects to nothing.
+        client.curve = Some(*crate::curve::KeyPair::generate().public());
+        assert!(select(&all, &client, &mut HashSet::new()).is_empty());
     }
 }

@@ -9,11 +9,13 @@
 //! | `path` | the path, absent when the endpoint has none                  |
 //! | `type` | the socket type, as ZMTP names it (`PUB`, `ROUTER`, ...)     |
 //! | `node` | the node that announced it (by default the process's id)     |
+//! | `curve`| a CURVE server's public key (Z85), absent for any other socket |
 //!
 //! Anything else in the record is ignored, so later versions can add keys.
 
 use std::fmt;
 
+use crate::curve::PublicKey;
 use crate::{Endpoint, SocketType};
 
 /// Value of the `v` key this version writes and reads.
@@ -33,6 +35,10 @@ pub(crate) struct Record {
     pub(crate) socket_type: SocketType,
     /// The node that announced it: a socket never connects to its own node.
     pub(crate) node: String,
+    /// The public key of a CURVE server; `None` for a NULL socket (or a CURVE client).
+    /// Only a hint for choosing instances: a client still connects only to the key it trusts,
+    /// and the handshake proves the server holds that key.
+    pub(crate) curve: Option<PublicKey>,
 }
 
 /// Why a TXT record is not a zocket announcement we can use.
@@ -67,6 +73,9 @@ impl Record {
         ];
         if let Some(path) = &self.path {
             txt.push(("path".to_owned(), path.clone()));
+        }
+        if let Some(key) = &self.curve {
+            txt.push(("curve".to_owned(), key.to_string()));
         }
         txt
     }
@@ -122,11 +131,18 @@ impl Record {
                 "longer than 64 characters or not printable ASCII",
             ));
         }
+        let curve = match text("curve")? {
+            None => None,
+            Some(key) => Some(key.parse::<PublicKey>().map_err(|_| {
+                TxtError::Invalid("curve", "not a CURVE public key (40 Z85 characters)")
+            })?),
+        };
         Ok(Record {
             name,
             path,
             socket_type,
             node: node.to_owned(),
+            curve,
         })
     }
 }
@@ -169,12 +185,14 @@ mod tests {
 
     #[test]
     fn a_record_round_trips_through_its_txt() {
-        for path in [None, Some("events".to_owned())] {
+        let key = *crate::curve::KeyPair::generate().public();
+        for (path, curve) in [(None, None), (Some("events".to_owned()), Some(key))] {
             let record = Record {
                 name: "chat".into(),
                 path,
                 socket_type: SocketType::Router,
                 node: "node-1".into(),
+                curve,
             };
             let txt: HashMap<String, String> = record.to_txt().into_iter().collect();
             let back = Record::from_txt(|k| txt.get(k).map(|v| Some(v.as_bytes())));
@@ -188,6 +206,29 @@ mod tests {
             assert_eq!(parse(&without(key)), Err(TxtError::Missing(key)), "{key}");
         }
         assert_eq!(parse(&without("path")).unwrap().path, None);
+        assert_eq!(
+            parse(&good()).unwrap().curve,
+            None,
+            "no `curve`: not a CURVE server"
+        );
+    }
+
+    #[test]
+    fn a_curve_server_announces_its_public_key_in_z85() {
+        let keys = crate::curve::KeyPair::generate();
+        let record = Record {
+            name: "chat".into(),
+            path: None,
+            socket_type: SocketType::Rep,
+            node: "n".into(),
+            curve: Some(*keys.public()),
+        };
+        let txt = record.to_txt();
+        assert!(txt.contains(&("curve".to_owned(), keys.public().to_string())));
+        assert!(
+            !txt.iter().any(|(_, v)| *v == keys.secret().to_string()),
+            "never the secret"
+        );
     }
 
     #[test]
@@ -204,6 +245,12 @@ mod tests {
             (with("type", Some("pub")), "type"),
             (with("node", Some(long_node)), "node"),
             (with("node", Some("a b")), "node"),
+            (with("curve", Some("short")), "curve"),
+            (
+                with("curve", Some("~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~")),
+                "curve",
+            ),
+            (with("curve", None), "curve"),
         ];
         for (pairs, key) in cases {
             let err = parse(&pairs).unwrap_err();
