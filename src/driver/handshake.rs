@@ -109,24 +109,36 @@ fn negotiate(theirs: &[u8; GREETING_LEN], ours: &Greeting) -> Result<Negotiated,
     } else {
         None
     };
+    if greeting.mechanism != ours.mechanism {
+        return Err(Error::Protocol(format!(
+            "security mismatch: the peer greets with the ZMTP mechanism {}, this socket with \
+             {} (both sides need the same: Options::curve_server / curve_client, or neither)",
+            greeting.mechanism, ours.mechanism
+        )));
+    }
+    if greeting.mechanism == Mechanism::CURVE && ours.as_server && greeting.as_server {
+        return Err(Error::Protocol(
+            "both peers are CURVE servers (as-server 1 in both greetings); one side needs \
+             Options::curve_client"
+                .into(),
+        ));
+    }
     match offered {
-        Some((major, _)) if major == NATIVE_VERSION.0 => Ok(Negotiated::Native),
+        Some((major, _)) if major == NATIVE_VERSION.0 => {
+            if greeting.mechanism == Mechanism::CURVE && !ours.as_server && !greeting.as_server {
+                // (libzmq's as-server flag says nothing, but a zocket peer's does.)
+                return Err(Error::Protocol(
+                    "both peers are CURVE clients (as-server 0 in both zocket greetings); one \
+                     side needs Options::curve_server"
+                        .into(),
+                ));
+            }
+            Ok(Negotiated::Native)
+        }
         Some((major, minor)) => Err(Error::Protocol(format!(
             "peer speaks zocket native protocol {major}.{minor}, this build speaks {}.{}",
             NATIVE_VERSION.0, NATIVE_VERSION.1
         ))),
-        None if greeting.mechanism != ours.mechanism => Err(Error::Protocol(format!(
-            "security mismatch: the peer greets with the ZMTP mechanism {}, this socket with \
-             {} (both sides need the same: Options::curve_server / curve_client, or neither)",
-            greeting.mechanism, ours.mechanism
-        ))),
-        None if greeting.mechanism == Mechanism::CURVE && ours.as_server && greeting.as_server => {
-            Err(Error::Protocol(
-                "both peers are CURVE servers (as-server 1 in both greetings); one side needs \
-                 Options::curve_client"
-                    .into(),
-            ))
-        }
         None => Ok(Negotiated::Zmtp(greeting)),
     }
 }
