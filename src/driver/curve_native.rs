@@ -40,6 +40,9 @@ pub(crate) const MAX_BOX_FRAME: usize = ZMTP_HEADER_MAX + MAX_BOX_BODY;
 /// and the flags byte comes first, so the plaintext stays within [`MAX_BOX_PLAINTEXT`].
 const BATCH_LIMIT: usize =
     MAX_BOX_PLAINTEXT - 1 - MAX_FRAME_LEN - 2 * (HEADER_LEN + MAX_CONTROL_PAYLOAD);
+/// The LONG bit of a ZMTP frame's flags (an 8-byte size follows); the only bit a MESSAGE
+/// frame of the native wire may have.
+const LONG: u8 = 0x02;
 /// Longest ZMTP frame header (flags, LONG, 8-byte size).
 const ZMTP_HEADER_MAX: usize = 9;
 
@@ -183,9 +186,10 @@ impl CurveLayer {
         let Some(&flags) = buf.first() else {
             return Ok(None);
         };
-        if flags != 0x00 {
+        if flags & !LONG != 0 {
             return Err(LayerError::Protocol(format!(
-                "native wire inside CURVE: expected a MESSAGE frame (flags 00), got flags {flags:#04x}"
+                "native wire inside CURVE: expected a MESSAGE frame (flags 00 or LONG 02), got \
+                 flags {flags:#04x}"
             )));
         }
         let Some((_, header_len, size)) = crate::proto::zmtp::frame::header(buf) else {
@@ -383,5 +387,159 @@ impl Secured {
     pub(crate) fn is_closed(&self) -> bool {
         let layer_idle = self.curve.as_ref().is_none_or(|l| l.out.is_empty());
         layer_idle && (self.session.is_closed() || self.curve.as_ref().is_some_and(|l| l.failed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::curve::KeyPair;
+    use crate::proto::native::{Event, Side};
+    use crate::Options;
+
+    /// A CURVE client layer and a CURVE server layer around fresh native sessions.
+    fn pair() -> (Secured, Secured, Instant) {
+        let now = Instant::now();
+        let (server_keys, client_keys) = (KeyPair::generate(), KeyPair::generate());
+        let server = Options::new().curve_server(server_keys.secret().clone());
+        let client = Options::new().curve_client(*server_keys.public(), client_keys);
+        let make = |options: &Options, side| {
+            let session = Session::new(crate::driver::session_config(options, side), now);
+            let setup = crate::driver::curve_setup(options).expect("a CURVE socket");
+            Secured::curve(session, setup)
+        };
+        (
+            make(&client, Side::Client),
+            make(&server, Side::Server),
+            now,
+        )
+    }
+
+    /// Moves what `from` transmits into `to`'s input (all of it: whole boxes); returns the
+    /// largest single transmission, 0 when there was nothing.
+    fn step(from: &mut Secured, to: &mut Secured, now: Instant) -> usize {
+        let mut largest = 0;
+        let mut t = Transmit::new();
+        while from.poll_transmit(now, &mut t) {
+            let mut buf = BytesMut::new();
+            for s in t.segments() {
+                buf.extend_from_slice(s);
+            }
+            t = Transmit::new();
+            largest = largest.max(buf.len());
+            to.handle_input(now, &mut buf).expect("input accepted");
+            assert!(buf.is_empty(), "whole boxes are consumed");
+        }
+        largest
+    }
+
+    /// Moves bytes both ways until neither side has anything to say (bounded); returns
+    /// the largest single transmission seen.
+    fn pump(a: &mut Secured, b: &mut Secured, now: Instant) -> usize {
+        let mut largest = 0;
+        for _ in 0..1000 {
+            let moved = step(a, b, now).max(step(b, a, now));
+            if moved == 0 {
+                return largest;
+            }
+            largest = largest.max(moved);
+        }
+        panic!("the layers never went quiet");
+    }
+
+    fn established(s: &mut Secured) -> bool {
+        std::iter::from_fn(|| s.poll_event()).any(|e| matches!(e, Event::Established(_)))
+    }
+
+    #[test]
+    fn the_native_sessions_greet_each_other_inside_boxes_after_the_curve_handshake() {
+        let (mut client, mut server, now) = pair();
+        pump(&mut client, &mut server, now);
+        assert!(established(&mut client) && established(&mut server));
+        let codec = client.curve.as_ref().unwrap().codec.as_ref().unwrap();
+        assert!(
+            codec.next_nonce() > 3,
+            "the HELLO travelled in a MESSAGE box"
+        );
+    }
+
+    #[test]
+    fn a_large_transfer_travels_in_boxes_of_at_most_128_kib_and_arrives_whole() {
+        let (mut client, mut server, now) = pair();
+        pump(&mut client, &mut server, now);
+        let id = client
+            .open(1, "", &bytes::Bytes::new())
+            .expect("a stream opens");
+        let data: Vec<u8> = (0..400 * 1024).map(|i| (i % 251) as u8).collect();
+        let written = client.write_bytes(id, &data).expect("written");
+        assert!(
+            written > MAX_BOX_PLAINTEXT,
+            "only {written} bytes fit the window"
+        );
+        let largest = pump(&mut client, &mut server, now);
+        assert!(
+            largest <= ZMTP_HEADER_MAX + MESSAGE_OVERHEAD - 1 + MAX_BOX_PLAINTEXT,
+            "a box of {largest} bytes"
+        );
+        let incoming = std::iter::from_fn(|| server.poll_event())
+            .find_map(|e| match e {
+                Event::Incoming { id, .. } => Some(id),
+                _ => None,
+            })
+            .expect("the stream arrived");
+        server.accept(incoming, 1, bytes::Bytes::new());
+        let mut got = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        for _ in 0..100 {
+            match server.read_bytes(incoming, &mut chunk).expect("readable") {
+                crate::proto::native::ReadBytes::Data(n) => got.extend_from_slice(&chunk[..n]),
+                _ => break,
+            }
+        }
+        assert_eq!(got, data[..written]);
+    }
+
+    #[test]
+    fn a_box_over_the_limit_is_refused_from_its_header_before_it_is_buffered() {
+        let (mut client, mut server, now) = pair();
+        pump(&mut client, &mut server, now);
+        // A MESSAGE frame header (LONG) claiming one byte more than the limit, alone.
+        let mut buf = BytesMut::new();
+        crate::proto::zmtp::frame::encode_header(&mut buf, false, false, MAX_BOX_BODY + 1);
+        let err = server.handle_input(now, &mut buf).unwrap_err();
+        assert!(err.to_string().contains("the limit is"), "{err}");
+        assert!(server.error().is_some(), "the session ended");
+        assert!(server.is_closed(), "nothing more goes out");
+    }
+
+    #[test]
+    fn a_box_that_ends_inside_a_native_frame_is_a_connection_error() {
+        let (mut client, mut server, now) = pair();
+        pump(&mut client, &mut server, now);
+        // A DATA frame header announcing 100 bytes, followed by 10 of them.
+        let mut plain = vec![0u8; HEADER_LEN];
+        plain[6..10].copy_from_slice(&100u32.to_be_bytes());
+        plain.extend_from_slice(&[1; 10]);
+        let mut buf = BytesMut::new();
+        let codec = client.curve.as_mut().unwrap().codec.as_mut().unwrap();
+        codec.encrypt_frame(0x00, &plain, &mut buf).unwrap();
+        let err = server.handle_input(now, &mut buf).unwrap_err();
+        assert!(
+            err.to_string().contains("ends inside a native frame"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn handshake_metadata_without_x_zocket_is_refused() {
+        let err = check_metadata(b"").unwrap_err();
+        assert!(err.to_string().contains("no X-Zocket"), "{err}");
+        let mut m = BytesMut::new();
+        put_property(&mut m, X_ZOCKET, b"2.0");
+        assert!(check_metadata(&m).is_err());
+        let mut m = BytesMut::new();
+        put_property(&mut m, "Socket-Type", b"DEALER");
+        put_property(&mut m, X_ZOCKET, b"1.0");
+        assert!(check_metadata(&m).is_ok());
     }
 }

@@ -670,7 +670,9 @@ impl ZmtpSession {
             // Both offered the native wire, yet the greetings said ZMTP: someone rewrote
             // them (the marker is not authenticated; its repetition here is).
             return Err(self.fail(ZmtpError::Protocol(
-                "the peer's CURVE metadata says it is zocket (X-Zocket) but its greeting                  carried no zocket marker: the greeting was altered on the way (downgrade                  refused)"
+                "the peer's CURVE metadata says it is zocket (X-Zocket) but its greeting \
+                 carried no zocket marker: the greeting was altered on the way (downgrade \
+                 refused)"
                     .into(),
             )));
         }
