@@ -672,3 +672,41 @@ async fn a_relay_that_strips_the_zocket_marker_from_the_greetings_is_refused() {
         drop(rep);
     }
 }
+
+/// A rough throughput figure, not an assertion: Push -> Pull over CURVE on tcp, the native
+/// wire against the ZMTP wire (`Options::native(false)`), for 16 B and 64 KiB messages. Run
+/// with `cargo test --release --test curve -- --ignored --nocapture throughput`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run on demand in release"]
+async fn throughput_of_curve_native_against_curve_zmtp() {
+    for (size, count) in [(16usize, 200_000usize), (64 * 1024, 4_000)] {
+        for native in [true, false] {
+            let (server, client) = (KeyPair::generate(), KeyPair::generate());
+            let mut pull = zocket::Pull::with_options(server_options(&server).native(native));
+            let ep = pull.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+            let mut push =
+                zocket::Push::with_options(client_options(server.public(), client).native(native));
+            push.connect(&ep).unwrap();
+            timeout(T, push.wait_for_peers(1)).await.unwrap().unwrap();
+            let body = bytes::Bytes::from(vec![1u8; size]);
+            let start = std::time::Instant::now();
+            let sender = tokio::spawn(async move {
+                for _ in 0..count {
+                    push.send(body.clone()).await.unwrap();
+                }
+                push
+            });
+            for _ in 0..count {
+                timeout(T, pull.recv()).await.unwrap().unwrap();
+            }
+            let secs = start.elapsed().as_secs_f64();
+            let _push = sender.await.unwrap();
+            println!(
+                "CURVE {} {size:>6} B: {:>10.0} msg/s {:>8.1} MiB/s",
+                if native { "native" } else { "zmtp  " },
+                count as f64 / secs,
+                (count * size) as f64 / secs / (1024.0 * 1024.0)
+            );
+        }
+    }
+}
