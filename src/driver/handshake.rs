@@ -217,6 +217,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn zocket_curve_greetings_with_the_marker_negotiate_native_and_two_clients_are_refused() {
+        let t = Duration::from_secs(5);
+        let marked = |as_server| {
+            let mut g = Greeting::curve(as_server);
+            g.native = Some(NATIVE_VERSION);
+            g
+        };
+        let (client, server) = (marked(false), marked(true));
+        let (mut a, mut b) = tokio::io::duplex(256);
+        let (x, y) = tokio::join!(dial(&mut a, t, &client), accept(&mut b, t, &server));
+        assert_eq!(x.unwrap(), Negotiated::Native);
+        assert_eq!(y.unwrap(), Negotiated::Native);
+        let (mut a, mut b) = tokio::io::duplex(256);
+        let (x, _) = tokio::join!(dial(&mut a, t, &client), accept(&mut b, t, &client));
+        assert!(x
+            .unwrap_err()
+            .to_string()
+            .contains("both peers are CURVE clients"));
+    }
+
+    #[tokio::test]
     async fn plain_zmtp_greeting_is_recognised() {
         let (mut a, mut b) = tokio::io::duplex(256);
         let mut g = Greeting::zocket();
