@@ -90,6 +90,19 @@ impl Security {
         !matches!(self, Security::Null)
     }
 
+    /// What the connection pool adds to an address's key: the mechanism, the server key
+    /// and our own public key (never a secret), so that only sockets with the same
+    /// security share a connection.
+    pub(crate) fn pool_key(&self) -> String {
+        match self {
+            Security::Null => String::new(),
+            Security::CurveServer { keys } => format!("#curve-server:{}", keys.public()),
+            Security::CurveClient { server, keys } => {
+                format!("#curve-client:{server}:{}", keys.public())
+            }
+        }
+    }
+
     /// What a listener's peers see of it, for comparing two binds at one address: the
     /// mechanism, the role and the server key (never a secret).
     pub(crate) fn describe(&self) -> String {

@@ -496,3 +496,217 @@ async fn a_pyzmq_curve_dealer_is_routed_by_the_identity_in_its_initiate_metadata
     router.send(&peer, ["hi", "dealer"]).await.unwrap();
     assert_eq!(dealer.line().await, "hi|dealer");
 }
+
+/// Accepted connections the monitor has reported so far (without waiting).
+fn accepted_so_far(events: &mut zocket::monitor::Monitor) -> usize {
+    use futures::{FutureExt, StreamExt};
+    let mut n = 0;
+    for _ in 0..10_000 {
+        match events.next().now_or_never() {
+            Some(Some(Event::Accepted { .. })) => n += 1,
+            Some(Some(_)) => {}
+            _ => break,
+        }
+    }
+    n
+}
+
+/// Two zocket peers run the native wire inside CURVE: sockets with the same keys share one
+/// encrypted connection (many streams), a socket with other keys gets its own; messages go
+/// both ways, a multi-frame one larger than a box (128 KiB) and many small ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zocket_curve_sockets_with_the_same_keys_share_one_native_connection_over_tcp_and_ipc() {
+    let file =
+        std::env::temp_dir().join(format!("zocket-curve-native-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    for ep in [
+        "tcp://127.0.0.1:0".to_owned(),
+        format!("ipc://{}", file.display()),
+    ] {
+        let (server, shared_keys) = (KeyPair::generate(), KeyPair::generate());
+        let mut router = zocket::Router::with_options(server_options(&server));
+        let mut events = router.monitor();
+        let ep = router.bind(&ep).await.unwrap().to_string();
+        let mut dealers = Vec::new();
+        for _ in 0..3 {
+            let dealer =
+                zocket::Dealer::with_options(client_options(server.public(), shared_keys.clone()));
+            dealer.connect(&ep).unwrap();
+            dealers.push(dealer);
+        }
+        let big = vec![0x5A_u8; 300 * 1024];
+        for (i, dealer) in dealers.iter_mut().enumerate() {
+            timeout(T, dealer.wait_for_peers(1)).await.unwrap().unwrap();
+            dealer
+                .send(vec![format!("hello {i}").into_bytes(), big.clone()])
+                .await
+                .unwrap();
+        }
+        for _ in 0..3 {
+            let (peer, msg) = timeout(T, router.recv()).await.unwrap().unwrap();
+            assert_eq!(
+                msg.frames()[1].len(),
+                big.len(),
+                "the large frame arrived whole"
+            );
+            assert!(msg.frames()[1].iter().all(|&b| b == 0x5A));
+            let reply = [msg.frames()[0].to_vec(), big.clone(), b"end".to_vec()];
+            router.send(&peer, reply).await.unwrap();
+        }
+        for (i, dealer) in dealers.iter_mut().enumerate() {
+            let msg = timeout(T, dealer.recv()).await.unwrap().unwrap();
+            assert_eq!(msg.frames().len(), 3);
+            assert_eq!(msg.frames()[0], format!("hello {i}").as_str());
+            assert_eq!(msg.frames()[1].len(), big.len());
+            assert_eq!(msg.frames()[2], "end");
+        }
+        // Many small ones, one way and back.
+        for n in 0..2000 {
+            dealers[0].send(format!("{n}")).await.unwrap();
+        }
+        for n in 0..2000 {
+            let (peer, msg) = timeout(T, router.recv()).await.unwrap().unwrap();
+            assert_eq!(msg.frames()[0], format!("{n}").as_str());
+            router.send(&peer, msg).await.unwrap();
+        }
+        for n in 0..2000 {
+            let msg = timeout(T, dealers[0].recv()).await.unwrap().unwrap();
+            assert_eq!(msg.frames()[0], format!("{n}").as_str());
+        }
+        assert_eq!(
+            accepted_so_far(&mut events),
+            1,
+            "three sockets with the same keys share one encrypted connection ({ep})"
+        );
+
+        // Other client keys: a connection of its own.
+        let mut other =
+            zocket::Dealer::with_options(client_options(server.public(), KeyPair::generate()));
+        other.connect(&ep).unwrap();
+        other.send("other keys").await.unwrap();
+        let (peer, msg) = timeout(T, router.recv()).await.unwrap().unwrap();
+        assert_eq!(msg.frames()[0], "other keys");
+        router.send(&peer, "ok").await.unwrap();
+        assert_eq!(
+            timeout(T, other.recv()).await.unwrap().unwrap().frames()[0],
+            "ok"
+        );
+        assert_eq!(
+            accepted_so_far(&mut events),
+            1,
+            "a socket with other keys never shares their connection ({ep})"
+        );
+    }
+}
+
+/// A man in the middle on TCP: relays both ways, and zeroes the zocket marker (filler
+/// bytes 33..41) of the greeting the dialer sends, and with `both` the listener's too.
+async fn marker_stripping_relay(server_port: u16, both: bool) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    async fn pipe(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        strip: bool,
+    ) {
+        let mut greeting = [0u8; 64];
+        if from.read_exact(&mut greeting).await.is_err() {
+            return;
+        }
+        if strip {
+            greeting[33..41].fill(0);
+        }
+        if to.write_all(&greeting).await.is_err() {
+            return;
+        }
+        let _ = tokio::io::copy(&mut from, &mut to).await;
+        let _ = to.shutdown().await;
+    }
+    tokio::spawn(async move {
+        for _ in 0..16 {
+            let Ok((client, _)) = listener.accept().await else {
+                return;
+            };
+            let server = tokio::net::TcpStream::connect(("127.0.0.1", server_port))
+                .await
+                .unwrap();
+            let (cr, cw) = client.into_split();
+            let (sr, sw) = server.into_split();
+            tokio::spawn(pipe(cr, sw, true));
+            tokio::spawn(pipe(sr, cw, both));
+        }
+    });
+    port
+}
+
+/// The greeting's marker is not authenticated; its repetition in the CURVE metadata
+/// (`X-Zocket`) is: a relay that strips the marker from the greetings is caught, whether it
+/// strips both (both sides would fall back to ZMTP) or one (one side would speak native).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_strips_the_zocket_marker_from_the_greetings_is_refused() {
+    for both in [true, false] {
+        let (server, client) = (KeyPair::generate(), KeyPair::generate());
+        let rep = Rep::with_options(server_options(&server));
+        let mut server_events = rep.monitor();
+        let ep = rep.bind("tcp://127.0.0.1:0").await.unwrap();
+        let relay = marker_stripping_relay(common::tcp_port(&ep), both).await;
+        let req = Req::with_options(client_options(server.public(), client));
+        let mut client_events = req.monitor();
+        req.connect(&format!("tcp://127.0.0.1:{relay}")).unwrap();
+        let refused = |e: &Event| matches!(e, Event::HandshakeFailed { reason, .. } if reason.contains("X-Zocket"));
+        // Whoever was told ZMTP sees the other's X-Zocket in the authenticated metadata.
+        let Event::HandshakeFailed { reason, .. } = (if both {
+            until_event(&mut client_events, refused).await
+        } else {
+            until_event(&mut server_events, refused).await
+        }) else {
+            unreachable!()
+        };
+        assert!(reason.contains("downgrade refused"), "{reason}");
+        // And the client never gets through: its handshake fails (again and again).
+        until_event(&mut client_events, |e| {
+            matches!(e, Event::HandshakeFailed { .. })
+        })
+        .await;
+        drop(rep);
+    }
+}
+
+/// A rough throughput figure, not an assertion: Push -> Pull over CURVE on tcp, the native
+/// wire against the ZMTP wire (`Options::native(false)`), for 16 B and 64 KiB messages. Run
+/// with `cargo test --release --test curve -- --ignored --nocapture throughput`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run on demand in release"]
+async fn throughput_of_curve_native_against_curve_zmtp() {
+    for (size, count) in [(16usize, 200_000usize), (64 * 1024, 4_000)] {
+        for native in [true, false] {
+            let (server, client) = (KeyPair::generate(), KeyPair::generate());
+            let mut pull = zocket::Pull::with_options(server_options(&server).native(native));
+            let ep = pull.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+            let mut push =
+                zocket::Push::with_options(client_options(server.public(), client).native(native));
+            push.connect(&ep).unwrap();
+            timeout(T, push.wait_for_peers(1)).await.unwrap().unwrap();
+            let body = bytes::Bytes::from(vec![1u8; size]);
+            let start = std::time::Instant::now();
+            let sender = tokio::spawn(async move {
+                for _ in 0..count {
+                    push.send(body.clone()).await.unwrap();
+                }
+                push
+            });
+            for _ in 0..count {
+                timeout(T, pull.recv()).await.unwrap().unwrap();
+            }
+            let secs = start.elapsed().as_secs_f64();
+            let _push = sender.await.unwrap();
+            println!(
+                "CURVE {} {size:>6} B: {:>10.0} msg/s {:>8.1} MiB/s",
+                if native { "native" } else { "zmtp  " },
+                count as f64 / secs,
+                (count * size) as f64 / secs / (1024.0 * 1024.0)
+            );
+        }
+    }
+}

@@ -48,8 +48,15 @@ pub(crate) async fn accept(
     options: &Options,
     monitor: &MonitorSender,
 ) -> Option<Connected> {
-    match handshake::accept(&mut io, options.handshake_timeout, &our_greeting(options)).await {
-        Ok(negotiated) => Some(start(io, negotiated, peer, options, Side::Server)),
+    let started =
+        match handshake::accept(&mut io, options.handshake_timeout, &our_greeting(options)).await {
+            Ok(negotiated) => {
+                secured(start(io, negotiated, peer.clone(), options, Side::Server)).await
+            }
+            Err(e) => Err(e),
+        };
+    match started {
+        Ok(connected) => Some(connected),
         Err(e) => {
             warn!(%peer, reason = %e, "refusing connection");
             monitor.emit(Event::HandshakeFailed {
@@ -73,22 +80,52 @@ pub(crate) async fn dial(
 ) -> Result<Connected, Error> {
     let negotiated =
         handshake::dial(&mut io, options.handshake_timeout, &our_greeting(options)).await?;
-    Ok(start(io, negotiated, peer, options, Side::Client))
+    secured(start(io, negotiated, peer, options, Side::Client)).await
+}
+
+/// A native session inside CURVE once its CURVE handshake is done (the peer's native HELLO
+/// arrived inside a box), so that a failed one (a wrong key, a refused client) is a failed
+/// handshake with its reason, and a listener's `max_handshakes` slot is held meanwhile
+/// (the session's handshake timeout bounds the wait). Anything else as it is.
+async fn secured(connected: Connected) -> Result<Connected, Error> {
+    let Connected::Native(shared) = &connected else {
+        return Ok(connected);
+    };
+    if !shared.lock().core.is_secured() {
+        return Ok(connected);
+    }
+    let outcome = std::future::poll_fn(|cx| {
+        let mut inner = shared.lock();
+        if let Some(e) = inner.closed_error() {
+            return std::task::Poll::Ready(Err(e));
+        }
+        if inner.poll_established(cx.waker()) {
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::task::Poll::Pending
+    })
+    .await;
+    match outcome {
+        Ok(()) => Ok(connected),
+        Err(e) => {
+            shared.lock().remove_handle();
+            Err(e)
+        }
+    }
 }
 
 /// The greeting we send: with the zocket marker unless the socket speaks plain ZMTP only;
-/// a CURVE socket greets with mechanism CURVE (and as-server 1 if it is the server) and
-/// without the marker (CURVE runs over ZMTP only, for now).
+/// a CURVE socket greets with mechanism CURVE (and as-server 1 if it is the server), the
+/// marker included: two zocket peers then run the native wire inside CURVE boxes.
 fn our_greeting(options: &Options) -> crate::proto::greeting::Greeting {
-    match &options.security {
-        Security::Null => {}
-        Security::CurveServer { .. } => return crate::proto::greeting::Greeting::curve(true),
-        Security::CurveClient { .. } => return crate::proto::greeting::Greeting::curve(false),
-    }
-    let mut greeting = crate::proto::greeting::Greeting::zocket();
-    if !options.native {
-        greeting.native = None;
-    }
+    let mut greeting = match &options.security {
+        Security::Null => crate::proto::greeting::Greeting::zocket(),
+        Security::CurveServer { .. } => crate::proto::greeting::Greeting::curve(true),
+        Security::CurveClient { .. } => crate::proto::greeting::Greeting::curve(false),
+    };
+    greeting.native = options
+        .native
+        .then_some(crate::proto::greeting::NATIVE_VERSION);
     greeting
 }
 
@@ -104,7 +141,14 @@ fn start(
             let config = session_config(options, side);
             let io = SharedStream::new(io);
             let direct = io.direct();
-            Connected::Native(spawn(io, config, Greeting::Done, peer, Some(direct)))
+            Connected::Native(spawn(
+                io,
+                config,
+                super::curve_setup(options),
+                Greeting::Done,
+                peer,
+                Some(direct),
+            ))
         }
         handshake::Negotiated::Zmtp(greeting) => Connected::Zmtp { io, greeting },
     }

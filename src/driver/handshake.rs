@@ -109,24 +109,36 @@ fn negotiate(theirs: &[u8; GREETING_LEN], ours: &Greeting) -> Result<Negotiated,
     } else {
         None
     };
+    if greeting.mechanism != ours.mechanism {
+        return Err(Error::Protocol(format!(
+            "security mismatch: the peer greets with the ZMTP mechanism {}, this socket with \
+             {} (both sides need the same: Options::curve_server / curve_client, or neither)",
+            greeting.mechanism, ours.mechanism
+        )));
+    }
+    if greeting.mechanism == Mechanism::CURVE && ours.as_server && greeting.as_server {
+        return Err(Error::Protocol(
+            "both peers are CURVE servers (as-server 1 in both greetings); one side needs \
+             Options::curve_client"
+                .into(),
+        ));
+    }
     match offered {
-        Some((major, _)) if major == NATIVE_VERSION.0 => Ok(Negotiated::Native),
+        Some((major, _)) if major == NATIVE_VERSION.0 => {
+            if greeting.mechanism == Mechanism::CURVE && !ours.as_server && !greeting.as_server {
+                // (libzmq's as-server flag says nothing, but a zocket peer's does.)
+                return Err(Error::Protocol(
+                    "both peers are CURVE clients (as-server 0 in both zocket greetings); one \
+                     side needs Options::curve_server"
+                        .into(),
+                ));
+            }
+            Ok(Negotiated::Native)
+        }
         Some((major, minor)) => Err(Error::Protocol(format!(
             "peer speaks zocket native protocol {major}.{minor}, this build speaks {}.{}",
             NATIVE_VERSION.0, NATIVE_VERSION.1
         ))),
-        None if greeting.mechanism != ours.mechanism => Err(Error::Protocol(format!(
-            "security mismatch: the peer greets with the ZMTP mechanism {}, this socket with \
-             {} (both sides need the same: Options::curve_server / curve_client, or neither)",
-            greeting.mechanism, ours.mechanism
-        ))),
-        None if greeting.mechanism == Mechanism::CURVE && ours.as_server && greeting.as_server => {
-            Err(Error::Protocol(
-                "both peers are CURVE servers (as-server 1 in both greetings); one side needs \
-                 Options::curve_client"
-                    .into(),
-            ))
-        }
         None => Ok(Negotiated::Zmtp(greeting)),
     }
 }
@@ -202,6 +214,27 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("both peers are CURVE servers"));
+    }
+
+    #[tokio::test]
+    async fn zocket_curve_greetings_with_the_marker_negotiate_native_and_two_clients_are_refused() {
+        let t = Duration::from_secs(5);
+        let marked = |as_server| {
+            let mut g = Greeting::curve(as_server);
+            g.native = Some(NATIVE_VERSION);
+            g
+        };
+        let (client, server) = (marked(false), marked(true));
+        let (mut a, mut b) = tokio::io::duplex(256);
+        let (x, y) = tokio::join!(dial(&mut a, t, &client), accept(&mut b, t, &server));
+        assert_eq!(x.unwrap(), Negotiated::Native);
+        assert_eq!(y.unwrap(), Negotiated::Native);
+        let (mut a, mut b) = tokio::io::duplex(256);
+        let (x, _) = tokio::join!(dial(&mut a, t, &client), accept(&mut b, t, &client));
+        assert!(x
+            .unwrap_err()
+            .to_string()
+            .contains("both peers are CURVE clients"));
     }
 
     #[tokio::test]

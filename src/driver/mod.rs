@@ -8,6 +8,7 @@
 //! touch the transport. No lock is held across an `.await`.
 
 pub(crate) mod connect;
+mod curve_native;
 pub(crate) mod handshake;
 mod io_loop;
 mod native;
@@ -35,5 +36,35 @@ pub(crate) fn session_config(options: &Options, side: Side) -> Config {
         heartbeat_interval: options.heartbeat_interval,
         heartbeat_timeout: options.heartbeat_timeout.max(Duration::from_millis(1)),
         handshake_timeout: options.handshake_timeout,
+    }
+}
+
+/// What a ZMTP session needs to run CURVE with the socket's keys (fresh random bytes for
+/// this connection), or `None` for NULL.
+pub(crate) fn curve_setup(options: &crate::Options) -> Option<crate::proto::zmtp::CurveSetup> {
+    match &options.security {
+        crate::options::Security::Null => None,
+        crate::options::Security::CurveServer { keys } => {
+            Some(crate::proto::zmtp::CurveSetup::Server {
+                config: crate::proto::curve::ServerConfig {
+                    secret_key: keys.secret().as_crypto().clone(),
+                    public_key: *keys.public().as_bytes(),
+                    metadata: bytes::Bytes::new(),
+                },
+                random: crate::curve::server_random(),
+                authorizer: options.curve_authorizer.clone(),
+            })
+        }
+        crate::options::Security::CurveClient { server, keys } => {
+            Some(crate::proto::zmtp::CurveSetup::Client {
+                config: crate::proto::curve::ClientConfig {
+                    server_key: *server.as_bytes(),
+                    secret_key: keys.secret().as_crypto().clone(),
+                    public_key: *keys.public().as_bytes(),
+                    metadata: bytes::Bytes::new(),
+                },
+                random: crate::curve::client_random(),
+            })
+        }
     }
 }

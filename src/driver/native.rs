@@ -10,6 +10,7 @@ use bytes::BytesMut;
 use tokio::time::Instant;
 use tracing::{debug, Instrument};
 
+use super::curve_native::{Secured, MAX_BOX_FRAME};
 use super::handshake;
 #[cfg(test)]
 use super::io_loop::INPUT_BUDGET_PER_POLL as INPUT_BUDGET;
@@ -18,8 +19,10 @@ use super::transport::Transport;
 use crate::id_hash::IdMap;
 use crate::proto::native::frame::MAX_FRAME_LEN;
 use crate::proto::native::{Config, Event, Session, SessionError, StreamId, Transmit};
+use crate::proto::zmtp::CurveSetup;
 use crate::transport::shared::DirectWrite;
 use crate::Error;
+use std::ops::{Deref, DerefMut};
 
 /// Someone who follows streams without polling them: told (with the token it registered)
 /// whenever a stream may have become readable or writable, until it stops observing.
@@ -64,8 +67,9 @@ pub(crate) struct Shared {
 /// What [`Shared`] guards.
 #[derive(Debug)]
 pub(crate) struct SharedInner {
-    /// The protocol core.
-    pub(crate) core: Session,
+    /// The protocol core: the native session (inside a CURVE layer when secured; it
+    /// dereferences to the session).
+    pub(crate) core: Secured,
     /// The connection: bytes on their way out, the driver task.
     wire: Wire,
     readers: IdMap<StreamId, Waker>,
@@ -84,11 +88,20 @@ pub(crate) struct SharedInner {
 
 impl Shared {
     /// The state of a new session; its handle count starts at one.
-    fn new(config: Config, direct: Option<Arc<dyn DirectWrite>>) -> Arc<Shared> {
+    fn new(
+        config: Config,
+        curve: Option<CurveSetup>,
+        direct: Option<Arc<dyn DirectWrite>>,
+    ) -> Arc<Shared> {
         let now = Instant::now().into_std();
+        let session = Session::new(config, now);
+        let core = match curve {
+            Some(setup) => Secured::curve(session, setup),
+            None => Secured::plain(session),
+        };
         Arc::new(Shared {
             inner: Mutex::new(SharedInner {
-                core: Session::new(config, now),
+                core,
                 wire: Wire::new(direct),
                 readers: IdMap::default(),
                 writers: IdMap::default(),
@@ -165,6 +178,9 @@ impl SharedInner {
 
     /// The error that ended the session, once it ended.
     pub(crate) fn closed_error(&self) -> Option<Error> {
+        if let Some(e) = self.core.layer_error() {
+            return Some(e);
+        }
         if let Some(e) = self.core.error() {
             return Some(session_error(e));
         }
@@ -243,11 +259,12 @@ pub(crate) enum Greeting {
     Exchange,
 }
 
-/// Starts the driver task for a native session over `io`. The returned handle count
-/// starts at one, owned by the caller.
+/// Starts the driver task for a native session over `io`, inside CURVE with `curve`. The
+/// returned handle count starts at one, owned by the caller.
 pub(crate) fn spawn<T>(
     io: T,
     config: Config,
+    curve: Option<CurveSetup>,
     greeting: Greeting,
     peer: String,
     direct: Option<Arc<dyn DirectWrite>>,
@@ -257,9 +274,14 @@ where
 {
     let side = config.side;
     let timeout = config.handshake_timeout;
-    let shared = Shared::new(config, direct);
+    let protocol = if curve.is_some() {
+        "native+curve"
+    } else {
+        "native"
+    };
+    let shared = Shared::new(config, curve, direct);
     let task_shared = shared.clone();
-    let span = tracing::debug_span!("zocket.conn", %peer, protocol = "native", ?side);
+    let span = tracing::debug_span!("zocket.conn", %peer, protocol, ?side);
     tokio::spawn(
         async move {
             let mut io = io;
@@ -294,9 +316,9 @@ where
 const READ_CHUNK: usize = 256 * 1024;
 
 impl Connection for Shared {
-    type Core = Session;
+    type Core = Secured;
 
-    fn with<R>(&self, f: impl FnOnce(&mut Session, &mut Wire) -> R) -> R {
+    fn with<R>(&self, f: impl FnOnce(&mut Secured, &mut Wire) -> R) -> R {
         let mut inner = self.lock();
         let inner = &mut *inner;
         f(&mut inner.core, &mut inner.wire)
@@ -367,24 +389,29 @@ impl Connection for Shared {
     }
 }
 
-impl SessionCore for Session {
+impl SessionCore for Secured {
     type Error = SessionError;
 
     /// Feeds input held back again once reads brought the connection's held bytes down to
     /// half of `connection_window`; no read while input is paused (TCP backpressure on this
     /// peer alone, until the streams' owners read). Otherwise keeps room for a whole frame
-    /// of the largest size past what we hold, so a frame is never moved once part of it is
-    /// in (only at this reserve, rarely).
+    /// of the largest size past what we hold (a whole box under CURVE), so a frame is never
+    /// moved once part of it is in (only at this reserve, rarely).
     fn prepare_read(&mut self, now: std::time::Instant, buf: &mut BytesMut) -> bool {
-        if self.is_input_paused() {
-            if let Err(e) = self.handle_input(now, buf) {
+        if self.input_held() {
+            if let Err(e) = Secured::handle_input(self, now, buf) {
                 debug!(error = %e, "closing connection");
             }
-            if self.is_input_paused() {
+            if self.input_held() {
                 return false;
             }
         }
-        if buf.capacity() - buf.len() < MAX_FRAME_LEN {
+        let room = if self.is_secured() {
+            MAX_BOX_FRAME
+        } else {
+            MAX_FRAME_LEN
+        };
+        if buf.capacity() - buf.len() < room {
             buf.reserve(READ_CHUNK);
         }
         true
@@ -394,25 +421,25 @@ impl SessionCore for Session {
         now: std::time::Instant,
         buf: &mut BytesMut,
     ) -> Result<(), SessionError> {
-        self.handle_input(now, buf)
+        Secured::handle_input(self, now, buf)
     }
     fn handle_eof(&mut self, reason: &str) {
-        self.handle_eof(reason);
+        self.deref_mut().handle_eof(reason);
     }
     fn handle_timeout(&mut self, now: std::time::Instant) {
-        self.handle_timeout(now);
+        self.deref_mut().handle_timeout(now);
     }
     fn poll_transmit(&mut self, now: std::time::Instant, out: &mut Transmit) -> bool {
-        self.poll_transmit(now, out)
+        Secured::poll_transmit(self, now, out)
     }
     fn poll_timeout(&self) -> Option<std::time::Instant> {
-        self.poll_timeout()
+        self.deref().poll_timeout()
     }
     fn has_ended(&self) -> bool {
-        self.error().is_some()
+        self.deref().error().is_some()
     }
     fn is_closed(&self) -> bool {
-        self.is_closed()
+        Secured::is_closed(self)
     }
 }
 
@@ -515,7 +542,11 @@ mod tests {
             read: read.clone(),
         });
         let options = crate::Options::new();
-        let shared = Shared::new(crate::driver::session_config(&options, Side::Server), None);
+        let shared = Shared::new(
+            crate::driver::session_config(&options, Side::Server),
+            None,
+            None,
+        );
         let mut driver = Driver::new(io, shared.clone(), None);
         let wakes = Arc::new(CountWakes::default());
         let waker = std::task::Waker::from(wakes.clone());

@@ -22,9 +22,7 @@ use crate::driver::{zmtp, IncomingStream, Shared};
 use crate::monitor::{Event, MonitorSender};
 use crate::options::Security;
 use crate::pattern::PeerId;
-use crate::proto::curve::{ClientConfig, ServerConfig};
 use crate::proto::native::Reason;
-use crate::proto::zmtp::CurveSetup;
 use crate::transport::dialer::{Connect, Dialer, Established, HandshakeWith};
 use crate::transport::inproc::{InprocConn, InprocHello};
 use crate::transport::listener::{AcceptHandler, Listener};
@@ -647,6 +645,7 @@ fn attach_zmtp(
         heartbeat_interval: options.heartbeat_interval,
         heartbeat_timeout: options.heartbeat_timeout,
         handshake_timeout: options.handshake_timeout,
+        zocket_marker: options.native,
         recv_limit: options.recv_hwm,
         // One link per connection: bounded by the stream's window and the connection's.
         recv_bytes_limit: (options.stream_window as usize).min(options.connection_window),
@@ -680,7 +679,7 @@ fn attach_zmtp(
     let shared = zmtp::spawn(
         SharedStream::new(io),
         config,
-        curve_setup(options),
+        crate::driver::curve_setup(options),
         peer.clone(),
     );
     let (active_tx, active_rx) = tokio::sync::oneshot::channel();
@@ -705,32 +704,6 @@ fn attach_zmtp(
         active: active_rx,
         gone: gone_rx,
     })
-}
-
-/// What a ZMTP session needs to run CURVE with the socket's keys (fresh random bytes for
-/// this connection), or `None` for NULL.
-fn curve_setup(options: &crate::Options) -> Option<CurveSetup> {
-    match &options.security {
-        Security::Null => None,
-        Security::CurveServer { keys } => Some(CurveSetup::Server {
-            config: ServerConfig {
-                secret_key: keys.secret().as_crypto().clone(),
-                public_key: *keys.public().as_bytes(),
-                metadata: Bytes::new(),
-            },
-            random: crate::curve::server_random(),
-            authorizer: options.curve_authorizer.clone(),
-        }),
-        Security::CurveClient { server, keys } => Some(CurveSetup::Client {
-            config: ClientConfig {
-                server_key: *server.as_bytes(),
-                secret_key: keys.secret().as_crypto().clone(),
-                public_key: *keys.public().as_bytes(),
-                metadata: Bytes::new(),
-            },
-            random: crate::curve::client_random(),
-        }),
-    }
 }
 
 /// Tells a ZMTP peer we refuse it with an ERROR command (its greeting is done; libzmq
@@ -784,11 +757,9 @@ pub(crate) fn dial(engine: &Arc<Engine>, endpoint: Endpoint, dialed: DialedPeer)
             if !options.native {
                 key.push_str("#zmtp"); // never shares a native session
             }
-            if options.security.is_curve() {
-                // CURVE runs over ZMTP, one connection per link: never a pooled native
-                // session, whatever security it has.
-                key.push_str("#curve");
-            }
+            // Keyed by security too: sockets with the same keys share one encrypted
+            // connection, sockets with other keys (or none) never do.
+            key.push_str(&options.security.pool_key());
             let path = endpoint.path().unwrap_or("").to_owned();
             let target = endpoint.clone();
             let opts = options.clone();
@@ -1077,7 +1048,9 @@ async fn pooled_session(key: &str, target: &Endpoint, options: &crate::Options) 
     // handshake, reported as one, not a failed dial.
     let connected = match connect::dial(io, peer, options).await {
         Ok(connected) => connected,
-        Err(e @ (Error::Protocol(_) | Error::Timeout)) => return Ok(Dialed::Failed(e)),
+        Err(e @ (Error::Protocol(_) | Error::Timeout | Error::Refused { .. })) => {
+            return Ok(Dialed::Failed(e))
+        }
         Err(e) => return Err(e),
     };
     match connected {

@@ -61,7 +61,14 @@ impl Session {
     {
         let side = if server { Side::Server } else { Side::Client };
         let config = driver::session_config(options, side);
-        let shared = driver::spawn(AnyIo(io), config, Greeting::Exchange, "mux".into(), None);
+        let shared = driver::spawn(
+            AnyIo(io),
+            config,
+            None,
+            Greeting::Exchange,
+            "mux".into(),
+            None,
+        );
         Session { shared }
     }
 

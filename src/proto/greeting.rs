@@ -89,8 +89,9 @@ impl Greeting {
     }
 
     /// The greeting of a CURVE socket: ZMTP 3.1, CURVE, `as_server` for the CURVE server
-    /// (RFC 23; libzmq sends 0 whatever its role and ignores ours), and no zocket marker: a
-    /// CURVE connection speaks ZMTP, also between zocket peers, for now.
+    /// (RFC 23; libzmq sends 0 whatever its role and ignores ours), without the zocket
+    /// marker: a zocket socket that offers the native wire adds it (two zocket peers then
+    /// run the native wire inside CURVE boxes; docs/PROTOCOL.md section 7).
     pub(crate) fn curve(as_server: bool) -> Greeting {
         Greeting {
             version: (3, 1),

@@ -101,19 +101,57 @@ impl CurveCodec {
         payload: &[u8],
         out: &mut BytesMut,
     ) -> Result<(), CurveError> {
+        out.reserve(Self::body_len(payload.len()));
+        self.encrypt_parts(flags, [payload], out)
+    }
+
+    /// As [`encrypt_frame`](Self::encrypt_frame), for a payload given in `parts` (copied
+    /// once, into the box).
+    ///
+    /// # Errors
+    /// As [`encrypt`](Self::encrypt).
+    pub(crate) fn encrypt_frame_parts<'a, I>(
+        &mut self,
+        flags: u8,
+        parts: I,
+        out: &mut BytesMut,
+    ) -> Result<(), CurveError>
+    where
+        I: IntoIterator<Item = &'a [u8]>,
+        I::IntoIter: Clone,
+    {
+        if self.next_nonce == u64::MAX {
+            return Err(CurveError::NonceExhausted);
+        }
+        let parts = parts.into_iter();
+        let len = parts.clone().map(<[u8]>::len).sum();
+        let start = out.len();
+        crate::proto::zmtp::frame::encode_header(out, false, false, Self::body_len(len));
+        self.encrypt_parts(flags, parts, out)
+            .inspect_err(|_| out.truncate(start))
+    }
+
+    /// Appends the MESSAGE body for the payload in `parts`.
+    fn encrypt_parts<'a>(
+        &mut self,
+        flags: u8,
+        parts: impl IntoIterator<Item = &'a [u8]>,
+        out: &mut BytesMut,
+    ) -> Result<(), CurveError> {
         let nonce = self.next_nonce;
         if nonce == u64::MAX {
             return Err(CurveError::NonceExhausted);
         }
         self.next_nonce += 1;
         let start = out.len();
-        out.reserve(Self::body_len(payload.len()));
         out.extend_from_slice(MESSAGE);
         out.put_u64(nonce);
         let tag_at = out.len();
         out.put_bytes(0, MAC_LEN);
         out.put_u8(flags);
-        out.extend_from_slice(payload);
+        for part in parts {
+            out.extend_from_slice(part);
+        }
         let full = short_nonce(self.encode_prefix, nonce);
         match self
             .session
@@ -124,8 +162,9 @@ impl CurveCodec {
                 Ok(())
             }
             Err(_) => {
+                let len = out.len() - tag_at - MAC_LEN - 1;
                 out.truncate(start);
-                Err(CurveError::TooLarge(payload.len()))
+                Err(CurveError::TooLarge(len))
             }
         }
     }
@@ -167,7 +206,23 @@ impl CurveCodec {
     /// below 33 bytes, [`CurveError::ReplayedNonce`] for a nonce not above the last one,
     /// [`CurveError::BadBox`] when the box fails authentication (nothing of it is
     /// returned, and the last nonce is unchanged).
-    pub(crate) fn decrypt_in_place(&mut self, mut body: BytesMut) -> Result<Plaintext, CurveError> {
+    pub(crate) fn decrypt_in_place(&mut self, body: BytesMut) -> Result<Plaintext, CurveError> {
+        let (flags, data) = self.open_in_place(body)?;
+        Ok(Plaintext {
+            flags: flags & (FLAG_MORE | FLAG_COMMAND),
+            data: data.freeze(),
+        })
+    }
+
+    /// Opens a MESSAGE body in its own buffer, without copying: its flags byte as sent
+    /// (unmasked) and the payload after it, still mutable.
+    ///
+    /// # Errors
+    /// As [`decrypt_in_place`](Self::decrypt_in_place).
+    pub(crate) fn open_in_place(
+        &mut self,
+        mut body: BytesMut,
+    ) -> Result<(u8, BytesMut), CurveError> {
         let nonce = command::Message::parse(&body)?.nonce;
         if nonce <= self.peer_nonce {
             return Err(CurveError::ReplayedNonce {
@@ -190,11 +245,8 @@ impl CurveCodec {
         }
         self.peer_nonce = nonce;
         // At least one byte: the size check kept the flags byte.
-        let flags = body[0] & (FLAG_MORE | FLAG_COMMAND);
+        let flags = body[0];
         body.advance(1);
-        Ok(Plaintext {
-            flags,
-            data: body.freeze(),
-        })
+        Ok((flags, body))
     }
 }

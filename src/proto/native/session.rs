@@ -1026,7 +1026,20 @@ impl Session {
 
     /// Encodes frames to send into `out`, control frames first, then stream data in
     /// round-robin chunks. Returns whether anything was added.
-    pub(crate) fn poll_transmit(&mut self, _now: Instant, out: &mut Transmit) -> bool {
+    pub(crate) fn poll_transmit(&mut self, now: Instant, out: &mut Transmit) -> bool {
+        self.poll_transmit_limited(now, out, TRANSMIT_MAX_BYTES)
+    }
+
+    /// As [`poll_transmit`](Self::poll_transmit), but stops adding frames once `out` holds
+    /// `max_bytes` (it may overshoot by one frame: at most
+    /// [`MAX_FRAME_LEN`](super::frame::MAX_FRAME_LEN) bytes). A layer that wraps each call's
+    /// output in one envelope (a CURVE box) bounds the envelope with it.
+    pub(crate) fn poll_transmit_limited(
+        &mut self,
+        _now: Instant,
+        out: &mut Transmit,
+        max_bytes: usize,
+    ) -> bool {
         let before = out.len();
         if !self.hello_sent {
             self.hello_sent = true;
@@ -1041,9 +1054,8 @@ impl Session {
         if let Some(nonce) = self.pending_pong.take() {
             Frame::Pong { nonce }.encode(out.scratch());
         }
-        let full = |out: &Transmit| {
-            out.len() >= TRANSMIT_MAX_BYTES || out.segment_count() >= TRANSMIT_MAX_SEGMENTS
-        };
+        let full =
+            |out: &Transmit| out.len() >= max_bytes || out.segment_count() >= TRANSMIT_MAX_SEGMENTS;
         while !full(out) {
             let Some(frame) = self.control.pop_front() else {
                 break;

@@ -100,6 +100,12 @@ impl Transmit {
         }
     }
 
+    /// Everything waiting, as its segments in order (sealed first).
+    pub(crate) fn segments(&mut self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.seal();
+        self.segments.iter().map(|s| &s[..])
+    }
+
     /// Concatenates everything (tests).
     #[cfg(test)]
     pub(crate) fn concat(&mut self) -> Vec<u8> {

@@ -34,6 +34,28 @@ const PONG: &[u8] = b"PONG";
 const ERROR: &[u8] = b"ERROR";
 
 const SOCKET_TYPE: &str = "Socket-Type";
+/// The metadata property by which a zocket peer repeats, inside the authenticated CURVE
+/// handshake, the zocket marker of its greeting (value: the native version it offered,
+/// e.g. `1.0`). See docs/PROTOCOL.md, section "CURVE".
+pub(crate) const X_ZOCKET: &str = "X-Zocket";
+
+/// The value of property `name` (case-insensitive) in a property list; `None` when it is
+/// absent or the list is malformed before it.
+pub(crate) fn find_property<'a>(mut p: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    while !p.is_empty() {
+        let name_len = usize::from(p[0]);
+        let rest = p.get(1..)?;
+        let (n, rest) = rest.split_at_checked(name_len)?;
+        let (len, rest) = rest.split_at_checked(4)?;
+        let value_len = usize::try_from(u32::from_be_bytes(len.try_into().ok()?)).ok()?;
+        let (value, rest) = rest.split_at_checked(value_len)?;
+        if n.eq_ignore_ascii_case(name.as_bytes()) {
+            return Some(value);
+        }
+        p = rest;
+    }
+    None
+}
 const IDENTITY: &str = "Identity";
 
 /// What a peer says about itself in READY.
@@ -316,7 +338,7 @@ fn property_len(name: &str, value_len: usize) -> usize {
     1 + name.len() + 4 + value_len
 }
 
-fn put_property(out: &mut BytesMut, name: &str, value: &[u8]) {
+pub(crate) fn put_property(out: &mut BytesMut, name: &str, value: &[u8]) {
     out.put_u8(name.len() as u8);
     out.extend_from_slice(name.as_bytes());
     // Identities are bounded far below 4 GiB by the caller (ZeroMQ allows 255 bytes).

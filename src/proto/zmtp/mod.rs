@@ -15,4 +15,4 @@ mod session;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use session::{CurveSetup, ZmtpConfig, ZmtpError, ZmtpEvent, ZmtpSession};
+pub(crate) use session::{CurveSetup, Handshake, ZmtpConfig, ZmtpError, ZmtpEvent, ZmtpSession};

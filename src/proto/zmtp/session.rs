@@ -6,13 +6,14 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tracing::{debug, trace};
 
-use super::command::{Command, Ready, CANCEL, SUBSCRIBE};
+use super::command::{self, Command, Ready, CANCEL, SUBSCRIBE};
 use super::frame::{self, encode_header, Frame, FrameError, COMMAND, KNOWN, MORE};
 use crate::options::SharedAuthorizer;
 use crate::proto::curve::{
     ClientConfig, ClientRandom, CurveClient, CurveCodec, CurveError, CurveEvent, CurveServer,
     ServerConfig, ServerRandom, FLAG_COMMAND, FLAG_MORE, MESSAGE_OVERHEAD,
 };
+use crate::proto::greeting::NATIVE_VERSION;
 use crate::proto::limits::{held_cost, MessageBudget, MessageLimits, OverLimit, COPY_BELOW};
 use crate::proto::native::Transmit;
 use crate::{Message, SocketType};
@@ -41,6 +42,11 @@ pub(crate) struct ZmtpConfig {
     pub(crate) heartbeat_timeout: Duration,
     /// The peer's READY must arrive within this.
     pub(crate) handshake_timeout: Duration,
+    /// Our greeting carried the zocket marker (we offered the native wire): under CURVE the
+    /// handshake metadata repeats it (`X-Zocket`), and a peer whose metadata repeats it
+    /// too is refused, since both offered native yet the greetings (unauthenticated) said
+    /// otherwise.
+    pub(crate) zocket_marker: bool,
     /// Messages (subscription messages included) buffered before input is left
     /// unconsumed.
     pub(crate) recv_limit: usize,
@@ -121,22 +127,45 @@ pub(crate) enum CurveSetup {
     },
 }
 
-/// A CURVE handshake in progress.
+/// A CURVE handshake in progress: the client's or the server's core (with its authorizer).
 #[derive(Debug)]
-enum Handshake {
+pub(crate) enum Handshake {
+    /// We are the CURVE client.
     Client(Box<CurveClient>),
+    /// We are the CURVE server; `None` accepts every client that completes the handshake.
     Server(Box<CurveServer>, Option<SharedAuthorizer>),
 }
 
 impl Handshake {
-    fn handle_input(&mut self, buf: &mut BytesMut) -> Result<(), CurveError> {
+    /// The handshake of `setup`, announcing `metadata` (ZMTP properties) in INITIATE or
+    /// READY.
+    pub(crate) fn new(setup: CurveSetup, metadata: Bytes) -> Self {
+        match setup {
+            CurveSetup::Client { mut config, random } => {
+                config.metadata = metadata;
+                Handshake::Client(Box::new(CurveClient::new(config, random)))
+            }
+            CurveSetup::Server {
+                mut config,
+                random,
+                authorizer,
+            } => {
+                config.metadata = metadata;
+                Handshake::Server(Box::new(CurveServer::new(config, random)), authorizer)
+            }
+        }
+    }
+
+    /// Feeds the handshake commands at the front of `buf`.
+    pub(crate) fn handle_input(&mut self, buf: &mut BytesMut) -> Result<(), CurveError> {
         match self {
             Handshake::Client(c) => c.handle_input(buf),
             Handshake::Server(s, _) => s.handle_input(buf),
         }
     }
 
-    fn poll_event(&mut self) -> Option<CurveEvent> {
+    /// The next event of the handshake core.
+    pub(crate) fn poll_event(&mut self) -> Option<CurveEvent> {
         match self {
             Handshake::Client(c) => c.poll_event(),
             Handshake::Server(s, _) => s.poll_event(),
@@ -144,14 +173,15 @@ impl Handshake {
     }
 
     /// Moves every handshake command waiting to be sent into `out`.
-    fn drain(&mut self, out: &mut BytesMut) {
+    pub(crate) fn drain(&mut self, out: &mut BytesMut) {
         match self {
             Handshake::Client(c) => while c.poll_transmit(out) {},
             Handshake::Server(s, _) => while s.poll_transmit(out) {},
         }
     }
 
-    fn take_codec(&mut self) -> Option<CurveCodec> {
+    /// The MESSAGE layer, once the handshake is complete.
+    pub(crate) fn take_codec(&mut self) -> Option<CurveCodec> {
         match self {
             Handshake::Client(c) => c.take_codec(),
             Handshake::Server(s, _) => s.take_codec(),
@@ -315,27 +345,21 @@ impl ZmtpSession {
     /// checked as a NULL READY would be, and from then on every frame travels in a MESSAGE
     /// box ([`CurveCodec`]).
     pub(crate) fn with_curve(config: ZmtpConfig, setup: CurveSetup, now: Instant) -> Self {
-        let metadata = Ready {
-            socket_type: config.socket_type,
-            identity: config.identity.clone(),
+        let mut metadata = BytesMut::from(
+            &Ready {
+                socket_type: config.socket_type,
+                identity: config.identity.clone(),
+            }
+            .properties()[..],
+        );
+        if config.zocket_marker {
+            let version = format!("{}.{}", NATIVE_VERSION.0, NATIVE_VERSION.1);
+            command::put_property(&mut metadata, command::X_ZOCKET, version.as_bytes());
         }
-        .properties();
+        let metadata = metadata.freeze();
         let mut session = Self::new(config, now);
         session.ready_sent = true; // the metadata travels in the handshake instead
-        let mut handshake = match setup {
-            CurveSetup::Client { mut config, random } => {
-                config.metadata = metadata;
-                Handshake::Client(Box::new(CurveClient::new(config, random)))
-            }
-            CurveSetup::Server {
-                mut config,
-                random,
-                authorizer,
-            } => {
-                config.metadata = metadata;
-                Handshake::Server(Box::new(CurveServer::new(config, random)), authorizer)
-            }
-        };
+        let mut handshake = Handshake::new(setup, metadata);
         handshake.drain(&mut session.handshake_out);
         session.curve = Some(handshake);
         session
@@ -640,6 +664,18 @@ impl ZmtpSession {
             return Ok(());
         };
         self.codec = handshake.take_codec();
+        if self.config.zocket_marker
+            && command::find_property(&metadata, command::X_ZOCKET).is_some()
+        {
+            // Both offered the native wire, yet the greetings said ZMTP: someone rewrote
+            // them (the marker is not authenticated; its repetition here is).
+            return Err(self.fail(ZmtpError::Protocol(
+                "the peer's CURVE metadata says it is zocket (X-Zocket) but its greeting \
+                 carried no zocket marker: the greeting was altered on the way (downgrade \
+                 refused)"
+                    .into(),
+            )));
+        }
         let peer = Ready::decode_properties(&metadata)
             .map_err(|e| ZmtpError::Protocol(format!("CURVE metadata: {e}")))
             .and_then(|ready| {

@@ -431,6 +431,7 @@ fn config(socket_type: SocketType) -> ZmtpConfig {
         recv_limit: 1000,
         recv_bytes_limit: 1 << 20,
         max_message_frames: crate::proto::limits::DEFAULT_MAX_MESSAGE_FRAMES,
+        zocket_marker: false,
     }
 }
 
