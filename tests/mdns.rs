@@ -334,10 +334,12 @@ fn bad_announcements_are_ignored_and_a_flood_of_others_makes_no_connection() {
                         std::thread::sleep(Duration::from_millis(2));
                     }
                 };
-            // The flood and the bad ones come from one host; the catalog's quota per host
-            // keeps it from shutting out the real one, which another host announces.
+            // The bad ones come from one host, the flood from another: the catalog's quota
+            // per host keeps the flood from shutting out the real one (a third host), and
+            // the bad ones, judged whenever they arrive, are refused for their own faults,
+            // never for the flood's quota.
             let announce = |ty: &str, instance: &str, port: u16, txt: &[(&str, &str)]| {
-                announce_as("raw-test.local.", ty, instance, port, txt)
+                announce_as("bad-test.local.", ty, instance, port, txt)
             };
             let long_name = "c".repeat(200);
             let padding = "x".repeat(200);
@@ -403,8 +405,21 @@ fn bad_announcements_are_ignored_and_a_flood_of_others_makes_no_connection() {
             const FLOOD: usize = 150;
             for i in 0..FLOOD {
                 let name: &'static str = Box::leak(format!("other{i}").into_boxed_str());
-                announce(zocket, &format!("flood-{i}"), decoy_port, &pub_txt(name));
-                announce("_http._tcp.local.", &format!("web-{i}"), decoy_port, &[]);
+                let flood_host = "flood-test.local.";
+                announce_as(
+                    flood_host,
+                    zocket,
+                    &format!("flood-{i}"),
+                    decoy_port,
+                    &pub_txt(name),
+                );
+                announce_as(
+                    flood_host,
+                    "_http._tcp.local.",
+                    &format!("web-{i}"),
+                    decoy_port,
+                    &[],
+                );
             }
             // Last, the one real publisher, announced by hand too, from another host.
             announce_as(
