@@ -11,7 +11,7 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{free_port, until_event};
+use common::{free_port, have_pyzmq_curve, until_event};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 use tokio::time::timeout;
@@ -20,25 +20,6 @@ use zocket::monitor::Event;
 use zocket::{Error, Options, Rep, Req};
 
 const T: Duration = Duration::from_secs(20);
-
-fn have_pyzmq_curve() -> bool {
-    let ok = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import zmq, sys; sys.exit(0 if zmq.has('curve') else 1)",
-        ])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "pyzmq with CURVE is missing: .ci/run installs it (pip install pyzmq)"
-        );
-        eprintln!("skipping: python3 with pyzmq (libzmq with CURVE) is not installed");
-    }
-    ok
-}
 
 /// A python child running `script` with `args`, read line by line; killed on drop.
 struct Python {

@@ -90,17 +90,30 @@ pub(crate) fn open_fds() -> usize {
 /// elsewhere a test without it says so and passes, but with `CI` set it fails, so CI can
 /// never skip the interop tests silently.
 pub(crate) fn have_pyzmq() -> bool {
+    have_python("import zmq", "pyzmq (libzmq)")
+}
+
+/// [`have_pyzmq`], with a libzmq that has CURVE (pyzmq's wheels do).
+pub(crate) fn have_pyzmq_curve() -> bool {
+    have_python(
+        "import zmq, sys; sys.exit(0 if zmq.has('curve') else 1)",
+        "pyzmq (libzmq with CURVE)",
+    )
+}
+
+/// Whether `python3 -c check` succeeds; `what` names it in the skip message.
+fn have_python(check: &str, what: &str) -> bool {
     let ok = std::process::Command::new("python3")
-        .args(["-c", "import zmq"])
+        .args(["-c", check])
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
         assert!(
             std::env::var_os("CI").is_none(),
-            "pyzmq is missing: .ci/run installs it (pip install pyzmq)"
+            "{what} is missing: .ci/run installs it (pip install pyzmq)"
         );
-        eprintln!("skipping: python3 with pyzmq (libzmq) is not installed; `pip install pyzmq` to run the interop tests");
+        eprintln!("skipping: python3 with {what} is not installed; `pip install pyzmq` to run the interop tests");
     }
     ok
 }
