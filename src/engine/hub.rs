@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use bytes::Bytes;
 use futures::FutureExt;
 use tracing::{debug, info, warn};
 
@@ -1063,14 +1062,11 @@ async fn pooled_session(key: &str, target: &Endpoint, options: &crate::Options) 
     }
 }
 
-#[allow(dead_code)]
-fn _unused(_: Bytes) {}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
-    use bytes::BytesMut;
+    use bytes::{Bytes, BytesMut};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
     use tokio::time::timeout;
