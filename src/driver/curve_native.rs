@@ -18,7 +18,7 @@ use std::time::Instant;
 use bytes::{Buf, BytesMut};
 use tracing::debug;
 
-use crate::proto::curve::{CurveCodec, CurveError, CurveEvent, MESSAGE_OVERHEAD};
+use crate::proto::curve::{CurveCodec, CurveError, MESSAGE_OVERHEAD};
 use crate::proto::greeting::NATIVE_VERSION;
 use crate::proto::limits::COPY_BELOW;
 use crate::proto::native::frame::{HEADER_LEN, MAX_CONTROL_PAYLOAD, MAX_FRAME_LEN};
@@ -139,38 +139,17 @@ impl CurveLayer {
         let Some(handshake) = self.handshake.as_mut() else {
             return Ok(true);
         };
-        let mut failed = handshake.handle_input(buf).err();
-        let mut ready = None;
-        while failed.is_none() {
-            match handshake.poll_event() {
-                Some(CurveEvent::Authorize { client_key }) => {
-                    if let Handshake::Server(server, authorizer) = handshake {
-                        let key = crate::curve::PublicKey::from_bytes(client_key);
-                        if authorizer.as_ref().is_none_or(|a| a.0.authorize(&key)) {
-                            server.accept();
-                        } else {
-                            server.refuse();
-                            failed = server.error().cloned();
-                        }
-                    }
+        let ready = match handshake.step(buf, &mut self.out) {
+            Ok(ready) => ready,
+            Err((e, explain)) => {
+                if explain {
+                    // Tell the client why, in place of WELCOME or READY (a refused client
+                    // has its ERROR queued already).
+                    Command::Error(e.to_string()).encode(&mut self.out);
                 }
-                Some(CurveEvent::Ready { metadata, peer_key }) => {
-                    debug!(peer_key = %crate::curve::PublicKey::from_bytes(peer_key), "CURVE handshake complete (native wire)");
-                    ready = Some(metadata);
-                }
-                None => break,
+                return Err(e.into());
             }
-        }
-        handshake.drain(&mut self.out);
-        if let Some(e) = failed {
-            let server = matches!(handshake, Handshake::Server(..));
-            if server && !matches!(e, CurveError::Refused { .. } | CurveError::Peer { .. }) {
-                // Tell the client why, in place of WELCOME or READY (a refused client has
-                // its ERROR queued already).
-                Command::Error(e.to_string()).encode(&mut self.out);
-            }
-            return Err(e.into());
-        }
+        };
         let Some(metadata) = ready else {
             return Ok(false);
         };

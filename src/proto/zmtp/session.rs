@@ -187,6 +187,54 @@ impl Handshake {
             Handshake::Server(s, _) => s.take_codec(),
         }
     }
+
+    /// One round of the handshake, whichever wire carries it: feeds the commands at the front
+    /// of `buf`, asks the authorizer when a client presents its key, and moves what is to be
+    /// sent into `out`. `Ok(Some(metadata))` once the peer's READY (or INITIATE) is in,
+    /// `Ok(None)` while more input is needed.
+    ///
+    /// # Errors
+    /// The handshake's failure, and whether to tell the peer why with an ERROR (a server
+    /// that failed a client for another reason than a refusal, whose ERROR is queued
+    /// already).
+    pub(crate) fn step(
+        &mut self,
+        buf: &mut BytesMut,
+        out: &mut BytesMut,
+    ) -> Result<Option<Bytes>, (CurveError, bool)> {
+        let mut failed = self.handle_input(buf).err();
+        let mut ready = None;
+        while failed.is_none() {
+            match self.poll_event() {
+                Some(CurveEvent::Authorize { client_key }) => {
+                    if let Handshake::Server(server, authorizer) = self {
+                        let key = crate::curve::PublicKey::from_bytes(client_key);
+                        if authorizer.as_ref().is_none_or(|a| a.0.authorize(&key)) {
+                            server.accept();
+                        } else {
+                            server.refuse();
+                            failed = server.error().cloned();
+                        }
+                    }
+                }
+                Some(CurveEvent::Ready { metadata, peer_key }) => {
+                    debug!(peer_key = %crate::curve::PublicKey::from_bytes(peer_key), "CURVE handshake complete");
+                    ready = Some(metadata);
+                }
+                None => break,
+            }
+        }
+        self.drain(out);
+        match failed {
+            Some(e) => {
+                let server = matches!(self, Handshake::Server(..));
+                let explain =
+                    server && !matches!(e, CurveError::Refused { .. } | CurveError::Peer { .. });
+                Err((e, explain))
+            }
+            None => Ok(ready),
+        }
+    }
 }
 
 impl From<FrameError> for ZmtpError {
@@ -622,43 +670,20 @@ impl ZmtpSession {
         let Some(mut handshake) = self.curve.take() else {
             return Ok(());
         };
-        let result = handshake.handle_input(buf);
-        let mut ready = None;
-        let mut failed = result.err();
-        while failed.is_none() {
-            match handshake.poll_event() {
-                Some(CurveEvent::Authorize { client_key }) => {
-                    if let Handshake::Server(server, authorizer) = &mut handshake {
-                        let key = crate::curve::PublicKey::from_bytes(client_key);
-                        let allowed = authorizer.as_ref().is_none_or(|a| a.0.authorize(&key));
-                        if allowed {
-                            server.accept();
-                        } else {
-                            server.refuse();
-                            failed = server.error().cloned();
-                        }
-                    }
+        let ready = match handshake.step(buf, &mut self.handshake_out) {
+            Ok(ready) => ready,
+            Err((e, explain)) => {
+                debug!(error = %e, "CURVE handshake failed");
+                if explain {
+                    // Tell the client why, in place of WELCOME or READY (libzmq's clients
+                    // accept ERROR there; a refused client has its ERROR queued already).
+                    self.error_to_send = Some(e.to_string());
                 }
-                Some(CurveEvent::Ready { metadata, peer_key }) => {
-                    debug!(peer_key = %crate::curve::PublicKey::from_bytes(peer_key), "CURVE handshake complete");
-                    ready = Some(metadata);
-                }
-                None => break,
+                let err = ZmtpError::Curve(e);
+                self.terminate(err.clone());
+                return Err(err);
             }
-        }
-        handshake.drain(&mut self.handshake_out);
-        if let Some(e) = failed {
-            debug!(error = %e, "CURVE handshake failed");
-            let server = matches!(handshake, Handshake::Server(..));
-            if server && !matches!(e, CurveError::Refused { .. } | CurveError::Peer { .. }) {
-                // Tell the client why, in place of WELCOME or READY (libzmq's clients
-                // accept ERROR there; a refused client has its ERROR queued already).
-                self.error_to_send = Some(e.to_string());
-            }
-            let err = ZmtpError::Curve(e);
-            self.terminate(err.clone());
-            return Err(err);
-        }
+        };
         let Some(metadata) = ready else {
             self.curve = Some(handshake);
             return Ok(());
