@@ -9,7 +9,7 @@ use zeroize::{Zeroize, Zeroizing};
 use super::codec::CurveCodec;
 use super::command::{self, Ready, Welcome, COOKIE_LEN};
 use super::{
-    nonce, open, put_command_frame, salsa_box, seal, short_nonce, CurveError, CurveEvent, KeyBytes,
+    nonce, open, salsa_box, seal, short_nonce, transmit_next, CurveError, CurveEvent, KeyBytes,
     MAX_HANDSHAKE_COMMAND,
 };
 use crate::proto::zmtp::frame::Frame;
@@ -207,13 +207,7 @@ impl CurveClient {
 
     /// Appends the next handshake command as a ZMTP COMMAND frame; `false` when none waits.
     pub(crate) fn poll_transmit(&mut self, out: &mut BytesMut) -> bool {
-        match self.out.pop_front() {
-            Some(body) => {
-                put_command_frame(out, &body);
-                true
-            }
-            None => false,
-        }
+        transmit_next(&mut self.out, out)
     }
 
     /// The next event: [`CurveEvent::Ready`] once READY is opened.

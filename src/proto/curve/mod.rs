@@ -201,6 +201,18 @@ fn put_command_frame(out: &mut BytesMut, body: &[u8]) {
     out.extend_from_slice(body);
 }
 
+/// Moves the next queued handshake command into `out` as a ZMTP command frame; `false` when
+/// none waits (the client's and the server's `poll_transmit`).
+fn transmit_next(queue: &mut std::collections::VecDeque<Vec<u8>>, out: &mut BytesMut) -> bool {
+    match queue.pop_front() {
+        Some(body) => {
+            put_command_frame(out, &body);
+            true
+        }
+        None => false,
+    }
+}
+
 /// Something the owner of a CURVE handshake core must react to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum CurveEvent {

@@ -12,7 +12,7 @@ use zeroize::{Zeroize, Zeroizing};
 use super::codec::CurveCodec;
 use super::command::{self, Hello, Initiate};
 use super::{
-    equal_ct, nonce, open, put_command_frame, salsa_box, seal, short_nonce, CurveError, CurveEvent,
+    equal_ct, nonce, open, salsa_box, seal, short_nonce, transmit_next, CurveError, CurveEvent,
     KeyBytes, MAX_HANDSHAKE_COMMAND, REFUSED_STATUS,
 };
 use crate::proto::zmtp::frame::Frame;
@@ -289,13 +289,7 @@ impl CurveServer {
 
     /// Appends the next handshake command as a ZMTP COMMAND frame; `false` when none waits.
     pub(crate) fn poll_transmit(&mut self, out: &mut BytesMut) -> bool {
-        match self.out.pop_front() {
-            Some(body) => {
-                put_command_frame(out, &body);
-                true
-            }
-            None => false,
-        }
+        transmit_next(&mut self.out, out)
     }
 
     /// The next event: [`CurveEvent::Authorize`], then [`CurveEvent::Ready`].
