@@ -172,9 +172,10 @@ pub struct TalkArgs {
     pub curve: CurveArgs,
 
     /// Print connection events (listening, connected, disconnected, retrying, handshake failed) to stderr.
+    /// Failed handshakes (a wrong CURVE key, an incompatible peer) are printed even without it.
     #[arg(long)]
     pub monitor: bool,
-    /// Do not print the bound endpoints to stderr.
+    /// Do not print the bound endpoints, nor failed handshakes, to stderr.
     #[arg(long, short = 'q')]
     pub quiet: bool,
 }

@@ -225,18 +225,27 @@ fn check(kind: Kind, a: &TalkArgs) -> Result<(), Fail> {
     Ok(())
 }
 
-/// Starts the monitor (if asked), binds and connects every endpoint, waits for --wait-peers.
+/// Starts the monitor (every event with --monitor, else failed handshakes unless --quiet),
+/// binds and connects every endpoint, waits for --wait-peers.
 async fn open(
     socket: &Socket,
     kind: Kind,
     args: &TalkArgs,
     monitor: &mut Option<MonitorTask>,
 ) -> Result<(), Fail> {
-    if args.monitor {
+    let shown = if args.monitor {
+        Some(Shown::Every)
+    } else if !args.quiet {
+        Some(Shown::Failures)
+    } else {
+        None
+    };
+    if let Some(shown) = shown {
         *monitor = Some(MonitorTask::start(
             socket,
             kind,
             !args.endpoints.connect.is_empty(),
+            shown,
         ));
     }
     bind_and_connect(socket, &kind.to_string(), &args.endpoints, args.quiet).await?;
@@ -247,6 +256,16 @@ async fn open(
             .map_err(|e| Fail::runtime("waiting for peers", e))?;
     }
     Ok(())
+}
+
+/// Which connection events a [`MonitorTask`] prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shown {
+    /// Every event (`--monitor`).
+    Every,
+    /// Only failed handshakes: without them, a client with the wrong CURVE server key (or a
+    /// peer that speaks something else) would wait in silence while it retries.
+    Failures,
 }
 
 /// Prints a socket's connection events to stderr, from a task of its own.
@@ -263,14 +282,18 @@ struct MonitorTask {
 const CONNECTED_GRACE: Duration = Duration::from_millis(250);
 
 impl MonitorTask {
-    fn start(socket: &Socket, kind: Kind, dials: bool) -> MonitorTask {
+    fn start(socket: &Socket, kind: Kind, dials: bool, shown: Shown) -> MonitorTask {
         let mut monitor = socket.monitor();
+        let dials = dials && shown == Shown::Every;
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let mut last_listening = None;
             let mut connected = false;
             let mut print = |event: Event| {
                 connected |= matches!(event, Event::Connected { .. });
+                if shown == Shown::Failures && !matches!(event, Event::HandshakeFailed { .. }) {
+                    return connected;
+                }
                 // The library reports a new listener twice (transport and engine): once is enough.
                 if let Event::Listening { endpoint } = &event {
                     if last_listening.as_ref() == Some(endpoint) {
