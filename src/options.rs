@@ -40,6 +40,7 @@ pub struct Options {
     pub(crate) identity: Option<Bytes>,
     pub(crate) request_timeout: Option<Duration>,
     pub(crate) router_mandatory: bool,
+    pub(crate) router_handover: bool,
     pub(crate) max_subscription_bytes: usize,
     pub(crate) dns_refresh: Duration,
     pub(crate) stream_window: u32,
@@ -176,6 +177,7 @@ impl Default for Options {
             identity: None,
             request_timeout: None,
             router_mandatory: false,
+            router_handover: false,
             max_subscription_bytes: DEFAULT_MAX_SUBSCRIPTION_BYTES,
             dns_refresh: Duration::from_secs(30),
             stream_window: DEFAULT_STREAM_WINDOW,
@@ -382,6 +384,33 @@ impl Options {
     /// instead of dropping it. Default false.
     pub fn router_mandatory(mut self, mandatory: bool) -> Self {
         self.router_mandatory = mandatory;
+        self
+    }
+
+    /// Whether a `Router` hands a routing identity over to a newcomer that claims it while
+    /// another link holds it (libzmq's `ZMQ_ROUTER_HANDOVER`). Default false: the newcomer
+    /// is refused and the holder keeps the identity.
+    ///
+    /// For peers that restart with a fixed identity (a worker given `Options::identity`):
+    /// after a network cut the router still holds the dead link's identity until the
+    /// heartbeat declares it dead (up to `heartbeat_timeout`), and without handover the
+    /// restarted worker is refused until then. With handover the old link is closed at once
+    /// (its queued messages are dropped, its monitor says why) and the newcomer routes under
+    /// the identity.
+    ///
+    /// On a CURVE server, an identity is handed over only to a client with the same public
+    /// key as its holder: the key is authenticated, so a peer cannot take another client's
+    /// identity. Without CURVE, identities are only what peers claim: any peer that can
+    /// connect can take over any identity it knows, and receive the messages routed to it.
+    /// Use handover without CURVE on trusted networks only.
+    ///
+    /// ```
+    /// # use zocket::{Options, Router};
+    /// let router = Router::with_options(Options::new().router_handover(true));
+    /// # drop(router);
+    /// ```
+    pub fn router_handover(mut self, handover: bool) -> Self {
+        self.router_handover = handover;
         self
     }
 

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 pub(crate) use peer::{Link, Peer, Phase, Read};
 pub(crate) use signal::Signal;
@@ -348,14 +348,30 @@ impl Engine {
             SocketType::Pub => st.fanout.add_peer(id),
             SocketType::Router => {
                 let requested = (!identity.is_empty()).then_some(identity);
-                match st.identities.insert(id, requested) {
+                let mut inserted = st.identities.insert(id, requested.clone());
+                if let Err(dup) = &inserted {
+                    if self.may_take_over(st, dup.holder, id) {
+                        info!(identity = ?dup.identity, "router handover: a new link takes the identity over");
+                        self.remove_peer(
+                            st,
+                            dup.holder,
+                            Some(Error::Refused {
+                                reason:
+                                    "another link took this routing identity over (router_handover)"
+                                        .into(),
+                            }),
+                        );
+                        inserted = st.identities.insert(id, requested);
+                    }
+                }
+                match inserted {
                     Ok(routing_id) => {
                         if let Some(peer) = st.peers.get_mut(&id) {
                             peer.identity = routing_id;
                         }
                     }
                     Err(dup) => {
-                        warn!(identity = ?dup, "refusing a second peer with a live identity");
+                        warn!(identity = ?dup.identity, "refusing a second peer with a live identity");
                         self.remove_peer(
                             st,
                             id,
@@ -372,6 +388,18 @@ impl Engine {
         st.rr.add(id);
         st.fair.push_ready(id);
         self.signal.notify();
+    }
+
+    /// Whether `newcomer` may take the routing identity `holder` holds: only with
+    /// `Options::router_handover`, and on CURVE links only between the same client key.
+    fn may_take_over(&self, st: &State, holder: PeerId, newcomer: PeerId) -> bool {
+        if !self.options.router_handover {
+            return false;
+        }
+        match (st.peers.get(&holder), st.peers.get(&newcomer)) {
+            (Some(old), Some(new)) => old.curve_key() == new.curve_key(),
+            _ => false,
+        }
     }
 
     /// Drops a peer: out of every structure, its link closed, its watchers told.

@@ -72,6 +72,8 @@ pub(crate) struct Peer {
     closed: bool,
     /// Sub: this publisher was sent our subscription snapshot.
     pub(crate) snapshot_sent: bool,
+    /// The peer's long-term CURVE public key, on a CURVE link (set when it is attached).
+    pub(crate) curve_key: Option<crate::curve::PublicKey>,
 }
 
 /// What a read found.
@@ -108,7 +110,13 @@ impl Peer {
             dialed: false,
             closed: false,
             snapshot_sent: false,
+            curve_key: None,
         }
+    }
+
+    /// The peer's long-term CURVE public key: `None` on a NULL (plaintext) link.
+    pub(crate) fn curve_key(&self) -> Option<&crate::curve::PublicKey> {
+        self.curve_key.as_ref()
     }
 
     /// Messages waiting in this peer's queue.

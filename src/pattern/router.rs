@@ -8,11 +8,17 @@ use super::PeerId;
 
 /// A peer asked for a routing identity that another live peer already holds.
 ///
-/// As in libzmq (without `ZMQ_ROUTER_HANDOVER`), the newcomer is refused: the engine closes
-/// its pipe and the peer holding the identity keeps it.
+/// As in libzmq, without handover the newcomer is refused: the engine closes its pipe and
+/// the peer holding the identity keeps it. With handover (`Options::router_handover`) the
+/// engine may remove the holder and insert the newcomer again.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("routing identity {0:?} is already held by another peer")]
-pub(crate) struct DuplicateIdentity(pub(crate) Bytes);
+#[error("routing identity {identity:?} is already held by another peer")]
+pub(crate) struct DuplicateIdentity {
+    /// The identity asked for.
+    pub(crate) identity: Bytes,
+    /// The peer holding it.
+    pub(crate) holder: PeerId,
+}
 
 /// The two-way map between routing identities and peers.
 ///
@@ -69,7 +75,10 @@ impl Identities {
         if let Some(id) = &requested {
             if let Some(&holder) = self.by_identity.get(id) {
                 if holder != peer {
-                    return Err(DuplicateIdentity(id.clone()));
+                    return Err(DuplicateIdentity {
+                        identity: id.clone(),
+                        holder,
+                    });
                 }
             }
         }
@@ -183,7 +192,10 @@ mod tests {
         ids.insert(PeerId(1), Some(id.clone())).unwrap();
         assert_eq!(
             ids.insert(PeerId(2), Some(id.clone())),
-            Err(DuplicateIdentity(id.clone()))
+            Err(DuplicateIdentity {
+                identity: id.clone(),
+                holder: PeerId(1)
+            })
         );
         assert_eq!(ids.peer(b"dup"), Some(PeerId(1)));
         assert_eq!(ids.identity(PeerId(2)), None);
@@ -253,9 +265,10 @@ mod tests {
                                 }
                                 model.insert(peer, id);
                             }
-                            Err(DuplicateIdentity(id)) => {
+                            Err(DuplicateIdentity { identity, holder: held_by }) => {
                                 prop_assert!(holder.is_some() && holder != Some(peer));
-                                prop_assert_eq!(Some(id), valid);
+                                prop_assert_eq!(Some(held_by), holder);
+                                prop_assert_eq!(Some(identity), valid);
                             }
                         }
                     }
