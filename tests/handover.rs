@@ -165,12 +165,13 @@ async fn without_handover_a_restarted_worker_is_refused_while_the_cut_link_holds
     // each of its redials...
     for _ in 0..2 {
         until_event(&mut router_events, |e| {
-            matches!(e, Event::Disconnected { reason, .. }
+            matches!(e, Event::HandshakeFailed { reason, .. }
                 if reason.contains("already uses this identity"))
         })
         .await;
         until_event(&mut second_events, |e| {
-            matches!(e, Event::HandshakeFailed { .. })
+            matches!(e, Event::HandshakeFailed { reason, .. }
+                if reason.contains("already has a live peer with that routing identity"))
         })
         .await;
     }

@@ -53,6 +53,25 @@ pub(super) fn attach_incoming(
             )
         })
     });
+    let refusal = refusal.or_else(|| {
+        // A Router refuses a routing id a live peer holds (unless it hands identities
+        // over: then `Engine::activate` decides), with a reason the opener can report.
+        let claimed = &incoming.identity;
+        let valid = claimed.first().is_some_and(|&b| b != 0);
+        (local == SocketType::Router
+            && valid
+            && !engine.options.router_handover
+            && st.identities.peer(claimed).is_some())
+        .then(|| {
+            (
+                Reason::IDENTITY_TAKEN,
+                "this ROUTER already has a live peer with that routing identity".to_owned(),
+                Error::Refused {
+                    reason: "another peer already uses this identity".into(),
+                },
+            )
+        })
+    });
     if let Some((reason, text, error)) = refusal {
         warn!(%peer, %error, "refusing stream");
         engine.emit(Event::HandshakeFailed {

@@ -1187,4 +1187,6 @@ impl Reason {
     pub(crate) const SHUTDOWN: Reason = Reason(9);
     /// A `PAIR` socket already has its one peer.
     pub(crate) const PAIR_TAKEN: Reason = Reason(10);
+    /// A `ROUTER` already has a live peer with the routing identity the opener claims.
+    pub(crate) const IDENTITY_TAKEN: Reason = Reason(11);
 }
