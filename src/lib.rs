@@ -132,7 +132,7 @@ mod transport;
 pub mod monitor;
 
 pub use endpoint::{Endpoint, Host};
-pub use error::{Error, Result};
+pub use error::{Error, Result, TryRecvError, TrySendError};
 pub use message::{IntoFrames, Message};
 pub use options::{
     Options, DEFAULT_CONNECTION_WINDOW, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HANDSHAKES,
