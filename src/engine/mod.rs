@@ -786,28 +786,34 @@ impl Engine {
     }
 
     /// Non-blocking send to one peer (Router): like [`send_to`](Self::send_to), except that
-    /// a full queue hands the message back (`Full`) instead of dropping it.
-    pub(crate) fn try_send_to(
-        &self,
-        id: PeerId,
-        msg: Message,
-    ) -> Result<Delivery, TrySendError> {
+    /// a full queue hands the message back (`Full`) instead of dropping it, and so does a
+    /// peer that is not connected (`HostUnreachable`; the caller decides whether that is an
+    /// error). Spends no budget.
+    pub(crate) fn try_send_to(&self, id: PeerId, msg: Message) -> Result<(), TrySendError> {
         let mut st = self.lock();
         if st.closing {
             return Err(TrySendError::Closed(msg));
         }
         self.absorb(&mut st);
         let Some(peer) = st.peers.get_mut(&id) else {
-            return Ok(Delivery::NoSuchPeer);
+            return Err(TrySendError::HostUnreachable(msg));
         };
         if peer.queued() >= self.options.send_hwm {
             return Err(TrySendError::Full(msg));
         }
-        if let Err((e, _)) = peer.enqueue(msg, &self.signal, false) {
+        if let Err((e, back)) = peer.enqueue(msg, &self.signal, false) {
             self.remove_peer(&mut st, id, Some(e));
-            return Ok(Delivery::NoSuchPeer);
+            // Lost with the peer if part of it was written already.
+            if let Some(msg) = back {
+                return Err(TrySendError::HostUnreachable(msg));
+            }
         }
-        Ok(Delivery::Queued)
+        Ok(())
+    }
+
+    /// Whether the socket is closing (no more sends).
+    pub(crate) fn is_closing(&self) -> bool {
+        self.lock().closing
     }
 
     /// Sends to one peer (Router, Rep), never waiting: a peer whose queue is full
