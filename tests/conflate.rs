@@ -38,7 +38,10 @@ fn seq_of(msg: &Message) -> u32 {
     assert_eq!(frames[0], "tick");
     let seq: u32 = std::str::from_utf8(&frames[1]).unwrap().parse().unwrap();
     assert_eq!(frames[2].len(), 64 + (seq % 7) as usize, "frame 3 of {seq}");
-    assert!(frames[2].iter().all(|&b| b == (seq % 251) as u8), "frame 3 of {seq}");
+    assert!(
+        frames[2].iter().all(|&b| b == (seq % 251) as u8),
+        "frame 3 of {seq}"
+    );
     seq
 }
 
@@ -162,7 +165,11 @@ where
     burst(from, BURST).await;
     busy_reader().await;
     let seen = until_newest(to, BURST - 1).await;
-    assert!(seen.len() <= FEW, "{label}: {} arrived: {seen:?}", seen.len());
+    assert!(
+        seen.len() <= FEW,
+        "{label}: {} arrived: {seen:?}",
+        seen.len()
+    );
 }
 
 /// The sending side alone: a conflating `Push` whose `Pull` (not conflating) does not read
@@ -196,7 +203,10 @@ async fn a_conflating_sender_replaces_its_unsent_message_and_never_waits() {
         }
         let mut seen: Vec<u32> = Vec::new();
         loop {
-            let msg = timeout(T, pull.recv()).await.expect("newest never came").unwrap();
+            let msg = timeout(T, pull.recv())
+                .await
+                .expect("newest never came")
+                .unwrap();
             let frames = msg.frames();
             assert_eq!(frames.len(), 2);
             let seq: u32 = std::str::from_utf8(&frames[0]).unwrap().parse().unwrap();
@@ -229,7 +239,13 @@ async fn conflate_is_refused_on_req_rep_and_router_with_an_error_naming_option_a
             socket.connect("tcp://127.0.0.1:1").unwrap_err(),
         ] {
             assert!(
-                matches!(err, Error::InvalidOption { option: "conflate", .. }),
+                matches!(
+                    err,
+                    Error::InvalidOption {
+                        option: "conflate",
+                        ..
+                    }
+                ),
                 "{err:?}"
             );
             assert_eq!(
@@ -245,12 +261,24 @@ async fn conflate_is_refused_on_req_rep_and_router_with_an_error_naming_option_a
     }
     // The six types that conflate bind as usual.
     let ok = [
-        Pub::with_options(opts.clone()).bind("tcp://127.0.0.1:0").await,
-        Sub::with_options(opts.clone()).bind("tcp://127.0.0.1:0").await,
-        Push::with_options(opts.clone()).bind("tcp://127.0.0.1:0").await,
-        Pull::with_options(opts.clone()).bind("tcp://127.0.0.1:0").await,
-        Dealer::with_options(opts.clone()).bind("tcp://127.0.0.1:0").await,
-        Pair::with_options(opts.clone()).bind("tcp://127.0.0.1:0").await,
+        Pub::with_options(opts.clone())
+            .bind("tcp://127.0.0.1:0")
+            .await,
+        Sub::with_options(opts.clone())
+            .bind("tcp://127.0.0.1:0")
+            .await,
+        Push::with_options(opts.clone())
+            .bind("tcp://127.0.0.1:0")
+            .await,
+        Pull::with_options(opts.clone())
+            .bind("tcp://127.0.0.1:0")
+            .await,
+        Dealer::with_options(opts.clone())
+            .bind("tcp://127.0.0.1:0")
+            .await,
+        Pair::with_options(opts.clone())
+            .bind("tcp://127.0.0.1:0")
+            .await,
     ];
     for bound in ok {
         bound.unwrap();

@@ -170,11 +170,7 @@ impl Socket {
     /// A round-robin send that never waits (each type's `try_send`). What a `Sink` left in
     /// `slot` goes first, so the two never overtake each other: while it cannot go, `msg`
     /// comes back.
-    fn try_send_rr(
-        &self,
-        slot: &mut Option<Message>,
-        msg: Message,
-    ) -> Result<(), TrySendError> {
+    fn try_send_rr(&self, slot: &mut Option<Message>, msg: Message) -> Result<(), TrySendError> {
         if let Some(pending) = slot.take() {
             if let Err(e) = self.engine.try_send_rr_now(pending) {
                 let closed = matches!(e, TrySendError::Closed(_));
