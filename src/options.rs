@@ -422,10 +422,10 @@ impl Options {
     /// push.connect("inproc://doc-conflate")?;
     /// push.wait_for_peers(1).await?;
     /// for i in 0..100u32 {
-    ///     push.send(["price", &i.to_string()]).await?; // never waits for room
+    ///     push.send(["price".to_string(), i.to_string()]).await?; // never waits for room
     /// }
-    /// let latest = pull.recv().await?; // a whole two-frame message, a recent one
-    /// assert_eq!(latest.frames()[0], "price");
+    /// let latest = pull.recv().await?; // the newest, whole: ["price", "99"]
+    /// assert_eq!(latest.frames(), &["price", "99"][..]);
     /// # Ok(()) }
     /// ```
     pub fn conflate(mut self, conflate: bool) -> Self {
