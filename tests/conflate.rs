@@ -1,4 +1,7 @@
-//! `Options::conflate`: only the newest message per peer, over tcp, ipc and inproc.
+//! `Options::conflate`: only the newest message per peer, over tcp, ipc and inproc, and from
+//! a libzmq peer (through pyzmq).
+
+mod common;
 
 use std::time::Duration;
 
@@ -283,4 +286,57 @@ async fn conflate_is_refused_on_req_rep_and_router_with_an_error_naming_option_a
     for bound in ok {
         bound.unwrap();
     }
+}
+
+/// A libzmq PUSH (plain ZMTP) bursts multipart messages at a conflating zocket `Pull` that
+/// reads late: only the newest arrive, whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflating_pull_keeps_only_the_newest_from_a_libzmq_push() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    if !common::have_pyzmq() {
+        return;
+    }
+    let script = format!(
+        r#"
+import sys, zmq
+ctx = zmq.Context()
+push = ctx.socket(zmq.PUSH)
+port = push.bind_to_random_port("tcp://127.0.0.1")
+print(port, flush=True)
+sys.stdin.readline()
+for seq in range({BURST}):
+    fill = bytes([seq % 251]) * (64 + seq % 7)
+    push.send_multipart([b"tick", str(seq).encode(), fill])
+print("sent", flush=True)
+sys.stdin.readline()
+push.close(linger=0)
+ctx.term()
+"#
+    );
+    let mut child = tokio::process::Command::new("python3")
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 runs");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let port = timeout(T, lines.next_line())
+        .await
+        .expect("python said nothing")
+        .unwrap()
+        .expect("python exited early");
+    let mut pull = Pull::with_options(Options::new().conflate(true));
+    pull.connect(&format!("tcp://127.0.0.1:{port}")).unwrap();
+    timeout(T, pull.wait_for_peers(1)).await.unwrap().unwrap();
+    stdin.write_all(b"go\n").await.unwrap();
+    let sent = timeout(T, lines.next_line()).await.unwrap().unwrap();
+    assert_eq!(sent.as_deref(), Some("sent"));
+    busy_reader().await;
+    let seen = until_newest(&mut pull, BURST - 1).await;
+    assert!(seen.len() <= FEW, "{} arrived: {seen:?}", seen.len());
+    stdin.write_all(b"done\n").await.unwrap();
+    let status = timeout(T, child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "{status}");
 }
