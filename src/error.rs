@@ -73,6 +73,17 @@ pub enum Error {
     /// The socket, stream or connection is closed.
     #[error("closed")]
     Closed,
+    /// An [`Options`](crate::Options) setting that this socket type cannot honour (returned
+    /// by `bind` and `connect`, before anything is bound or dialed).
+    #[error("option {option} is not supported on a {socket_type} socket: {reason}")]
+    InvalidOption {
+        /// The option's name, as its `Options` setter is called.
+        option: &'static str,
+        /// The socket's type.
+        socket_type: SocketType,
+        /// Why, and which types accept it.
+        reason: String,
+    },
 }
 
 /// `Result` with [`Error`] as the default error type.
@@ -106,6 +117,15 @@ impl Error {
             Error::HostUnreachable => Error::HostUnreachable,
             Error::Reset => Error::Reset,
             Error::Closed => Error::Closed,
+            Error::InvalidOption {
+                option,
+                socket_type,
+                reason,
+            } => Error::InvalidOption {
+                option,
+                socket_type: *socket_type,
+                reason: reason.clone(),
+            },
         }
     }
 
@@ -121,7 +141,9 @@ impl From<Error> for io::Error {
     fn from(e: Error) -> io::Error {
         let kind = match &e {
             Error::Io(inner) => return io::Error::new(inner.kind(), e),
-            Error::InvalidEndpoint { .. } => io::ErrorKind::InvalidInput,
+            Error::InvalidEndpoint { .. } | Error::InvalidOption { .. } => {
+                io::ErrorKind::InvalidInput
+            }
             Error::AddrInUse { .. } => io::ErrorKind::AddrInUse,
             Error::Protocol(_) | Error::MessageTooLarge { .. } => io::ErrorKind::InvalidData,
             Error::IncompatiblePeer { .. } | Error::Refused { .. } => {
@@ -134,4 +156,55 @@ impl From<Error> for io::Error {
         };
         io::Error::new(kind, e)
     }
+}
+
+/// Why a `try_send` did not send: the message comes back with it, so nothing is lost.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> zocket::Result<()> {
+/// use zocket::TrySendError;
+/// let mut push = zocket::Push::new(); // no peer yet: a send would wait
+/// match push.try_send("job") {
+///     Err(TrySendError::Full(msg)) => assert_eq!(msg.frames()[0], "job"), // ours again
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrySendError {
+    /// The send would wait: every peer's queue is at `send_hwm`, or no peer is connected
+    /// yet (or, for a `Router`, the named peer's queue is full). Try again later, or await
+    /// `send`.
+    #[error("would wait: no peer has room for the message")]
+    Full(crate::Message),
+    /// The socket is closed.
+    #[error("closed")]
+    Closed(crate::Message),
+    /// A `Router` with [`router_mandatory`](crate::Options::router_mandatory): no connected
+    /// peer has that routing id.
+    #[error("host unreachable")]
+    HostUnreachable(crate::Message),
+}
+
+impl TrySendError {
+    /// The message that was not sent.
+    pub fn into_inner(self) -> crate::Message {
+        match self {
+            TrySendError::Full(m) | TrySendError::Closed(m) | TrySendError::HostUnreachable(m) => m,
+        }
+    }
+}
+
+/// Why a `try_recv` returned no message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TryRecvError {
+    /// No message is waiting now; try again later, or await `recv`.
+    #[error("no message waiting")]
+    Empty,
+    /// The socket is closed.
+    #[error("closed")]
+    Closed,
 }

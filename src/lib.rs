@@ -79,6 +79,12 @@
 //! has no credit: a plain ZMTP peer's input is left to TCP backpressure once as many bytes
 //! (or [`Options::recv_hwm`] messages) wait unread.
 //!
+//! [`Options::conflate`] replaces the queue with the newest whole message per peer (Pub, Sub,
+//! Push, Pull, Dealer, Pair; multipart messages too). Every socket that sends or receives has
+//! `try_send` / `try_recv` beside `send` / `recv`, for event loops: they return at once, on the
+//! same queues, and a `try_send` that cannot send hands the message back
+//! ([`TrySendError::Full`]).
+//!
 //! # Limits
 //!
 //! Every peer is untrusted. What one connection can make a process hold is bounded by
@@ -132,7 +138,7 @@ mod transport;
 pub mod monitor;
 
 pub use endpoint::{Endpoint, Host};
-pub use error::{Error, Result};
+pub use error::{Error, Result, TryRecvError, TrySendError};
 pub use message::{IntoFrames, Message};
 pub use options::{
     Options, DEFAULT_CONNECTION_WINDOW, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HANDSHAKES,

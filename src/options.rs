@@ -41,6 +41,7 @@ pub struct Options {
     pub(crate) request_timeout: Option<Duration>,
     pub(crate) router_mandatory: bool,
     pub(crate) router_handover: bool,
+    pub(crate) conflate: bool,
     pub(crate) max_subscription_bytes: usize,
     pub(crate) dns_refresh: Duration,
     pub(crate) stream_window: u32,
@@ -178,6 +179,7 @@ impl Default for Options {
             request_timeout: None,
             router_mandatory: false,
             router_handover: false,
+            conflate: false,
             max_subscription_bytes: DEFAULT_MAX_SUBSCRIPTION_BYTES,
             dns_refresh: Duration::from_secs(30),
             stream_window: DEFAULT_STREAM_WINDOW,
@@ -404,14 +406,82 @@ impl Options {
     /// connect can take over any identity it knows, and receive the messages routed to it.
     /// Use handover without CURVE on trusted networks only.
     ///
-    /// ```
-    /// # use zocket::{Options, Router};
+    /// ```no_run
+    /// # async fn f() -> zocket::Result<()> {
+    /// use zocket::{Options, Router};
+    /// // Workers connect with fixed identities (`Options::identity`) and may restart.
     /// let router = Router::with_options(Options::new().router_handover(true));
-    /// # drop(router);
+    /// router.bind("tcp://0.0.0.0:5555").await?;
+    /// # Ok(()) }
     /// ```
     pub fn router_handover(mut self, handover: bool) -> Self {
         self.router_handover = handover;
         self
+    }
+
+    /// Keep only the newest message per peer instead of a queue. Default false.
+    ///
+    /// For state that each message replaces (a price, a position, a sensor reading), where a
+    /// slow reader wants the latest value, not a backlog. For `Pub`, `Sub`, `Push`, `Pull`,
+    /// `Dealer` and `Pair`; on any other type, [`bind`](crate::Socket::bind) and
+    /// [`connect`](crate::Socket::connect) fail with
+    /// [`Error::InvalidOption`](crate::Error::InvalidOption) (a `Req`, `Rep` or `Router`
+    /// would lose requests or replies, which their patterns cannot recover from).
+    ///
+    /// - Sending: a message not yet handed to the peer's connection is replaced by the next
+    ///   one, so each peer holds at most one unsent message and a send never waits for room
+    ///   (it still waits, on a `Push`, `Dealer` or `Pair`, while no peer is connected).
+    ///   `send_hwm` does not apply.
+    /// - Receiving: what each peer sends is read as it arrives (so its connection never
+    ///   stalls behind an unread backlog) and only its newest whole message is kept; `recv`
+    ///   returns it. With several peers, each one's newest is kept, fair-queued.
+    ///
+    /// Unlike libzmq's `ZMQ_CONFLATE`, multipart messages work: a message is always replaced
+    /// whole, never in part, and never merged with another. What a peer can make the socket
+    /// hold stays one message (at most [`max_message_size`](Self::max_message_size)) plus its
+    /// connection's window. Subscriptions a `Sub` sends are never conflated. Messages
+    /// already handed to a connection (up to its flow-control window, or an inproc pipe's
+    /// capacity) are delivered, so a reader may see a few older ones before the newest
+    /// after a burst; it never sees them out of order.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> zocket::Result<()> {
+    /// let opts = zocket::Options::new().conflate(true);
+    /// let mut pull = zocket::Pull::with_options(opts.clone());
+    /// pull.bind("inproc://doc-conflate").await?;
+    /// let mut push = zocket::Push::with_options(opts);
+    /// push.connect("inproc://doc-conflate")?;
+    /// push.wait_for_peers(1).await?;
+    /// for i in 0..100u32 {
+    ///     push.send(["price".to_string(), i.to_string()]).await?; // never waits for room
+    /// }
+    /// let latest = pull.recv().await?; // the newest, whole: ["price", "99"]
+    /// assert_eq!(latest.frames(), &["price", "99"][..]);
+    /// # Ok(()) }
+    /// ```
+    pub fn conflate(mut self, conflate: bool) -> Self {
+        self.conflate = conflate;
+        self
+    }
+
+    /// Refuses options that `socket_type` cannot honour (see [`conflate`](Self::conflate)).
+    pub(crate) fn check(&self, socket_type: crate::SocketType) -> crate::Result<()> {
+        use crate::SocketType as T;
+        let conflates = matches!(
+            socket_type,
+            T::Pub | T::Sub | T::Push | T::Pull | T::Dealer | T::Pair
+        );
+        if self.conflate && !conflates {
+            return Err(crate::Error::InvalidOption {
+                option: "conflate",
+                socket_type,
+                reason: "conflate is for PUB, SUB, PUSH, PULL, DEALER and PAIR sockets; \
+                         replacing requests or replies would break the pattern"
+                    .to_owned(),
+            });
+        }
+        Ok(())
     }
 
     /// How much subscription state one subscriber may make a `Pub` hold: the sum, over the

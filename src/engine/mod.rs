@@ -37,7 +37,7 @@ use crate::pattern::router::Identities;
 use crate::pattern::PeerId;
 use crate::proto::native::Reason;
 use crate::transport::dialer::Dialer;
-use crate::{Endpoint, Error, Message, Options, Result, SocketType};
+use crate::{Endpoint, Error, Message, Options, Result, SocketType, TryRecvError, TrySendError};
 
 /// The shared core of one socket.
 #[derive(Debug)]
@@ -100,10 +100,15 @@ impl Engine {
     /// A new engine for a socket of `socket_type`, with its background task running.
     pub(crate) fn new(socket_type: SocketType, options: Options) -> Arc<Engine> {
         let subscription_budget = options.max_subscription_bytes;
+        let conflate = options.conflate;
         let engine = Arc::new(Engine {
             socket_type,
             options: Arc::new(options),
-            signal: Signal::new(matches!(socket_type, SocketType::Pub | SocketType::Push)),
+            // A conflating socket reads as messages arrive (keeping each peer's newest), so
+            // its engine reads too.
+            signal: Signal::new(
+                matches!(socket_type, SocketType::Pub | SocketType::Push) || conflate,
+            ),
             monitor: MonitorSender::new(),
             dropped: AtomicU64::new(0),
             state: Mutex::new(State {
@@ -142,6 +147,7 @@ impl Engine {
 
     /// Binds `endpoint`; returns the endpoint actually bound (the real port for `:0`).
     pub(crate) async fn bind(self: &Arc<Self>, endpoint: &str) -> Result<Endpoint> {
+        self.options.check(self.socket_type)?;
         let endpoint: Endpoint = endpoint.parse()?;
         let binding = hub::bind(self, &endpoint).await?;
         let local = binding.endpoint().clone();
@@ -164,6 +170,7 @@ impl Engine {
 
     /// Starts connecting to `endpoint` in the background (and reconnecting when lost).
     pub(crate) fn connect(self: &Arc<Self>, endpoint: &str) -> Result<()> {
+        self.options.check(self.socket_type)?;
         let endpoint: Endpoint = endpoint.parse()?;
         let watch = match &endpoint {
             Endpoint::Dns { host, port, path } => Some(discover::watch_dns(
@@ -482,6 +489,7 @@ impl Engine {
             Phase::Active => match self.socket_type {
                 SocketType::Pub => self.read_subscriptions(st, id),
                 SocketType::Push => self.drain_ignored(st, id),
+                _ if self.options.conflate => self.read_latest(st, id),
                 _ => {
                     if peer.failed() {
                         // Reading a failed link says why it went (a reset, a message over
@@ -616,6 +624,31 @@ impl Engine {
         self.remove_peer(st, id, Some(Error::Protocol(reason)));
     }
 
+    /// Conflate: reads what peer `id` sent, keeping its newest message for `recv`; drops the
+    /// peer once its link is gone and nothing it sent waits to be received.
+    fn read_latest(&self, st: &mut State, id: PeerId) {
+        let State {
+            peers,
+            subscriptions,
+            fair,
+            ..
+        } = &mut *st;
+        let Some(peer) = peers.get_mut(&id) else {
+            return;
+        };
+        let sub = self.socket_type == SocketType::Sub;
+        let gone = peer.read_latest(&self.signal, CONFLATE_READ_LIMIT, |msg| {
+            !sub || subscription::wanted(subscriptions, msg)
+        });
+        let kept = peer.has_latest();
+        if kept {
+            fair.push_ready(id);
+        }
+        if let (Some(why), false) = (gone, kept) {
+            self.remove_peer(st, id, why);
+        }
+    }
+
     /// A peer that should send us nothing (a Pull connected to our Push): read and drop,
     /// which also notices when it goes away.
     fn drain_ignored(&self, st: &mut State, id: PeerId) {
@@ -660,14 +693,22 @@ impl Engine {
         let mut matched = std::mem::take(&mut st.matched);
         st.fanout.matching(&topic, &mut matched);
         let hwm = self.options.send_hwm;
+        let conflate = self.options.conflate;
         for &id in &matched {
             let Some(peer) = st.peers.get_mut(&id) else {
                 continue;
             };
-            if peer.phase != Phase::Active || peer.queued() >= hwm {
-                continue; // full: this subscriber misses the message
+            if peer.phase != Phase::Active {
+                continue;
             }
-            if let Err((e, _)) = peer.enqueue(msg.clone(), &self.signal, false) {
+            let queued = if conflate {
+                peer.enqueue_replacing(msg.clone(), &self.signal, false)
+            } else if peer.queued() >= hwm {
+                continue; // full: this subscriber misses the message
+            } else {
+                peer.enqueue(msg.clone(), &self.signal, false)
+            };
+            if let Err((e, _)) = queued {
                 self.remove_peer(&mut st, id, Some(e));
             }
         }
@@ -718,12 +759,14 @@ impl Engine {
         direct: bool,
     ) -> Poll<Result<PeerId>> {
         let hwm = self.options.send_hwm;
+        let conflate = self.options.conflate;
         loop {
             let State { rr, peers, .. } = &mut *st;
+            // Conflate: every active peer has room (the message replaces its unsent one).
             let next = rr.next(|p| {
-                peers
-                    .get(&p)
-                    .is_some_and(|peer| peer.phase == Phase::Active && peer.queued() < hwm)
+                peers.get(&p).is_some_and(|peer| {
+                    peer.phase == Phase::Active && (conflate || peer.queued() < hwm)
+                })
             });
             let Some(id) = next else { return Poll::Pending };
             let Some(m) = msg.take() else {
@@ -734,7 +777,12 @@ impl Engine {
                 st.rr.remove(id);
                 continue;
             };
-            match peer.enqueue(m, &self.signal, direct) {
+            let queued = if conflate {
+                peer.enqueue_replacing(m, &self.signal, direct)
+            } else {
+                peer.enqueue(m, &self.signal, direct)
+            };
+            match queued {
                 Ok(()) => return Poll::Ready(Ok(id)),
                 Err((e, back)) => {
                     // Lost with the peer if part of it was written already.
@@ -746,6 +794,54 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Non-blocking round-robin send: queues `msg` as [`poll_send_rr`](Self::poll_send_rr)
+    /// would, or hands it back when that would wait (no peer with room) or the socket is
+    /// closed. Registers no waker and spends no budget.
+    pub(crate) fn try_send_rr_now(&self, msg: Message) -> Result<PeerId, TrySendError> {
+        let mut st = self.lock();
+        if st.closing {
+            return Err(TrySendError::Closed(msg));
+        }
+        self.absorb(&mut st);
+        let mut slot = Some(msg);
+        if let Poll::Ready(Ok(id)) = self.try_send_rr(&mut st, &mut slot, false) {
+            return Ok(id);
+        }
+        // `Pending` leaves the message in the slot (`try_send_rr` has no error of its own).
+        Err(TrySendError::Full(slot.unwrap_or_default()))
+    }
+
+    /// Non-blocking send to one peer (Router): like [`send_to`](Self::send_to), except that
+    /// a full queue hands the message back (`Full`) instead of dropping it, and so does a
+    /// peer that is not connected (`HostUnreachable`; the caller decides whether that is an
+    /// error). Spends no budget.
+    pub(crate) fn try_send_to(&self, id: PeerId, msg: Message) -> Result<(), TrySendError> {
+        let mut st = self.lock();
+        if st.closing {
+            return Err(TrySendError::Closed(msg));
+        }
+        self.absorb(&mut st);
+        let Some(peer) = st.peers.get_mut(&id) else {
+            return Err(TrySendError::HostUnreachable(msg));
+        };
+        if peer.queued() >= self.options.send_hwm {
+            return Err(TrySendError::Full(msg));
+        }
+        if let Err((e, back)) = peer.enqueue(msg, &self.signal, false) {
+            self.remove_peer(&mut st, id, Some(e));
+            // Lost with the peer if part of it was written already.
+            if let Some(msg) = back {
+                return Err(TrySendError::HostUnreachable(msg));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the socket is closing (no more sends).
+    pub(crate) fn is_closing(&self) -> bool {
+        self.lock().closing
     }
 
     /// Sends to one peer (Router, Rep), never waiting: a peer whose queue is full
@@ -825,6 +921,9 @@ impl Engine {
 
     /// The next whole message from the fair queue of readable peers.
     fn try_recv(&self, st: &mut State) -> Option<(PeerId, Message)> {
+        if self.options.conflate {
+            return self.try_recv_latest(st);
+        }
         // The front peer stays queued while it yields messages (rotated to the back after
         // each, so a busy peer cannot starve the others) and leaves once it has none.
         while let Some(id) = st.fair.front() {
@@ -856,6 +955,55 @@ impl Engine {
             }
         }
         None
+    }
+
+    /// [`try_recv`](Self::try_recv) of a conflating socket: the newest message of the next
+    /// peer in the fair queue (read up to date first).
+    fn try_recv_latest(&self, st: &mut State) -> Option<(PeerId, Message)> {
+        let sub = self.socket_type == SocketType::Sub;
+        while let Some(id) = st.fair.pop() {
+            let State {
+                peers,
+                subscriptions,
+                ..
+            } = &mut *st;
+            let Some(peer) = peers.get_mut(&id) else {
+                continue;
+            };
+            if peer.phase != Phase::Active {
+                continue;
+            }
+            // Nothing more waits from this peer once its link is read to the end (a
+            // readable signal queues it again); a link found gone is dropped, after its
+            // last message is taken.
+            let gone = peer.read_latest(&self.signal, CONFLATE_READ_LIMIT, |msg| {
+                !sub || subscription::wanted(subscriptions, msg)
+            });
+            let msg = peer.take_latest();
+            if let Some(why) = gone {
+                self.remove_peer(st, id, why);
+            }
+            if let Some(msg) = msg {
+                return Some((id, msg));
+            }
+        }
+        None
+    }
+
+    /// Non-blocking receive: the next whole message if one is waiting, `Empty` otherwise
+    /// (registers no waker). The same fair queue as [`poll_recv`](Self::poll_recv), so the
+    /// two can be mixed without loss or reordering.
+    pub(crate) fn try_recv_now(&self) -> Result<(PeerId, Message), TryRecvError> {
+        let mut st = self.lock();
+        self.start_receiving(&mut st);
+        self.absorb(&mut st);
+        if let Some(got) = self.try_recv(&mut st) {
+            return Ok(got);
+        }
+        if st.closing {
+            return Err(TryRecvError::Closed);
+        }
+        Err(TryRecvError::Empty)
     }
 
     /// The routing id of a peer (Router).
@@ -1079,6 +1227,10 @@ pub(crate) fn cooperate<T>(
     }
     polled
 }
+
+/// Most messages one conflating read takes from a link before it yields (the link is
+/// reported readable again), so a peer sending as fast as we read cannot hold the lock.
+const CONFLATE_READ_LIMIT: usize = 4096;
 
 /// Who made a connect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -61,6 +61,11 @@ pub(crate) struct Peer {
     out: VecDeque<Message>,
     /// (frame, byte offset) reached in the front message.
     progress: (usize, usize),
+    /// Conflate: how many messages at the back of `out` a newer message may replace (those
+    /// queued by [`enqueue_replacing`](Self::enqueue_replacing); commands never are).
+    replaceable: usize,
+    /// Conflate: the newest whole message read from the link and not yet received.
+    latest: Option<Message>,
     /// Told once the peer becomes active or fails to (outgoing links).
     pub(crate) on_active: Option<tokio::sync::oneshot::Sender<Result<(), Error>>>,
     /// Told when the peer goes away, with why.
@@ -105,6 +110,8 @@ impl Peer {
             endpoint,
             out: VecDeque::new(),
             progress: (0, 0),
+            replaceable: 0,
+            latest: None,
             on_active: None,
             on_gone: None,
             dialed: false,
@@ -128,6 +135,7 @@ impl Peer {
     /// writable signal flushes it).
     pub(crate) fn enqueue_now(&mut self, msg: Message) {
         self.out.push_back(msg);
+        self.replaceable = 0;
     }
 
     /// Queues `msg` and writes what the link takes now. When the link has failed, the
@@ -139,10 +147,71 @@ impl Peer {
         direct: bool,
     ) -> Result<(), (Error, Option<Message>)> {
         self.out.push_back(msg);
+        self.replaceable = 0;
         self.flush(signal, direct).map_err(|e| {
             let untouched = self.out.len() > 1 || self.progress == (0, 0);
             (e, if untouched { self.out.pop_back() } else { None })
         })
+    }
+
+    /// Conflate: queues `msg` in place of the messages queued before it that no part of
+    /// has been written yet (whole messages only: one the link has begun stays), then
+    /// writes what the link takes now. Errors as [`enqueue`](Self::enqueue).
+    pub(crate) fn enqueue_replacing(
+        &mut self,
+        msg: Message,
+        signal: &Arc<Signal>,
+        direct: bool,
+    ) -> Result<(), (Error, Option<Message>)> {
+        // Messages leave from the front, so those still queued of the last `replaceable`
+        // are the back ones; the front one may be partly written.
+        let begun = usize::from(self.progress != (0, 0));
+        let untouched = self.out.len() - begun.min(self.out.len());
+        let replace = self.replaceable.min(untouched);
+        self.out.truncate(self.out.len() - replace);
+        self.out.push_back(msg);
+        let res = self.flush(signal, direct);
+        self.replaceable = usize::from(!self.out.is_empty());
+        res.map_err(|e| {
+            let untouched = self.out.len() > 1 || self.progress == (0, 0);
+            (e, if untouched { self.out.pop_back() } else { None })
+        })
+    }
+
+    /// Conflate: reads every whole message the link holds now, keeping only the newest
+    /// one that `wanted` accepts (the next [`take_latest`](Self::take_latest) returns it).
+    /// `Some(why)` when the link is gone; what was kept stays until taken. Reads at most
+    /// `limit` messages, then reports the link readable again, so one call stays bounded
+    /// against a peer that sends as fast as we read.
+    pub(crate) fn read_latest(
+        &mut self,
+        signal: &Arc<Signal>,
+        limit: usize,
+        mut wanted: impl FnMut(&Message) -> bool,
+    ) -> Option<Option<Error>> {
+        for _ in 0..limit {
+            match self.read(signal) {
+                Read::Message(msg) => {
+                    if wanted(&msg) {
+                        self.latest = Some(msg);
+                    }
+                }
+                Read::Empty => return None,
+                Read::Gone(why) => return Some(why),
+            }
+        }
+        signal.reader_waker(self.id.0).wake();
+        None
+    }
+
+    /// Conflate: whether [`read_latest`](Self::read_latest) kept a message.
+    pub(crate) fn has_latest(&self) -> bool {
+        self.latest.is_some()
+    }
+
+    /// Conflate: the newest message [`read_latest`](Self::read_latest) kept.
+    pub(crate) fn take_latest(&mut self) -> Option<Message> {
+        self.latest.take()
     }
 
     /// Hands queued messages to the link as far as it takes them. When it stops taking

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use crate::engine::Engine;
 use crate::monitor::Monitor;
 use crate::pattern::PeerId;
-use crate::{Endpoint, Message, Options, Result, SocketType};
+use crate::{Endpoint, Message, Options, Result, SocketType, TryRecvError, TrySendError};
 
 /// What every socket can do: bind, connect, watch its connections, count its peers.
 ///
@@ -160,6 +160,29 @@ impl Socket {
         self.engine
             .poll_send_rr(cx, slot, false)
             .map(|r| r.map(|_| ()))
+    }
+
+    /// A receive that never waits (each type's `try_recv`).
+    fn try_recv(&self) -> Result<(PeerId, Message), TryRecvError> {
+        self.engine.try_recv_now()
+    }
+
+    /// A round-robin send that never waits (each type's `try_send`). What a `Sink` left in
+    /// `slot` goes first, so the two never overtake each other: while it cannot go, `msg`
+    /// comes back.
+    fn try_send_rr(&self, slot: &mut Option<Message>, msg: Message) -> Result<(), TrySendError> {
+        if let Some(pending) = slot.take() {
+            if let Err(e) = self.engine.try_send_rr_now(pending) {
+                let closed = matches!(e, TrySendError::Closed(_));
+                *slot = Some(e.into_inner());
+                return Err(if closed {
+                    TrySendError::Closed(msg)
+                } else {
+                    TrySendError::Full(msg)
+                });
+            }
+        }
+        self.engine.try_send_rr_now(msg).map(|_| ())
     }
 
     async fn send_rr(&self, msg: Message, direct: bool) -> Result<PeerId> {

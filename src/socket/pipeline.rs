@@ -3,7 +3,7 @@
 use std::task::{Context, Poll};
 
 use super::{impl_sink, impl_stream, socket_type, Socket};
-use crate::{Message, Result, SocketType};
+use crate::{Message, Result, SocketType, TryRecvError, TrySendError};
 
 /// Pipeline source: sends each message to one connected [`Pull`], round-robin over those
 /// with room in their queue; waits when every queue is full (or nobody is connected).
@@ -29,6 +29,31 @@ impl Push {
     /// If cancelled before it completes, the message was not queued.
     pub async fn send(&mut self, msg: impl Into<Message>) -> Result<()> {
         self.socket.send_rr(msg.into(), false).await.map(|_| ())
+    }
+
+    /// Sends `msg` like [`send`](Self::send) if that would not wait; otherwise returns at
+    /// once and hands the message back. For event loops that poll several things.
+    /// Non-blocking and blocking sends share one queue, so mixing them loses or reorders
+    /// nothing (a message given to the `Sink` and not yet flushed goes first).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> zocket::Result<()> {
+    /// use zocket::TrySendError;
+    /// let mut socket = zocket::Push::new(); // not connected: a send would wait
+    /// match socket.try_send("hello") {
+    ///     Err(TrySendError::Full(msg)) => assert_eq!(msg.frames()[0], "hello"), // ours again
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `TrySendError::Full(msg)` when `send` would wait: every peer's queue holds `send_hwm` messages, or no peer is connected (with [`Options::conflate`](crate::Options::conflate): only the latter);
+    /// `TrySendError::Closed(msg)` once the socket is closed. The message comes back
+    /// untouched either way.
+    pub fn try_send(&mut self, msg: impl Into<Message>) -> std::result::Result<(), TrySendError> {
+        self.socket.try_send_rr(&mut self.sink_slot, msg.into())
     }
 
     fn poll_push_slot(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
@@ -59,6 +84,27 @@ impl Pull {
     /// Cancel safe: a message is taken only when `recv` completes.
     pub async fn recv(&mut self) -> Result<Message> {
         self.socket.recv().await.map(|(_, msg)| msg)
+    }
+
+    /// Receives the next message if one is waiting; otherwise returns at once. For event
+    /// loops that poll several things. It takes from the same queue as
+    /// [`recv`](Self::recv), so mixing them loses or reorders nothing.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> zocket::Result<()> {
+    /// use zocket::TryRecvError;
+    /// let mut socket = zocket::Pull::new();
+    /// socket.bind("inproc://doc-try-recv-pull").await?;
+    /// assert_eq!(socket.try_recv().unwrap_err(), TryRecvError::Empty); // nothing yet
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `TryRecvError::Empty` when nothing is waiting now; `TryRecvError::Closed` once the
+    /// socket is closed.
+    pub fn try_recv(&mut self) -> std::result::Result<Message, TryRecvError> {
+        self.socket.try_recv().map(|(_, msg)| msg)
     }
 }
 

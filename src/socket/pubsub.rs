@@ -3,7 +3,7 @@
 use std::task::{Context, Poll};
 
 use super::{impl_sink, impl_stream, poll_spend_budget, socket_type, spend_budget, Socket};
-use crate::{Message, Result, SocketType};
+use crate::{Message, Result, SocketType, TryRecvError, TrySendError};
 
 /// Publisher: sends every message to each connected [`Sub`] whose subscriptions match its
 /// first frame.
@@ -56,6 +56,35 @@ impl Pub {
         self.socket.engine.send_fanout(msg)
     }
 
+    /// [`send`](Self::send) without the wait for the task's cooperative budget, which is
+    /// all `send` ever waits for: a publisher never waits on its subscribers, so this
+    /// succeeds whenever the socket is open. A subscriber whose queue is full misses the
+    /// message exactly as with `send` (the others got it, so it is not handed back).
+    /// A loop of `try_send` does not yield to the runtime by itself.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> zocket::Result<()> {
+    /// let publisher = zocket::Pub::bind("inproc://doc-pub-try-send").await?;
+    /// publisher.try_send(["weather.paris", "sunny"]).unwrap(); // no subscriber: dropped
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `TrySendError::Closed(msg)` once the socket is closed (with the message); never
+    /// `Full`.
+    pub fn try_send(&self, msg: impl Into<Message>) -> std::result::Result<(), TrySendError> {
+        let msg = msg.into();
+        if self.socket.engine.is_closing() {
+            return Err(TrySendError::Closed(msg));
+        }
+        // Closing needs the handle (`close(self)`, drop), so it cannot begin in between.
+        self.socket
+            .engine
+            .send_fanout(msg)
+            .map_err(|_| TrySendError::Closed(Message::new()))
+    }
+
     fn poll_push_slot(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         if self.sink_slot.is_none() {
             return Poll::Ready(Ok(()));
@@ -106,6 +135,26 @@ impl Sub {
     /// Cancel safe: a message is taken only when `recv` completes.
     pub async fn recv(&mut self) -> Result<Message> {
         self.socket.recv().await.map(|(_, msg)| msg)
+    }
+
+    /// Receives the next message if one is waiting; otherwise returns at once. Takes from
+    /// the same queue as [`recv`](Self::recv). Like `recv`, the first call sends the
+    /// subscriptions to the publishers (see [`wait_for_peers`](crate::Socket::wait_for_peers)).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> zocket::Result<()> {
+    /// let mut sub = zocket::Sub::connect("inproc://doc-sub-try-recv").await?;
+    /// sub.subscribe("");
+    /// assert_eq!(sub.try_recv().unwrap_err(), zocket::TryRecvError::Empty);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `TryRecvError::Empty` when nothing is waiting now; `TryRecvError::Closed` once the
+    /// socket is closed.
+    pub fn try_recv(&mut self) -> std::result::Result<Message, TryRecvError> {
+        self.socket.try_recv().map(|(_, msg)| msg)
     }
 }
 

@@ -12,7 +12,7 @@ use crate::pattern::request::{
     check_reply, join_envelope, split_envelope, wrap_request, ReplyCheck, RequestIds,
 };
 use crate::pattern::PeerId;
-use crate::{Error, Message, Result, SocketType};
+use crate::{Error, Message, Result, SocketType, TryRecvError};
 
 /// Requester: sends a request to one [`Rep`] (or `Router`), round-robin, and waits for its
 /// reply. [`request`](Req::request) borrows the socket mutably until the reply arrives, so a
@@ -127,6 +127,38 @@ impl Rep {
     pub async fn recv(&mut self) -> Result<Request<'_>> {
         loop {
             let (peer, msg) = self.socket.recv().await?;
+            match split_envelope(msg) {
+                Some((envelope, message)) => {
+                    return Ok(Request {
+                        rep: self,
+                        peer,
+                        envelope,
+                        message,
+                    })
+                }
+                None => debug!("dropping a request without an envelope"),
+            }
+        }
+    }
+
+    /// The next request if one is waiting; otherwise returns at once. Takes from the same
+    /// queue as [`recv`](Self::recv). The [`Request`] is answered as one from `recv` is
+    /// ([`Request::reply`] never waits on the requester either).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> zocket::Result<()> {
+    /// let mut rep = zocket::Rep::bind("inproc://doc-rep-try-recv").await?;
+    /// assert!(matches!(rep.try_recv(), Err(zocket::TryRecvError::Empty)));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `TryRecvError::Empty` when no request is waiting now; `TryRecvError::Closed` once
+    /// the socket is closed.
+    pub fn try_recv(&mut self) -> std::result::Result<Request<'_>, TryRecvError> {
+        loop {
+            let (peer, msg) = self.socket.try_recv()?;
             match split_envelope(msg) {
                 Some((envelope, message)) => {
                     return Ok(Request {

@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::{impl_sink, impl_stream, poll_spend_budget, socket_type, spend_budget, Socket};
 use crate::engine::Delivery;
-use crate::{Error, Message, Result, SocketType};
+use crate::{Error, Message, Result, SocketType, TryRecvError, TrySendError};
 
 /// Dealer: sends round-robin over its peers with room, receives fair-queued; no envelope
 /// rules of its own. Talks to [`Rep`](crate::Rep), [`Router`] and other dealers.
@@ -34,6 +34,31 @@ impl Dealer {
         self.socket.send_rr(msg.into(), false).await.map(|_| ())
     }
 
+    /// Sends `msg` like [`send`](Self::send) if that would not wait; otherwise returns at
+    /// once and hands the message back. For event loops that poll several things.
+    /// Non-blocking and blocking sends share one queue, so mixing them loses or reorders
+    /// nothing (a message given to the `Sink` and not yet flushed goes first).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> zocket::Result<()> {
+    /// use zocket::TrySendError;
+    /// let mut socket = zocket::Dealer::new(); // not connected: a send would wait
+    /// match socket.try_send("hello") {
+    ///     Err(TrySendError::Full(msg)) => assert_eq!(msg.frames()[0], "hello"), // ours again
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `TrySendError::Full(msg)` when `send` would wait: every peer's queue holds `send_hwm` messages, or no peer is connected (with [`Options::conflate`](crate::Options::conflate): only the latter);
+    /// `TrySendError::Closed(msg)` once the socket is closed. The message comes back
+    /// untouched either way.
+    pub fn try_send(&mut self, msg: impl Into<Message>) -> std::result::Result<(), TrySendError> {
+        self.socket.try_send_rr(&mut self.sink_slot, msg.into())
+    }
+
     /// Receives the next message from any peer.
     ///
     /// # Errors
@@ -43,6 +68,27 @@ impl Dealer {
     /// Cancel safe.
     pub async fn recv(&mut self) -> Result<Message> {
         self.socket.recv().await.map(|(_, msg)| msg)
+    }
+
+    /// Receives the next message if one is waiting; otherwise returns at once. For event
+    /// loops that poll several things. It takes from the same queue as
+    /// [`recv`](Self::recv), so mixing them loses or reorders nothing.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> zocket::Result<()> {
+    /// use zocket::TryRecvError;
+    /// let mut socket = zocket::Dealer::new();
+    /// socket.bind("inproc://doc-try-recv-dealer").await?;
+    /// assert_eq!(socket.try_recv().unwrap_err(), TryRecvError::Empty); // nothing yet
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `TryRecvError::Empty` when nothing is waiting now; `TryRecvError::Closed` once the
+    /// socket is closed.
+    pub fn try_recv(&mut self) -> std::result::Result<Message, TryRecvError> {
+        self.socket.try_recv().map(|(_, msg)| msg)
     }
 
     fn poll_push_slot(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
@@ -91,6 +137,92 @@ impl Router {
             if let Some(id) = self.socket.engine.identity_of(peer) {
                 return Ok((id, msg));
             }
+        }
+    }
+
+    /// Receives the next message and its sender's routing id if one is waiting; otherwise
+    /// returns at once. Takes from the same queue as [`recv`](Self::recv).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> zocket::Result<()> {
+    /// let mut router = zocket::Router::bind("inproc://doc-router-try-recv").await?;
+    /// assert_eq!(router.try_recv().unwrap_err(), zocket::TryRecvError::Empty);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `TryRecvError::Empty` when nothing is waiting now; `TryRecvError::Closed` once the
+    /// socket is closed.
+    pub fn try_recv(&mut self) -> std::result::Result<(Bytes, Message), TryRecvError> {
+        loop {
+            let (peer, msg) = self.socket.try_recv()?;
+            if let Some(id) = self.socket.engine.identity_of(peer) {
+                return Ok((id, msg));
+            }
+        }
+    }
+
+    /// Sends `msg` to the peer whose routing id is `peer` without ever dropping it for a
+    /// full queue: where [`send`](Self::send) would drop the message (the peer's queue
+    /// holds `send_hwm` messages), `try_send` hands it back, so the caller can retry
+    /// later or give up knowingly. Like `send`, it never waits.
+    ///
+    /// A message to an unknown routing id is dropped as `send` drops it (no error), unless
+    /// [`router_mandatory`](crate::Options::router_mandatory) is set: then it comes back
+    /// with `HostUnreachable`. A message the `Sink` was given and has not flushed goes
+    /// first.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> zocket::Result<()> {
+    /// use zocket::TrySendError;
+    /// let opts = zocket::Options::new().router_mandatory(true);
+    /// let mut router = zocket::Router::with_options(opts);
+    /// match router.try_send("nobody", "hi") {
+    ///     Err(TrySendError::HostUnreachable(msg)) => assert_eq!(msg.frames()[0], "hi"),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `TrySendError::Full(msg)` when the peer's queue is full; `HostUnreachable(msg)` for
+    /// an unknown peer with `router_mandatory`; `Closed(msg)` once the socket is closed.
+    pub fn try_send(
+        &mut self,
+        peer: impl AsRef<[u8]>,
+        msg: impl Into<Message>,
+    ) -> std::result::Result<(), TrySendError> {
+        let msg = msg.into();
+        if let Some(mut pending) = self.sink_slot.take() {
+            let to = pending.pop_front().unwrap_or_default();
+            if let Err(e) = self.try_route(&to, pending) {
+                let closed = matches!(e, TrySendError::Closed(_));
+                let mut back = e.into_inner();
+                back.push_front(to);
+                self.sink_slot = Some(back);
+                return Err(if closed {
+                    TrySendError::Closed(msg)
+                } else {
+                    TrySendError::Full(msg)
+                });
+            }
+        }
+        self.try_route(peer.as_ref(), msg)
+    }
+
+    /// Routes `msg` as [`try_send`](Self::try_send) describes.
+    fn try_route(&self, peer: &[u8], msg: Message) -> std::result::Result<(), TrySendError> {
+        let engine = &self.socket.engine;
+        let routed = match engine.peer_by_identity(peer) {
+            Some(id) => engine.try_send_to(id, msg),
+            None if engine.is_closing() => Err(TrySendError::Closed(msg)),
+            None => Err(TrySendError::HostUnreachable(msg)),
+        };
+        match routed {
+            Err(TrySendError::HostUnreachable(_)) if !engine.options.router_mandatory => Ok(()),
+            other => other,
         }
     }
 

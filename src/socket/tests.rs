@@ -206,3 +206,78 @@ async fn a_rep_drops_and_counts_replies_to_a_client_that_never_reads() {
     assert!(dropped > 100, "{dropped} replies dropped");
     drop(flood);
 }
+
+/// After close, `try_send` hands the message back with `Closed` and `try_recv` says
+/// `Closed`, on every socket type that has them.
+#[tokio::test]
+async fn try_send_and_try_recv_say_closed_after_close_and_hand_the_message_back() {
+    use crate::{Pair, TryRecvError, TrySendError};
+    let msg = || Message::from(vec![bytes::Bytes::from_static(b"a"), "b".into()]);
+    let closed = |r: Result<(), TrySendError>| match r {
+        Err(TrySendError::Closed(back)) => assert_eq!(back, msg()),
+        other => panic!("{other:?}"),
+    };
+
+    let mut push = Push::new();
+    push.engine.close().await;
+    closed(push.try_send(msg()));
+    let publisher = Pub::new();
+    publisher.engine.close().await;
+    closed(publisher.try_send(msg()));
+    let mut router = Router::new();
+    router.engine.close().await;
+    closed(router.try_send("peer", msg()));
+    assert_eq!(router.try_recv().unwrap_err(), TryRecvError::Closed);
+    let mut dealer = Dealer::new();
+    dealer.engine.close().await;
+    closed(dealer.try_send(msg()));
+    assert_eq!(dealer.try_recv().unwrap_err(), TryRecvError::Closed);
+    let mut pair = Pair::new();
+    pair.engine.close().await;
+    closed(pair.try_send(msg()));
+    assert_eq!(pair.try_recv().unwrap_err(), TryRecvError::Closed);
+    let mut pull = Pull::new();
+    pull.engine.close().await;
+    assert_eq!(pull.try_recv().unwrap_err(), TryRecvError::Closed);
+    let mut sub = Sub::new();
+    sub.engine.close().await;
+    assert_eq!(sub.try_recv().unwrap_err(), TryRecvError::Closed);
+    let mut rep = Rep::new();
+    rep.engine.close().await;
+    assert!(matches!(rep.try_recv(), Err(TryRecvError::Closed)));
+}
+
+/// A conflating sender's queue never holds more than one unsent message per peer, however
+/// many are sent while the peer reads nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflating_sender_holds_at_most_one_unsent_message_per_peer() {
+    let opts = Options::new().stream_window(64 * 1024).conflate(true);
+    let publisher = Pub::with_options(opts.clone());
+    let ep = publisher
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .to_string();
+    // Not conflating, and never reading: its window fills.
+    let slow = Sub::with_options(Options::new().stream_window(64 * 1024));
+    slow.subscribe("");
+    slow.connect(&ep).unwrap();
+    timeout(T, slow.wait_for_peers(1)).await.unwrap().unwrap();
+    timeout(T, publisher.wait_for_peers(1))
+        .await
+        .unwrap()
+        .unwrap();
+    let payload = bytes::Bytes::from(vec![7u8; 16 * 1024]);
+    for i in 0..1_000u32 {
+        publisher
+            .send(Message::from(vec![
+                bytes::Bytes::from(i.to_string()),
+                payload.clone(),
+            ]))
+            .await
+            .unwrap();
+        let queues = publisher.engine.queue_lengths();
+        assert!(queues.iter().all(|&q| q <= 2), "{queues:?}"); // one begun + one whole
+    }
+    drop(slow);
+}
