@@ -45,7 +45,7 @@
 //! | [`Req`] | round-robin, one request in flight | its reply only, from the peer holding the request | wait |
 //! | [`Rep`] | the reply to the request being served | fair-queued, one at a time | that reply is dropped (counted); never waits on one client |
 //! | [`Dealer`] | round-robin over peers with room | fair-queued | wait |
-//! | [`Router`] | to the peer a routing id names | fair-queued, with the routing id | dropped, counted (or `HostUnreachable` with `router_mandatory`); never waits |
+//! | [`Router`] | to the peer a routing id names (a live peer's id is refused to a newcomer, or handed over with [`Options::router_handover`]) | fair-queued, with the routing id | dropped, counted (or `HostUnreachable` with `router_mandatory`); never waits |
 //! | [`Push`] | round-robin over peers with room | — | wait |
 //! | [`Pull`] | — | fair-queued | backpressure |
 //! | [`Pair`] | to its one peer (a second is refused, on every transport) | from its one peer | wait |
