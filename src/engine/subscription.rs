@@ -50,6 +50,20 @@ pub(super) fn snapshot(subs: &Subscriptions) -> Vec<Message> {
     messages
 }
 
+/// The snapshot of `subs` for a publisher over `link`: [`snapshot`]'s messages on a native
+/// stream or an inproc pipe; one subscribe message per prefix on a ZMTP connection, which
+/// has no snapshot (the driver turns them into SUBSCRIBE commands).
+pub(super) fn snapshot_for(link: &super::Link, subs: &Subscriptions) -> Vec<Message> {
+    match link {
+        super::Link::Zmtp(_) => subs
+            .prefixes()
+            .iter()
+            .map(|prefix| command(true, prefix))
+            .collect(),
+        _ => snapshot(subs),
+    }
+}
+
 /// The message that subscribes to (or cancels) `prefix`.
 pub(super) fn command(subscribe: bool, prefix: &[u8]) -> Message {
     let mut frame = BytesMut::with_capacity(1 + prefix.len());

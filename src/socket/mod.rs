@@ -14,12 +14,14 @@ mod reqrep;
 mod routing;
 #[cfg(test)]
 mod tests;
+mod xpubsub;
 
 pub use pair::Pair;
 pub use pipeline::{Pull, Push};
 pub use pubsub::{Pub, Sub};
 pub use reqrep::{Rep, Req, Request};
 pub use routing::{proxy, Dealer, Router};
+pub use xpubsub::{forward, XPub, XSub};
 
 use std::fmt;
 use std::future::poll_fn;
