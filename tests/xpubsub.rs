@@ -42,7 +42,12 @@ fn show(msg: &Message) -> String {
 }
 
 async fn next(xpub: &mut XPub) -> String {
-    show(&timeout(T, xpub.recv()).await.expect("xpub heard nothing").unwrap())
+    show(
+        &timeout(T, xpub.recv())
+            .await
+            .expect("xpub heard nothing")
+            .unwrap(),
+    )
 }
 
 /// The next `n` messages of `xpub`, sorted (a snapshot's prefixes come in no set order).
@@ -89,7 +94,11 @@ async fn an_xpub_passes_only_the_first_subscribe_and_the_last_unsubscribe_on_eve
         subscribe_and_see(&mut xpub, &a, "a.marker").await;
         // A leaves: the prefixes only it held are unsubscribed.
         a.close().await;
-        assert_eq!(next_sorted(&mut xpub, 2).await, ["-a.marker", "-sport"], "{ep}");
+        assert_eq!(
+            next_sorted(&mut xpub, 2).await,
+            ["-a.marker", "-sport"],
+            "{ep}"
+        );
         b.close().await;
         assert_eq!(
             next_sorted(&mut xpub, 2).await,
@@ -184,8 +193,7 @@ async fn xsub_and_xpub_talk_to_each_other_and_to_pub_and_sub_on_every_transport(
 async fn an_xsub_resends_its_subscriptions_after_the_xpub_restarts() {
     let mut first = XPub::bind("tcp://127.0.0.1:0").await.unwrap();
     let ep = first.endpoints()[0].to_string();
-    let mut xsub =
-        XSub::with_options(Options::new().reconnect_interval(Duration::from_millis(20)));
+    let mut xsub = XSub::with_options(Options::new().reconnect_interval(Duration::from_millis(20)));
     xsub.connect(&ep).unwrap();
     xsub.send(b"\x01alpha").await.unwrap();
     xsub.send(b"\x01beta").await.unwrap();
@@ -223,7 +231,10 @@ async fn an_xsub_over_the_subscription_budget_is_dropped_and_its_prefixes_unsubs
         matches!(e, zocket::monitor::Event::Disconnected { .. })
     })
     .await;
-    assert!(format!("{event:?}").contains("max_subscription_bytes"), "{event:?}");
+    assert!(
+        format!("{event:?}").contains("max_subscription_bytes"),
+        "{event:?}"
+    );
     assert_eq!(next_sorted(&mut xpub, 2).await, ["-aaaa", "-bbbb"]);
 }
 
@@ -252,7 +263,9 @@ async fn subscriptions_an_xpub_does_not_read_push_back_and_none_is_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forwarder_carries_only_subscribed_topics_from_publishers_to_subscribers() {
     for ep in endpoints("forwarder") {
-        let ep2 = ep.replace(".sock", "-down.sock").replace("forwarder-", "forwarder-down-");
+        let ep2 = ep
+            .replace(".sock", "-down.sock")
+            .replace("forwarder-", "forwarder-down-");
         let mut xsub = XSub::new();
         let up = xsub.bind(&ep).await.unwrap().to_string();
         let mut xpub = XPub::new();
@@ -286,9 +299,7 @@ async fn a_forwarder_carries_only_subscribed_topics_from_publishers_to_subscribe
                     p.send([format!("b.{n}"), round.to_string()]).await.unwrap();
                 }
                 for (i, sub) in subs.iter_mut().enumerate() {
-                    while let Ok(Some(msg)) =
-                        timeout(Duration::from_millis(5), sub.next()).await
-                    {
+                    while let Ok(Some(msg)) = timeout(Duration::from_millis(5), sub.next()).await {
                         got[i].push(show(&msg.unwrap()));
                     }
                 }
@@ -303,8 +314,16 @@ async fn a_forwarder_carries_only_subscribed_topics_from_publishers_to_subscribe
         })
         .await
         .unwrap();
-        assert!(got[0].iter().all(|m| m.starts_with("a.")), "{ep}: {:?}", got[0]);
-        assert!(got[1].iter().all(|m| m.starts_with("b.")), "{ep}: {:?}", got[1]);
+        assert!(
+            got[0].iter().all(|m| m.starts_with("a.")),
+            "{ep}: {:?}",
+            got[0]
+        );
+        assert!(
+            got[1].iter().all(|m| m.starts_with("b.")),
+            "{ep}: {:?}",
+            got[1]
+        );
         forwarder.abort();
     }
 }
@@ -341,7 +360,10 @@ impl Peer {
 
     async fn tell(&mut self, line: &str) {
         let stdin = self.child.stdin.as_mut().unwrap();
-        stdin.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
         stdin.flush().await.unwrap();
     }
 
@@ -386,7 +408,9 @@ async fn a_libzmq_xsub_subscribes_and_sends_upstream_to_a_zocket_xpub() {
     assert_eq!(next(&mut xpub).await, "hello|up");
     for i in 0..3 {
         xpub.send(["b.no", "x"]).await.unwrap();
-        xpub.send(["a.yes".to_owned(), i.to_string()]).await.unwrap();
+        xpub.send(["a.yes".to_owned(), i.to_string()])
+            .await
+            .unwrap();
     }
     for i in 0..3 {
         assert_eq!(xsub.line().await, format!("got a.yes|{i}"));
@@ -402,8 +426,7 @@ async fn a_zocket_xsub_subscribes_and_sends_upstream_to_a_libzmq_xpub() {
     let mut xpub = Peer::spawn(&["xpub-peer", "a.topic"]);
     let ready = xpub.line().await;
     let ep = ready.strip_prefix("ready ").expect("ready line").to_owned();
-    let mut xsub =
-        XSub::with_options(Options::new().reconnect_interval(Duration::from_millis(20)));
+    let mut xsub = XSub::with_options(Options::new().reconnect_interval(Duration::from_millis(20)));
     xsub.connect(&ep).unwrap();
     xsub.send(b"\x01a.").await.unwrap();
     timeout(T, xsub.wait_for_peers(1)).await.unwrap().unwrap();
@@ -437,8 +460,14 @@ async fn a_libzmq_forwarder_carries_a_zocket_pub_to_a_zocket_sub() {
     let mut got = Vec::new();
     timeout(WAIT, async {
         for i in 0..10_000u32 {
-            publisher.send(["b.x".to_owned(), i.to_string()]).await.unwrap();
-            publisher.send(["a.x".to_owned(), i.to_string()]).await.unwrap();
+            publisher
+                .send(["b.x".to_owned(), i.to_string()])
+                .await
+                .unwrap();
+            publisher
+                .send(["a.x".to_owned(), i.to_string()])
+                .await
+                .unwrap();
             while let Ok(Some(msg)) = timeout(Duration::from_millis(10), sub.next()).await {
                 got.push(show(&msg.unwrap()));
             }

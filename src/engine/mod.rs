@@ -1037,6 +1037,14 @@ impl Engine {
 
     // ----- peers and lifecycle -----
 
+    /// XPub: messages waiting for the handle (tests check their bound with it).
+    #[cfg(test)]
+    pub(crate) fn xpub_waiting(&self) -> usize {
+        let mut st = self.lock();
+        self.absorb(&mut st);
+        st.xpub.len()
+    }
+
     /// Messages waiting in each peer's queue (tests check the high-water marks with it).
     #[cfg(test)]
     pub(crate) fn queue_lengths(&self) -> Vec<usize> {

@@ -251,3 +251,48 @@ pub async fn forward(xsub: &mut XSub, xpub: &mut XPub) -> Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::time::timeout;
+
+    use super::*;
+    use crate::Options;
+
+    const T: Duration = Duration::from_secs(10);
+
+    /// An XPub whose owner does not read holds at most `recv_hwm` messages for it; the
+    /// rest stays with the subscriber's link (pushed back), and nothing is lost.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unread_xpub_holds_at_most_recv_hwm_subscriptions_and_loses_none() {
+        for ep in ["tcp://127.0.0.1:0", "inproc://xpub-bound"] {
+            let mut xpub = XPub::with_options(Options::new().recv_hwm(4));
+            let ep = xpub.bind(ep).await.unwrap().to_string();
+            let xsub = XSub::connect(&ep).await.unwrap();
+            timeout(T, xsub.wait_for_peers(1)).await.unwrap().unwrap();
+            for i in 0..100 {
+                xsub.send(format!("\x01t.{i:02}")).await.unwrap();
+            }
+            let engine = xpub.socket.engine.clone();
+            timeout(T, async {
+                while engine.xpub_waiting() < 4 {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            })
+            .await
+            .unwrap();
+            // Give the engine time to go wrong: it must not read past the bound.
+            for _ in 0..20 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                assert_eq!(engine.xpub_waiting(), 4, "{ep}");
+            }
+            for i in 0..100 {
+                let msg = timeout(T, xpub.recv()).await.unwrap().unwrap();
+                assert_eq!(msg.frames()[0], format!("\x01t.{i:02}"), "{ep}");
+                assert!(engine.xpub_waiting() <= 4, "{ep}");
+            }
+        }
+    }
+}
