@@ -1,11 +1,13 @@
-//! Subscriptions on the wire between a Sub and a Pub.
+//! Subscriptions on the wire between a Sub (or XSub) and a Pub (or XPub).
 //!
-//! A Sub's first message on a new link is a *snapshot*: frame `02`, then one frame per
+//! A Sub's first message on a new native stream or inproc pipe is a *snapshot*: frame `02`, then one frame per
 //! subscribed prefix (a Sub with more prefixes than fit in one snapshot message sends the
 //! rest first, as subscribe messages). After it, each change is one single-frame message: `01` + prefix to
 //! subscribe, `00` + prefix to cancel (ZMTP 3.0's subscription messages). The Pub holds a
 //! native stream from a Sub unaccepted until the snapshot is applied, so once a Sub sees its
-//! stream accepted, the Pub filters for it: no "slow joiner" loss.
+//! stream accepted, the Pub filters for it: no "slow joiner" loss. A ZMTP link gets no
+//! snapshot, one subscribe message per prefix instead ([`snapshot_for`]). An XPub applies
+//! them in [`xpub`](super::xpub), which also tells its owner.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
