@@ -651,7 +651,7 @@ fn usage_mistakes_exit_with_code_2_and_one_clear_line() {
         ),
         (
             &["push", "--connect", ep, "--subscribe", "weather."],
-            "error: --subscribe makes no sense for a push socket: only sub subscribes",
+            "error: --subscribe makes no sense for a push socket: only sub and xsub subscribe",
         ),
         (
             &["sub", "--connect", ep, "--data", "x"],
@@ -742,7 +742,7 @@ fn malformed_arguments_exit_with_code_2_and_say_what_was_expected() {
             &["push", "--connect", ep, "--data", "x", "--file", "f"],
             "error: the argument '--data <TEXT>' cannot be used with '--file <PATH>'",
         ),
-        (&["xpub", "--bind", ep], "error: unrecognized subcommand 'xpub'"),
+        (&["stream", "--bind", ep], "error: unrecognized subcommand 'stream'"),
     ];
     for (args, expected) in cases {
         let output = zocket(args).output().expect("run zocket");
