@@ -328,6 +328,55 @@ async fn a_forwarder_carries_only_subscribed_topics_from_publishers_to_subscribe
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_xsub_resets_a_publisher_that_leaves_its_subscription_changes_unread() {
+    use futures::FutureExt;
+    use tokio::io::AsyncWriteExt;
+    // A forwarder's XSub passes on what its subscribers send: a publisher that stops
+    // reading must not make it queue subscription changes without bound.
+    let xsub = XSub::with_options(Options::new().send_hwm(1));
+    let ep = xsub.bind("tcp://127.0.0.1:0").await.unwrap();
+    let mut monitor = xsub.monitor();
+    // A ZMTP PUB that says READY and then never reads.
+    let mut greeting = vec![0xFF, 0, 0, 0, 0, 0, 0, 0, 1, 0x7F, 3, 1];
+    greeting.extend_from_slice(b"NULL");
+    greeting.resize(64, 0);
+    let mut ready = vec![5];
+    ready.extend_from_slice(b"READY");
+    ready.push(11);
+    ready.extend_from_slice(b"Socket-Type");
+    ready.extend_from_slice(&3u32.to_be_bytes());
+    ready.extend_from_slice(b"PUB");
+    greeting.extend_from_slice(&[0x04, ready.len() as u8]);
+    greeting.extend_from_slice(&ready);
+    let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", common::tcp_port(&ep)))
+        .await
+        .unwrap();
+    raw.write_all(&greeting).await.unwrap();
+    timeout(T, xsub.wait_for_peers(1)).await.unwrap().unwrap();
+    // Churn a 4 KiB prefix (a downstream subscriber could): each change goes to the
+    // publisher, which reads nothing, until its link is reset.
+    let prefix = vec![b'p'; 4096];
+    let reason = timeout(WAIT, async {
+        for _ in 0..1_000_000 {
+            xsub.subscribe(&prefix);
+            xsub.unsubscribe(&prefix);
+            tokio::task::yield_now().await;
+            while let Some(Some(event)) = monitor.next().now_or_never() {
+                if let zocket::monitor::Event::Disconnected { reason, .. } = event {
+                    return reason;
+                }
+            }
+        }
+        panic!("the publisher that reads nothing was never reset");
+    })
+    .await
+    .unwrap();
+    assert!(reason.contains("subscription changes unread"), "{reason}");
+    assert_eq!(xsub.peers(), 0);
+    drop(raw);
+}
+
 // ----- libzmq through pyzmq -----
 
 struct Peer {

@@ -82,6 +82,8 @@ pub(crate) struct State {
     subscriptions: Subscriptions,
     /// XPub: subscriptions for the handle, deduplicated across subscribers.
     xpub: xpub::XPubState,
+    /// Sub, XSub: distinct prefixes in `subscriptions`.
+    subscribed_prefixes: usize,
     /// `close` began: no more binds, connects or sends.
     closing: bool,
     /// Sub: the handle has started receiving; publishers get our subscriptions.
@@ -122,6 +124,7 @@ impl Engine {
                 identities: Identities::new(),
                 subscriptions: Subscriptions::new(),
                 xpub,
+                subscribed_prefixes: 0,
                 closing: false,
                 receiving: false,
                 binds: Vec::new(),
@@ -942,7 +945,9 @@ impl Engine {
     pub(crate) fn subscribe(&self, prefix: &[u8]) {
         let mut st = self.lock();
         let xsub = self.socket_type == SocketType::XSub;
-        if st.subscriptions.subscribe(prefix) || xsub {
+        let new = st.subscriptions.subscribe(prefix);
+        st.subscribed_prefixes += usize::from(new);
+        if new || xsub {
             self.broadcast(&mut st, subscription::command(true, prefix));
         }
         if xsub {
@@ -954,6 +959,7 @@ impl Engine {
     pub(crate) fn unsubscribe(&self, prefix: &[u8]) {
         let mut st = self.lock();
         if st.subscriptions.unsubscribe(prefix) {
+            st.subscribed_prefixes -= 1;
             self.broadcast(&mut st, subscription::command(false, prefix));
         }
         if self.socket_type == SocketType::XSub {
@@ -992,13 +998,35 @@ impl Engine {
     ///
     /// Peers that have not had their snapshot yet get none: their snapshot, sent later,
     /// holds the state as it is then.
+    ///
+    /// An XSub's subscriptions may come from its peers (a forwarder passes on what its
+    /// subscribers send), so what waits for one publisher is bounded: a publisher that
+    /// leaves more than its snapshot plus `2 × send_hwm` messages unread loses its link
+    /// (reset), and gets every subscription again, as one snapshot, when it reconnects.
     fn broadcast(&self, st: &mut State, msg: Message) {
+        let limit = (self.socket_type == SocketType::XSub).then(|| {
+            st.subscribed_prefixes
+                .saturating_add(self.options.send_hwm.saturating_mul(2))
+        });
         let ids: Vec<PeerId> = st.peers.keys().copied().collect();
         for id in ids {
             let Some(peer) = st.peers.get_mut(&id) else {
                 continue;
             };
             if !peer.snapshot_sent {
+                continue;
+            }
+            if limit.is_some_and(|limit| peer.queued() >= limit) {
+                warn!(
+                    peer = %peer.endpoint,
+                    queued = peer.queued(),
+                    "publisher does not read our subscriptions: link reset, resent on reconnect"
+                );
+                let why = std::io::Error::other(
+                    "publisher left too many subscription changes unread (more than its \
+                     snapshot and 2 x send_hwm); link reset, subscriptions resent on reconnect",
+                );
+                self.remove_peer(st, id, Some(Error::Io(why)));
                 continue;
             }
             if let Err((e, _)) = peer.enqueue(msg.clone(), &self.signal, false) {
