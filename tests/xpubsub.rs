@@ -190,6 +190,42 @@ async fn xsub_and_xpub_talk_to_each_other_and_to_pub_and_sub_on_every_transport(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xsub_and_xpub_work_over_plain_zmtp_and_over_curve() {
+    use zocket::curve::KeyPair;
+    let server = KeyPair::generate();
+    let cases = [
+        (
+            "plain ZMTP",
+            Options::new().native(false),
+            Options::new().native(false),
+        ),
+        (
+            "CURVE",
+            Options::new().curve_server(server.secret().clone()),
+            Options::new().curve_client(*server.public(), KeyPair::generate()),
+        ),
+    ];
+    for (what, xpub_options, xsub_options) in cases {
+        let mut xpub = XPub::with_options(xpub_options);
+        let ep = xpub.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+        let mut xsub = XSub::with_options(xsub_options);
+        xsub.connect(&ep).unwrap();
+        xsub.send(b"\x01a.").await.unwrap();
+        xsub.send(b"\x01b.").await.unwrap();
+        timeout(T, xsub.wait_for_peers(1)).await.unwrap().unwrap();
+        xsub.send(["up", "stream"]).await.unwrap();
+        xsub.send(b"\x00b.").await.unwrap();
+        assert_eq!(next_sorted(&mut xpub, 2).await, ["+a.", "+b."], "{what}");
+        assert_eq!(next(&mut xpub).await, "up|stream", "{what}");
+        assert_eq!(next(&mut xpub).await, "-b.", "{what}");
+        xpub.send(["b.1", "no"]).await.unwrap();
+        xpub.send(["a.1", "yes"]).await.unwrap();
+        let got = timeout(T, xsub.recv()).await.unwrap().unwrap();
+        assert_eq!(show(&got), "a.1|yes", "{what}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_xsub_resends_its_subscriptions_after_the_xpub_restarts() {
     let mut first = XPub::bind("tcp://127.0.0.1:0").await.unwrap();
     let ep = first.endpoints()[0].to_string();

@@ -126,7 +126,7 @@ impl Socket {
         self.engine.peer_count()
     }
 
-    /// Waits until at least `n` peers are connected and ready. For a `Sub`, "ready" means
+    /// Waits until at least `n` peers are connected and ready. For a `Sub` (or `XSub`), "ready" means
     /// the publisher has applied its subscriptions, so nothing published afterwards is
     /// missed (ZeroMQ's "slow joiner" problem). A `Sub` sends its subscriptions when it
     /// starts receiving (`recv`, polling it as a `Stream`, or this call): a publisher counts
