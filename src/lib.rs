@@ -1,7 +1,7 @@
 //! zocket: ZeroMQ-style messaging for tokio.
 //!
 //! Typed sockets — [`Pub`]/[`Sub`], [`Req`]/[`Rep`], [`Dealer`]/[`Router`], [`Push`]/[`Pull`],
-//! [`Pair`] — that connect before or after their peer exists, reconnect by themselves, and
+//! [`Pair`], [`XPub`]/[`XSub`] — that connect before or after their peer exists, reconnect by themselves, and
 //! share one multiplexed connection per remote process. Each type has only the operations its
 //! pattern allows; all of them deref to [`Socket`] for `bind`, `connect`, `monitor`, `peers` and
 //! `wait_for_peers`. Underneath is the [`mux`] stream multiplexer, also usable on its own.
@@ -49,8 +49,11 @@
 //! | [`Push`] | round-robin over peers with room | — | wait |
 //! | [`Pull`] | — | fair-queued | backpressure |
 //! | [`Pair`] | to its one peer (a second is refused, on every transport) | from its one peer | wait |
+//! | [`XPub`] | as a `Pub` | its subscribers' subscriptions (`0x01`/`0x00` + prefix, deduplicated unless [`Options::xpub_verbose`]) and an `XSub`'s upstream messages | as a `Pub` |
+//! | [`XSub`] | subscriptions as messages (`0x01`/`0x00` + prefix); other messages upstream to every publisher | as a `Sub` | upstream messages: dropped for that publisher |
 //!
-//! [`proxy`] joins a [`Router`] and a [`Dealer`] into a broker. Messages follow ZeroMQ's
+//! [`proxy`] joins a [`Router`] and a [`Dealer`] into a broker; [`forward`] joins an [`XSub`]
+//! and an [`XPub`] into a pub/sub forwarder. Messages follow ZeroMQ's
 //! envelope rules, and a socket talks ZMTP 3.1 to libzmq (and every ZeroMQ program) on the
 //! same `tcp://` endpoints: zocket peers find each other in the greeting and switch to the
 //! multiplexed native wire, anyone else gets plain ZMTP.
@@ -144,5 +147,8 @@ pub use options::{
     Options, DEFAULT_CONNECTION_WINDOW, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HANDSHAKES,
     DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_SUBSCRIPTION_BYTES, DEFAULT_STREAM_WINDOW,
 };
-pub use socket::{proxy, Dealer, Pair, Pub, Pull, Push, Rep, Req, Request, Router, Socket, Sub};
+pub use socket::{
+    forward, proxy, Dealer, Pair, Pub, Pull, Push, Rep, Req, Request, Router, Socket, Sub, XPub,
+    XSub,
+};
 pub use socket_type::SocketType;

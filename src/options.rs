@@ -43,6 +43,7 @@ pub struct Options {
     pub(crate) router_handover: bool,
     pub(crate) conflate: bool,
     pub(crate) max_subscription_bytes: usize,
+    pub(crate) xpub_verbose: bool,
     pub(crate) dns_refresh: Duration,
     pub(crate) stream_window: u32,
     pub(crate) max_streams: usize,
@@ -181,6 +182,7 @@ impl Default for Options {
             router_handover: false,
             conflate: false,
             max_subscription_bytes: DEFAULT_MAX_SUBSCRIPTION_BYTES,
+            xpub_verbose: false,
             dns_refresh: Duration::from_secs(30),
             stream_window: DEFAULT_STREAM_WINDOW,
             max_streams: 256,
@@ -498,6 +500,17 @@ impl Options {
     /// reconnect, so set the same budget on both sides.
     pub fn max_subscription_bytes(mut self, bytes: usize) -> Self {
         self.max_subscription_bytes = bytes;
+        self
+    }
+
+    /// Whether an [`XPub`](crate::XPub) passes on every subscribe and unsubscribe message
+    /// its subscribers send (`true`), or only the first subscribe and the last unsubscribe
+    /// of each prefix across all of them, plus unsubscribes for the prefixes a leaving
+    /// subscriber alone held (`false`, the default). Verbose is libzmq's
+    /// `ZMQ_XPUB_VERBOSER` (subscribes and unsubscribes both): a forwarder whose upstream
+    /// must see each subscriber's subscriptions sets it. Other socket types ignore it.
+    pub fn xpub_verbose(mut self, verbose: bool) -> Self {
+        self.xpub_verbose = verbose;
         self
     }
 

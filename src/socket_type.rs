@@ -34,11 +34,17 @@ pub enum SocketType {
     Pull,
     /// Exclusive pair: exactly one peer.
     Pair,
+    /// Extended publisher: a [`Pub`](SocketType::Pub) that also receives its subscribers'
+    /// subscriptions (and an [`XSub`](SocketType::XSub)'s other messages).
+    XPub,
+    /// Extended subscriber: a [`Sub`](SocketType::Sub) whose subscriptions are messages it
+    /// sends, and which may send other messages upstream.
+    XSub,
 }
 
 impl SocketType {
     /// All socket types, in wire-code order.
-    pub const ALL: [SocketType; 9] = [
+    pub const ALL: [SocketType; 11] = [
         SocketType::Pair,
         SocketType::Pub,
         SocketType::Sub,
@@ -48,6 +54,8 @@ impl SocketType {
         SocketType::Router,
         SocketType::Pull,
         SocketType::Push,
+        SocketType::XPub,
+        SocketType::XSub,
     ];
 
     /// The ZMTP name of the type (`"PUB"`, `"ROUTER"`, ...).
@@ -62,6 +70,8 @@ impl SocketType {
             SocketType::Push => "PUSH",
             SocketType::Pull => "PULL",
             SocketType::Pair => "PAIR",
+            SocketType::XPub => "XPUB",
+            SocketType::XSub => "XSUB",
         }
     }
 
@@ -73,7 +83,8 @@ impl SocketType {
     }
 
     /// The one-byte code used on zocket's native wire (libzmq's `ZMQ_*` constants:
-    /// PAIR 0, PUB 1, SUB 2, REQ 3, REP 4, DEALER 5, ROUTER 6, PULL 7, PUSH 8).
+    /// PAIR 0, PUB 1, SUB 2, REQ 3, REP 4, DEALER 5, ROUTER 6, PULL 7, PUSH 8, XPUB 9,
+    /// XSUB 10).
     pub fn code(self) -> u8 {
         match self {
             SocketType::Pair => 0,
@@ -85,6 +96,8 @@ impl SocketType {
             SocketType::Router => 6,
             SocketType::Pull => 7,
             SocketType::Push => 8,
+            SocketType::XPub => 9,
+            SocketType::XSub => 10,
         }
     }
 
@@ -99,8 +112,8 @@ impl SocketType {
         matches!(
             (self, peer),
             (Pair, Pair)
-                | (Pub, Sub)
-                | (Sub, Pub)
+                | (Pub | XPub, Sub | XSub)
+                | (Sub | XSub, Pub | XPub)
                 | (Req, Rep)
                 | (Req, Router)
                 | (Rep, Req)
@@ -114,6 +127,18 @@ impl SocketType {
                 | (Pull, Push)
                 | (Push, Pull)
         )
+    }
+}
+
+impl SocketType {
+    /// Whether the type publishes: filters by its peers' subscriptions (PUB, XPUB).
+    pub(crate) fn is_publisher(self) -> bool {
+        matches!(self, SocketType::Pub | SocketType::XPub)
+    }
+
+    /// Whether the type subscribes: tells its peers its subscriptions (SUB, XSUB).
+    pub(crate) fn is_subscriber(self) -> bool {
+        matches!(self, SocketType::Sub | SocketType::XSub)
     }
 }
 
@@ -133,8 +158,27 @@ mod tests {
             assert_eq!(SocketType::from_code(t.code()), Some(t));
             assert_eq!(SocketType::from_name(t.as_str().as_bytes()), Some(t));
         }
-        assert_eq!(SocketType::from_code(9), None);
+        assert_eq!(SocketType::from_code(9), Some(SocketType::XPub));
+        assert_eq!(SocketType::from_code(10), Some(SocketType::XSub));
+        assert_eq!(SocketType::from_code(11), None);
         assert_eq!(SocketType::from_name(b"pub"), None);
+    }
+
+    #[test]
+    fn extended_pub_sub_types_talk_to_every_pub_sub_type_as_in_libzmq() {
+        use SocketType::*;
+        for publisher in [Pub, XPub] {
+            for subscriber in [Sub, XSub] {
+                assert!(
+                    publisher.is_compatible(subscriber),
+                    "{publisher} {subscriber}"
+                );
+            }
+            assert!(!publisher.is_compatible(Pub) && !publisher.is_compatible(XPub));
+        }
+        assert!(!XSub.is_compatible(Sub) && !XPub.is_compatible(Push));
+        assert_eq!(XPub.code(), 9);
+        assert_eq!(XSub.code(), 10);
     }
 
     #[test]

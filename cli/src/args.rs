@@ -43,6 +43,12 @@ pub enum Command {
     Pull(TalkArgs),
     /// Exclusive pair: sends to and prints from its one peer, at once.
     Pair(TalkArgs),
+    /// Extended publisher: sends like pub, and prints its subscribers' subscriptions
+    /// (\x01topic / \x00topic) and an xsub's upstream messages.
+    Xpub(TalkArgs),
+    /// Extended subscriber: prints like sub (--subscribe); sends its input upstream to the
+    /// publishers (a one-frame \x01topic / \x00topic subscribes / unsubscribes).
+    Xsub(TalkArgs),
     /// Print a new CURVE key pair as two lines, `public: KEY` and `secret: KEY` (Z85).
     Keygen,
     /// Measure throughput or latency between two processes (like libzmq's local_thr/remote_thr,
@@ -63,6 +69,8 @@ pub enum Kind {
     Push,
     Pull,
     Pair,
+    XPub,
+    XSub,
 }
 
 impl Kind {
@@ -89,6 +97,8 @@ impl fmt::Display for Kind {
             Kind::Push => "push",
             Kind::Pull => "pull",
             Kind::Pair => "pair",
+            Kind::XPub => "xpub",
+            Kind::XSub => "xsub",
         })
     }
 }

@@ -81,6 +81,8 @@ fn main() -> ExitCode {
             Command::Push(a) => talk::run(Kind::Push, a).await,
             Command::Pull(a) => talk::run(Kind::Pull, a).await,
             Command::Pair(a) => talk::run(Kind::Pair, a).await,
+            Command::Xpub(a) => talk::run(Kind::XPub, a).await,
+            Command::Xsub(a) => talk::run(Kind::XSub, a).await,
             Command::Perf(p) => perf::run(p).await,
             Command::Keygen => Ok(()),
         }

@@ -9,7 +9,9 @@ use bytes::Bytes;
 use futures::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use zocket::monitor::Event;
-use zocket::{Dealer, Message, Options, Pair, Pub, Pull, Push, Rep, Req, Router, Socket, Sub};
+use zocket::{
+    Dealer, Message, Options, Pair, Pub, Pull, Push, Rep, Req, Router, Socket, Sub, XPub, XSub,
+};
 
 use crate::args::{Endpoints, Kind, TalkArgs};
 use crate::format::{self, Format};
@@ -139,6 +141,22 @@ pub async fn run(kind: Kind, args: TalkArgs) -> Result<(), Fail> {
                 let socket = open_duplex(socket, kind, &args, output, &mut monitor).await?;
                 socket.close().await;
             }
+            Kind::XPub => {
+                let socket = XPub::with_options(options);
+                let socket = open_duplex(socket, kind, &args, output, &mut monitor).await?;
+                socket.close().await;
+            }
+            Kind::XSub => {
+                let socket = XSub::with_options(options);
+                if args.subscribe.is_empty() {
+                    socket.subscribe("");
+                }
+                for topic in &args.subscribe {
+                    socket.subscribe(topic);
+                }
+                let socket = open_duplex(socket, kind, &args, output, &mut monitor).await?;
+                socket.close().await;
+            }
         }
         Ok(())
     }
@@ -172,7 +190,7 @@ fn check(kind: Kind, a: &TalkArgs) -> Result<(), Fail> {
                 "it only receives"
             };
             return usage(format!(
-                "{option} makes no sense for a {kind} socket: {why}; the sockets that send are pub, req, dealer, router, push and pair"
+                "{option} makes no sense for a {kind} socket: {why}; the sockets that send are pub, req, dealer, router, push, pair, xpub and xsub"
             ));
         }
     }
@@ -183,13 +201,13 @@ fn check(kind: Kind, a: &TalkArgs) -> Result<(), Fail> {
     if !kind.receives() {
         if let Some((option, _)) = receiving.iter().find(|(_, given)| *given) {
             return usage(format!(
-                "{option} makes no sense for a {kind} socket: it never receives; the sockets that receive are sub, req, rep, dealer, router, pull and pair"
+                "{option} makes no sense for a {kind} socket: it never receives; the sockets that receive are sub, req, rep, dealer, router, pull, pair, xpub and xsub"
             ));
         }
     }
-    if kind != Kind::Sub && !a.subscribe.is_empty() {
+    if !matches!(kind, Kind::Sub | Kind::XSub) && !a.subscribe.is_empty() {
         return usage(format!(
-            "--subscribe makes no sense for a {kind} socket: only sub subscribes (it receives from pub)"
+            "--subscribe makes no sense for a {kind} socket: only sub and xsub subscribe (they receive from pub and xpub)"
         ));
     }
     let answers = [

@@ -465,6 +465,27 @@ fn pair_sends_and_receives_at_once() {
 }
 
 #[test]
+fn xpub_prints_the_subscriptions_of_an_xsub_which_receives_only_its_topic() {
+    let mut xpub = Running::start(&["xpub", "--bind", "tcp://127.0.0.1:0", "--frames", "|"]);
+    let endpoint = xpub.bound();
+    let xsub = Running::start(&[
+        "xsub",
+        "--connect",
+        &endpoint,
+        "--subscribe",
+        "weather.",
+        "--count",
+        "1",
+    ]);
+    // The subscription arrives as one frame, 0x01 + topic (ascii prints 0x01 as '.').
+    assert_eq!(xpub.stdout_line(), ".weather.");
+    xpub.send("sports.football|1-0\nweather.paris|sunny\n");
+    let finished = xsub.finish();
+    assert_success("xsub", &finished);
+    assert_eq!(finished.1, "weather.paris|sunny\n");
+}
+
+#[test]
 fn wait_peers_holds_the_first_message_until_every_subscriber_is_there() {
     let publisher = Running::start(&[
         "pub",
@@ -630,7 +651,7 @@ fn usage_mistakes_exit_with_code_2_and_one_clear_line() {
         ),
         (
             &["push", "--connect", ep, "--subscribe", "weather."],
-            "error: --subscribe makes no sense for a push socket: only sub subscribes",
+            "error: --subscribe makes no sense for a push socket: only sub and xsub subscribe",
         ),
         (
             &["sub", "--connect", ep, "--data", "x"],
@@ -721,7 +742,7 @@ fn malformed_arguments_exit_with_code_2_and_say_what_was_expected() {
             &["push", "--connect", ep, "--data", "x", "--file", "f"],
             "error: the argument '--data <TEXT>' cannot be used with '--file <PATH>'",
         ),
-        (&["xpub", "--bind", ep], "error: unrecognized subcommand 'xpub'"),
+        (&["stream", "--bind", ep], "error: unrecognized subcommand 'stream'"),
     ];
     for (args, expected) in cases {
         let output = zocket(args).output().expect("run zocket");
@@ -767,6 +788,8 @@ fn help_lists_every_socket_type_perf_keygen_and_the_curve_flags() {
     zocket(&["--help"]).assert().success().stdout(
         predicate::str::contains("pub")
             .and(predicate::str::contains("router"))
+            .and(predicate::str::contains("xpub"))
+            .and(predicate::str::contains("xsub"))
             .and(predicate::str::contains("perf"))
             .and(predicate::str::contains("keygen"))
             .and(predicate::str::contains("Exit codes")),

@@ -68,17 +68,22 @@ impl ZmtpInner {
     }
 
     /// Queues a message (the engine's subscription messages become SUBSCRIBE/CANCEL for a
-    /// PUB peer). Returns `false` when the byte budget is used up: the message was not
-    /// queued, and a writable signal follows once the queue drained.
+    /// PUB or XPUB peer; an XSUB's other messages go as they are). Returns `false` when the
+    /// byte budget is used up: the message was not queued, and a writable signal follows
+    /// once the queue drained.
     pub(crate) fn send(&mut self, msg: &Message, local: SocketType) -> bool {
         if self.core.queued_bytes() >= WRITE_BUDGET {
             self.write_blocked = true;
             return false;
         }
-        if local == SocketType::Sub {
-            subscription_to_commands(&mut self.core, msg);
-        } else {
-            self.core.send(msg.clone());
+        match local {
+            SocketType::Sub => subscription_to_commands(&mut self.core, msg),
+            SocketType::XSub => {
+                if !xsub_subscription(&mut self.core, msg) {
+                    self.core.send(msg.clone());
+                }
+            }
+            _ => self.core.send(msg.clone()),
         }
         true
     }
@@ -136,6 +141,21 @@ fn subscription_to_commands(core: &mut ZmtpSession, msg: &Message) {
             _ => {}
         }
     }
+}
+
+/// An XSub's one-frame subscription message (`01`/`00` + prefix) as a ZMTP subscription;
+/// `false` for any other message (the engine sends a ZMTP link no snapshot, only subscribe
+/// messages, so an XSub's other messages pass unchanged).
+fn xsub_subscription(core: &mut ZmtpSession, msg: &Message) -> bool {
+    let Some(frame) = msg.first().filter(|_| msg.len() == 1) else {
+        return false;
+    };
+    match frame.first() {
+        Some(1) => core.subscribe(frame.slice(1..)),
+        Some(0) => core.cancel(frame.slice(1..)),
+        _ => return false,
+    }
+    true
 }
 
 /// The public error for a ZMTP session that ended.

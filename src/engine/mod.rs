@@ -16,6 +16,7 @@ mod hub;
 mod peer;
 mod signal;
 mod subscription;
+mod xpub;
 
 use std::collections::BTreeMap;
 use std::future::poll_fn;
@@ -79,6 +80,10 @@ pub(crate) struct State {
     identities: Identities,
     /// Sub: what we subscribed to, sent to every publisher.
     subscriptions: Subscriptions,
+    /// XPub: subscriptions for the handle, deduplicated across subscribers.
+    xpub: xpub::XPubState,
+    /// Sub, XSub: distinct prefixes in `subscriptions`.
+    subscribed_prefixes: usize,
     /// `close` began: no more binds, connects or sends.
     closing: bool,
     /// Sub: the handle has started receiving; publishers get our subscriptions.
@@ -101,13 +106,17 @@ impl Engine {
     pub(crate) fn new(socket_type: SocketType, options: Options) -> Arc<Engine> {
         let subscription_budget = options.max_subscription_bytes;
         let conflate = options.conflate;
+        let xpub = xpub::XPubState::new(options.xpub_verbose, options.recv_hwm);
         let engine = Arc::new(Engine {
             socket_type,
             options: Arc::new(options),
             // A conflating socket reads as messages arrive (keeping each peer's newest), so
             // its engine reads too.
             signal: Signal::new(
-                matches!(socket_type, SocketType::Pub | SocketType::Push) || conflate,
+                matches!(
+                    socket_type,
+                    SocketType::Pub | SocketType::XPub | SocketType::Push
+                ) || conflate,
             ),
             monitor: MonitorSender::new(),
             dropped: AtomicU64::new(0),
@@ -119,6 +128,8 @@ impl Engine {
                 fanout: FanOut::new(subscription_budget),
                 identities: Identities::new(),
                 subscriptions: Subscriptions::new(),
+                xpub,
+                subscribed_prefixes: 0,
                 closing: false,
                 receiving: false,
                 binds: Vec::new(),
@@ -299,10 +310,10 @@ impl Engine {
         st.next_peer += 1;
         let mut peer = peer_fn(id);
         let active = peer.phase == Phase::Active;
-        if self.socket_type == SocketType::Sub && st.receiving {
+        if self.socket_type.is_subscriber() && st.receiving {
             // A publisher learns our subscriptions before anything else, even before it
             // accepts our stream: it accepts only once it has them.
-            for msg in subscription::snapshot(&st.subscriptions) {
+            for msg in subscription::snapshot_for(&peer.link, &st.subscriptions) {
                 peer.enqueue_now(msg);
             }
             peer.snapshot_sent = true;
@@ -352,7 +363,7 @@ impl Engine {
         }
         let identity = peer.identity.clone();
         match self.socket_type {
-            SocketType::Pub => st.fanout.add_peer(id),
+            SocketType::Pub | SocketType::XPub => st.fanout.add_peer(id),
             SocketType::Router => {
                 let requested = (!identity.is_empty()).then_some(identity);
                 let mut inserted = st.identities.insert(id, requested.clone());
@@ -416,6 +427,11 @@ impl Engine {
         };
         st.rr.remove(id);
         st.fair.remove(id);
+        if self.socket_type == SocketType::XPub {
+            // Its prefixes leave the fan-out; the handle hears of those no one else holds.
+            let State { xpub, fanout, .. } = &mut *st;
+            xpub.remove_peer(fanout, id);
+        }
         st.fanout.remove_peer(id);
         st.identities.remove(id);
         match &why {
@@ -485,9 +501,13 @@ impl Engine {
         };
         match peer.phase {
             Phase::Opening => self.check_opening(st, id),
+            Phase::AwaitingSubscriptions if self.socket_type == SocketType::XPub => {
+                self.read_xpub(st, id)
+            }
             Phase::AwaitingSubscriptions => self.read_subscriptions(st, id),
             Phase::Active => match self.socket_type {
                 SocketType::Pub => self.read_subscriptions(st, id),
+                SocketType::XPub => self.read_xpub(st, id),
                 SocketType::Push => self.drain_ignored(st, id),
                 _ if self.options.conflate => self.read_latest(st, id),
                 _ => {
@@ -572,7 +592,12 @@ impl Engine {
     /// queue, which `activate` joined.)
     fn read_arrived_with_acceptance(&self, st: &mut State, id: PeerId) {
         let active = st.peers.get(&id).is_some_and(|p| p.phase == Phase::Active);
-        if active && matches!(self.socket_type, SocketType::Pub | SocketType::Push) {
+        if active
+            && matches!(
+                self.socket_type,
+                SocketType::Pub | SocketType::XPub | SocketType::Push
+            )
+        {
             self.on_readable(st, id);
         }
     }
@@ -602,6 +627,73 @@ impl Engine {
                 Ok(_) => {}
             }
         });
+    }
+
+    /// XPub side: applies what a subscriber sends (its snapshot accepts its stream, as at a
+    /// Pub) and queues what the handle is to see. Reads only while that queue has room:
+    /// once it is full the subscriber is held back (its link keeps the rest, pushing back
+    /// on it) until the handle takes some ([`next_for_xpub`](Self::next_for_xpub)).
+    fn read_xpub(&self, st: &mut State, id: PeerId) {
+        let before = st.xpub.len();
+        self.read_xpub_messages(st, id);
+        if st.xpub.len() > before {
+            self.signal.notify(); // the handle may be waiting for what was queued
+        }
+    }
+
+    fn read_xpub_messages(&self, st: &mut State, id: PeerId) {
+        loop {
+            if st.xpub.is_full() {
+                st.xpub.hold_back(id);
+                return;
+            }
+            let Some(peer) = st.peers.get_mut(&id) else {
+                return;
+            };
+            let msg = match peer.read(&self.signal) {
+                Read::Message(msg) => msg,
+                Read::Empty => return,
+                Read::Gone(why) => {
+                    self.remove_peer(st, id, why);
+                    return;
+                }
+            };
+            let awaiting = peer.phase == Phase::AwaitingSubscriptions;
+            let origin = xpub::Origin {
+                remote: peer.remote_type,
+                snapshots: !matches!(peer.link, Link::Zmtp(_)),
+            };
+            if awaiting {
+                // A large snapshot's first part comes as subscribe messages before it.
+                st.fanout.add_peer(id);
+            }
+            let State { xpub, fanout, .. } = &mut *st;
+            match xpub.apply(fanout, id, msg, origin) {
+                Err(over) => {
+                    self.drop_over_budget(st, id, over);
+                    return;
+                }
+                Ok(true) if awaiting => {
+                    if let Some(peer) = st.peers.get_mut(&id) {
+                        hub::accept_stream(peer, self);
+                    }
+                    self.activate(st, id);
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// XPub: the next message for the handle; reads the subscribers that were held back
+    /// once there is room again.
+    fn next_for_xpub(&self, st: &mut State) -> Option<(PeerId, Message)> {
+        let got = st.xpub.pop();
+        if !st.xpub.is_full() {
+            for id in st.xpub.take_held_back() {
+                self.read_xpub(st, id);
+            }
+        }
+        got.or_else(|| st.xpub.pop())
     }
 
     /// Drops a subscriber over its subscription budget, saying why: a native stream not yet
@@ -921,6 +1013,9 @@ impl Engine {
 
     /// The next whole message from the fair queue of readable peers.
     fn try_recv(&self, st: &mut State) -> Option<(PeerId, Message)> {
+        if self.socket_type == SocketType::XPub {
+            return self.next_for_xpub(st);
+        }
         if self.options.conflate {
             return self.try_recv_latest(st);
         }
@@ -938,7 +1033,7 @@ impl Engine {
             match peer.read(&self.signal) {
                 Read::Message(msg) => {
                     st.fair.rotate();
-                    if self.socket_type == SocketType::Sub
+                    if self.socket_type.is_subscriber()
                         && !subscription::wanted(&st.subscriptions, &msg)
                     {
                         continue;
@@ -1020,20 +1115,58 @@ impl Engine {
 
     // ----- subscriptions (Sub) -----
 
-    /// Subscribes to `prefix` and tells every publisher.
+    /// Subscribes to `prefix` and tells every publisher (a Sub when the prefix is new, an
+    /// XSub every time, as libzmq's XSUB does). An XSub starts talking to its publishers
+    /// here if it had not (see [`start_receiving`](Self::start_receiving)).
     pub(crate) fn subscribe(&self, prefix: &[u8]) {
         let mut st = self.lock();
-        if st.subscriptions.subscribe(prefix) {
+        let xsub = self.socket_type == SocketType::XSub;
+        let new = st.subscriptions.subscribe(prefix);
+        st.subscribed_prefixes += usize::from(new);
+        if new || xsub {
             self.broadcast(&mut st, subscription::command(true, prefix));
+        }
+        if xsub {
+            self.start_receiving(&mut st);
         }
     }
 
-    /// Cancels one subscription to `prefix` and tells every publisher.
+    /// Cancels one subscription to `prefix` and tells every publisher when it was the last.
     pub(crate) fn unsubscribe(&self, prefix: &[u8]) {
         let mut st = self.lock();
         if st.subscriptions.unsubscribe(prefix) {
+            st.subscribed_prefixes -= 1;
             self.broadcast(&mut st, subscription::command(false, prefix));
         }
+        if self.socket_type == SocketType::XSub {
+            self.start_receiving(&mut st);
+        }
+    }
+
+    /// XSub: sends `msg` upstream to every publisher, after our subscriptions; a publisher
+    /// whose queue is full (`send_hwm`) misses it, as libzmq's XSUB does. Never waits, and
+    /// spends no budget: the caller does ([`cooperate`]).
+    pub(crate) fn send_upstream(&self, msg: Message) -> Result<()> {
+        let mut st = self.lock();
+        if st.closing {
+            return Err(Error::Closed);
+        }
+        self.start_receiving(&mut st);
+        self.absorb(&mut st);
+        let hwm = self.options.send_hwm;
+        let ids: Vec<PeerId> = st.peers.keys().copied().collect();
+        for id in ids {
+            let Some(peer) = st.peers.get_mut(&id) else {
+                continue;
+            };
+            if peer.phase != Phase::Active || peer.queued() >= hwm {
+                continue;
+            }
+            if let Err((e, _)) = peer.enqueue(msg.clone(), &self.signal, false) {
+                self.remove_peer(&mut st, id, Some(e));
+            }
+        }
+        Ok(())
     }
 
     /// Queues a command for every peer, opening ones included, regardless of its HWM
@@ -1041,13 +1174,35 @@ impl Engine {
     ///
     /// Peers that have not had their snapshot yet get none: their snapshot, sent later,
     /// holds the state as it is then.
+    ///
+    /// An XSub's subscriptions may come from its peers (a forwarder passes on what its
+    /// subscribers send), so what waits for one publisher is bounded: a publisher that
+    /// leaves more than its snapshot plus `2 × send_hwm` messages unread loses its link
+    /// (reset), and gets every subscription again, as one snapshot, when it reconnects.
     fn broadcast(&self, st: &mut State, msg: Message) {
+        let limit = (self.socket_type == SocketType::XSub).then(|| {
+            st.subscribed_prefixes
+                .saturating_add(self.options.send_hwm.saturating_mul(2))
+        });
         let ids: Vec<PeerId> = st.peers.keys().copied().collect();
         for id in ids {
             let Some(peer) = st.peers.get_mut(&id) else {
                 continue;
             };
             if !peer.snapshot_sent {
+                continue;
+            }
+            if limit.is_some_and(|limit| peer.queued() >= limit) {
+                warn!(
+                    peer = %peer.endpoint,
+                    queued = peer.queued(),
+                    "publisher does not read our subscriptions: link reset, resent on reconnect"
+                );
+                let why = std::io::Error::other(
+                    "publisher left too many subscription changes unread (more than its \
+                     snapshot and 2 x send_hwm); link reset, subscriptions resent on reconnect",
+                );
+                self.remove_peer(st, id, Some(Error::Io(why)));
                 continue;
             }
             if let Err((e, _)) = peer.enqueue(msg.clone(), &self.signal, false) {
@@ -1062,11 +1217,10 @@ impl Engine {
     /// counts as a peer, so `subscribe` then `wait_for_peers` misses nothing, whatever
     /// the order in which the connection came up.
     fn start_receiving(&self, st: &mut State) {
-        if self.socket_type != SocketType::Sub || st.receiving {
+        if !self.socket_type.is_subscriber() || st.receiving {
             return;
         }
         st.receiving = true;
-        let snapshot = subscription::snapshot(&st.subscriptions);
         let ids: Vec<PeerId> = st.peers.keys().copied().collect();
         for id in ids {
             let Some(peer) = st.peers.get_mut(&id) else {
@@ -1076,8 +1230,8 @@ impl Engine {
                 continue;
             }
             peer.snapshot_sent = true;
-            for msg in &snapshot {
-                if let Err((e, _)) = peer.enqueue(msg.clone(), &self.signal, false) {
+            for msg in subscription::snapshot_for(&peer.link, &st.subscriptions) {
+                if let Err((e, _)) = peer.enqueue(msg, &self.signal, false) {
                     self.remove_peer(st, id, Some(e));
                     break;
                 }
@@ -1086,6 +1240,14 @@ impl Engine {
     }
 
     // ----- peers and lifecycle -----
+
+    /// XPub: messages waiting for the handle (tests check their bound with it).
+    #[cfg(test)]
+    pub(crate) fn xpub_waiting(&self) -> usize {
+        let mut st = self.lock();
+        self.absorb(&mut st);
+        st.xpub.len()
+    }
 
     /// Messages waiting in each peer's queue (tests check the high-water marks with it).
     #[cfg(test)]

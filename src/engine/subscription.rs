@@ -1,11 +1,13 @@
-//! Subscriptions on the wire between a Sub and a Pub.
+//! Subscriptions on the wire between a Sub (or XSub) and a Pub (or XPub).
 //!
-//! A Sub's first message on a new link is a *snapshot*: frame `02`, then one frame per
+//! A Sub's first message on a new native stream or inproc pipe is a *snapshot*: frame `02`, then one frame per
 //! subscribed prefix (a Sub with more prefixes than fit in one snapshot message sends the
 //! rest first, as subscribe messages). After it, each change is one single-frame message: `01` + prefix to
 //! subscribe, `00` + prefix to cancel (ZMTP 3.0's subscription messages). The Pub holds a
 //! native stream from a Sub unaccepted until the snapshot is applied, so once a Sub sees its
-//! stream accepted, the Pub filters for it: no "slow joiner" loss.
+//! stream accepted, the Pub filters for it: no "slow joiner" loss. A ZMTP link gets no
+//! snapshot, one subscribe message per prefix instead ([`snapshot_for`]). An XPub applies
+//! them in [`xpub`](super::xpub), which also tells its owner.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -48,6 +50,20 @@ pub(super) fn snapshot(subs: &Subscriptions) -> Vec<Message> {
     frames.extend_from_slice(&prefixes[split..]);
     messages.push(Message::from(frames));
     messages
+}
+
+/// The snapshot of `subs` for a publisher over `link`: [`snapshot`]'s messages on a native
+/// stream or an inproc pipe; one subscribe message per prefix on a ZMTP connection, which
+/// has no snapshot (the driver turns them into SUBSCRIBE commands).
+pub(super) fn snapshot_for(link: &super::Link, subs: &Subscriptions) -> Vec<Message> {
+    match link {
+        super::Link::Zmtp(_) => subs
+            .prefixes()
+            .iter()
+            .map(|prefix| command(true, prefix))
+            .collect(),
+        _ => snapshot(subs),
+    }
 }
 
 /// The message that subscribes to (or cancels) `prefix`.

@@ -2,8 +2,10 @@
 //!
 //! A subscription is a byte prefix; a message matches when its first frame (the topic) starts
 //! with any prefix the peer subscribed to, and the empty prefix matches every message.
-//! Subscriptions are counted as in libzmq: subscribing to the same prefix twice takes two
-//! unsubscribes to remove it.
+//! A [`Subscriptions`] set counts, as a libzmq SUB does: subscribing to the same prefix twice
+//! takes two unsubscribes to remove it. A publisher's [`FanOut`] does not, as libzmq's PUB and
+//! XPUB do not: a peer holds a prefix or not, and one unsubscribe removes it (an XSUB sends
+//! every subscribe upstream but only its last unsubscribe, so counting would never let go).
 
 use std::collections::BTreeMap;
 use std::mem;
@@ -349,7 +351,14 @@ impl FanOut {
         self.peers.remove(&peer);
     }
 
-    /// Adds one subscription of `peer` to `prefix`.
+    /// Removes a peer and returns the prefixes it held (none for an unknown peer).
+    pub(crate) fn remove_peer_prefixes(&mut self, peer: PeerId) -> Vec<Bytes> {
+        self.peers
+            .remove(&peer)
+            .map_or_else(Vec::new, |p| p.subs.prefixes())
+    }
+
+    /// Subscribes `peer` to `prefix`; a prefix it holds already stays held once (not counted).
     ///
     /// Returns `Ok(true)` when the prefix is new for that peer. Subscriptions from a peer
     /// that was never added (or already removed) are ignored and return `Ok(false)`, so a
@@ -362,8 +371,11 @@ impl FanOut {
         let Some(entry) = self.peers.get_mut(&peer) else {
             return Ok(false);
         };
+        if entry.subs.contains(prefix) {
+            return Ok(false);
+        }
         let adding = prefix.len().saturating_add(SUBSCRIPTION_OVERHEAD);
-        if !entry.subs.contains(prefix) && entry.held.saturating_add(adding) > self.budget {
+        if entry.held.saturating_add(adding) > self.budget {
             return Err(OverBudget {
                 held: entry.held,
                 adding,
@@ -377,10 +389,10 @@ impl FanOut {
         Ok(new)
     }
 
-    /// Removes one subscription of `peer` to `prefix`.
+    /// Unsubscribes `peer` from `prefix`.
     ///
-    /// Returns `true` when that was the peer's last subscription to it; unknown peers and
-    /// prefixes are ignored and return `false`.
+    /// Returns `true` when the peer held it; unknown peers and prefixes are ignored and
+    /// return `false`.
     pub(crate) fn unsubscribe(&mut self, peer: PeerId, prefix: &[u8]) -> bool {
         let Some(entry) = self.peers.get_mut(&peer) else {
             return false;
@@ -641,7 +653,8 @@ mod tests {
         assert_eq!(fan.subscribe(PeerId(1), b"aaaa"), Ok(true));
         assert_eq!(fan.subscribe(PeerId(1), b"bb"), Ok(true));
         assert_eq!(fan.held(PeerId(1)), budget);
-        // Counting a prefix again costs nothing; a new one is refused, and not added.
+        // Subscribing to a held prefix again costs nothing; a new one is refused, and not
+        // added.
         assert_eq!(fan.subscribe(PeerId(1), b"aaaa"), Ok(false));
         assert_eq!(
             fan.subscribe(PeerId(1), b"c"),
@@ -656,11 +669,10 @@ mod tests {
         assert!(out.is_empty());
         // The budget is per peer.
         assert_eq!(fan.subscribe(PeerId(2), b"c"), Ok(true));
-        // Only the last unsubscribe of a prefix frees its cost.
-        assert!(!fan.unsubscribe(PeerId(1), b"aaaa"));
-        assert_eq!(fan.held(PeerId(1)), budget);
+        // A publisher does not count: one unsubscribe removes the prefix and frees its cost.
         assert!(fan.unsubscribe(PeerId(1), b"aaaa"));
         assert_eq!(fan.held(PeerId(1)), cost(b"bb"));
+        assert!(!fan.unsubscribe(PeerId(1), b"aaaa"));
         assert_eq!(fan.subscribe(PeerId(1), b"c"), Ok(true));
     }
 
@@ -762,7 +774,7 @@ mod tests {
         fn fan_out_agrees_with_a_naive_filter(ops in prop::collection::vec(fan_op(), 0..200)) {
             let mut fan = FanOut::new(usize::MAX);
             let mut peers: Vec<u8> = Vec::new();
-            let mut model: Vec<(u8, Vec<u8>)> = Vec::new(); // one entry per subscription
+            let mut model: Vec<(u8, Vec<u8>)> = Vec::new(); // (peer, prefix) pairs held
             let mut out = Vec::new();
             for op in ops {
                 match op {
@@ -779,8 +791,8 @@ mod tests {
                     }
                     FanOp::Subscribe(p, prefix) => {
                         let expected = peers.contains(&p) && !model.contains(&(p, prefix.clone()));
-                        if peers.contains(&p) {
-                            model.push((p, prefix.clone()));
+                        if expected {
+                            model.push((p, prefix.clone())); // a set: held once
                         }
                         prop_assert_eq!(fan.subscribe(PeerId(p.into()), &prefix), Ok(expected));
                     }
@@ -789,7 +801,7 @@ mod tests {
                         let expected = match model.iter().position(|m| *m == entry) {
                             Some(i) => {
                                 model.swap_remove(i);
-                                !model.contains(&entry)
+                                true
                             }
                             None => false,
                         };

@@ -14,12 +14,14 @@ mod reqrep;
 mod routing;
 #[cfg(test)]
 mod tests;
+mod xpubsub;
 
 pub use pair::Pair;
 pub use pipeline::{Pull, Push};
 pub use pubsub::{Pub, Sub};
 pub use reqrep::{Rep, Req, Request};
 pub use routing::{proxy, Dealer, Router};
+pub use xpubsub::{forward, XPub, XSub};
 
 use std::fmt;
 use std::future::poll_fn;
@@ -124,11 +126,12 @@ impl Socket {
         self.engine.peer_count()
     }
 
-    /// Waits until at least `n` peers are connected and ready. For a `Sub`, "ready" means
-    /// the publisher has applied its subscriptions, so nothing published afterwards is
-    /// missed (ZeroMQ's "slow joiner" problem). A `Sub` sends its subscriptions when it
-    /// starts receiving (`recv`, polling it as a `Stream`, or this call): a publisher counts
-    /// it from then on, with every subscription made before.
+    /// Waits until at least `n` peers are connected and ready. For a `Sub` (or `XSub`),
+    /// "ready" means the publisher has applied its subscriptions, so nothing published
+    /// afterwards is missed (ZeroMQ's "slow joiner" problem). A `Sub` sends its
+    /// subscriptions when it starts receiving (`recv`, polling it as a `Stream`, or this
+    /// call; an `XSub` also at its first send or subscribe): a publisher counts it from then
+    /// on, with every subscription made before.
     ///
     /// # Errors
     /// `Error::Closed` if the socket closes first.

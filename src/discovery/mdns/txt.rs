@@ -241,7 +241,7 @@ mod tests {
             (with("name", Some("a.b")), "name"),
             (with("name", None), "name"),
             (with("path", Some("a b")), "path"),
-            (with("type", Some("XPUB")), "type"),
+            (with("type", Some("STREAM")), "type"),
             (with("type", Some("pub")), "type"),
             (with("node", Some(long_node)), "node"),
             (with("node", Some("a b")), "node"),

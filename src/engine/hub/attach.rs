@@ -84,7 +84,7 @@ pub(super) fn attach_incoming(
         return;
     }
     shared.lock().add_handle();
-    let awaiting = local == SocketType::Pub;
+    let awaiting = local.is_publisher();
     let phase = if awaiting {
         Phase::AwaitingSubscriptions
     } else {
@@ -168,8 +168,10 @@ pub(super) fn attach_inproc(
     // As over native streams: a publisher counts a subscriber once it has its
     // subscriptions, and a subscriber counts a publisher once it acknowledged them.
     let phase = match (local, remote) {
-        (SocketType::Pub, Some(SocketType::Sub)) => Phase::AwaitingSubscriptions,
-        (SocketType::Sub, _) => Phase::Opening,
+        (publisher, Some(remote)) if publisher.is_publisher() && remote.is_subscriber() => {
+            Phase::AwaitingSubscriptions
+        }
+        (subscriber, _) if subscriber.is_subscriber() => Phase::Opening,
         _ => Phase::Active,
     };
     let peer_id = engine.add_peer(&mut st, |id| {

@@ -17,7 +17,7 @@ use crate::engine::Engine;
 use crate::transport::dialer::{Connect, Dialer, Established, HandshakeWith};
 use crate::transport::inproc::InprocHello;
 use crate::transport::{ipc, tcp, ByteStream, Connection};
-use crate::{Endpoint, Error, Result, SocketType};
+use crate::{Endpoint, Error, Result};
 
 /// Starts dialing `endpoint` for `engine`.
 pub(crate) fn dial(engine: &Arc<Engine>, endpoint: Endpoint, dialed: DialedPeer) -> Result<Dialer> {
@@ -100,7 +100,7 @@ pub(crate) fn dial(engine: &Arc<Engine>, endpoint: Endpoint, dialed: DialedPeer)
                     // subscriptions, which are sent when the Sub starts receiving (see
                     // `Engine::start_receiving`): that can be any time later, so a Sub's
                     // link counts as connected once opened. A refusal still ends it.
-                    if socket_type != SocketType::Sub {
+                    if !socket_type.is_subscriber() {
                         handles.active.await.map_err(|_| Error::Closed)??;
                     }
                     attempt.succeeded();

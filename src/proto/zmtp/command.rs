@@ -61,8 +61,8 @@ const IDENTITY: &str = "Identity";
 /// What a peer says about itself in READY.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Ready {
-    /// The peer's socket type. libzmq's `XPUB` and `XSUB` decode as [`SocketType::Pub`] and
-    /// [`SocketType::Sub`]: on the wire they play the same role.
+    /// The peer's socket type (libzmq's `XPUB` and `XSUB` as [`SocketType::XPub`] and
+    /// [`SocketType::XSub`]).
     pub(crate) socket_type: SocketType,
     /// The peer's routing id; empty when it sent none. Sent only when non-empty.
     pub(crate) identity: Bytes,
@@ -324,14 +324,9 @@ impl PartialEq for PropertyName<'_> {
 
 impl Eq for PropertyName<'_> {}
 
-/// A peer's Socket-Type value: zocket's types, plus libzmq's XPUB / XSUB, which play
-/// PUB's and SUB's part on the wire.
+/// A peer's Socket-Type value (every ZMTP 3.1 type zocket has, XPUB and XSUB included).
 fn peer_socket_type(name: &[u8]) -> Option<SocketType> {
-    match name {
-        b"XPUB" => Some(SocketType::Pub),
-        b"XSUB" => Some(SocketType::Sub),
-        _ => SocketType::from_name(name),
-    }
+    SocketType::from_name(name)
 }
 
 fn property_len(name: &str, value_len: usize) -> usize {

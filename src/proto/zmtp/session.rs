@@ -248,7 +248,7 @@ impl From<FrameError> for ZmtpError {
 pub(crate) enum ZmtpEvent {
     /// The peer's READY arrived and its socket type is compatible with ours.
     Ready {
-        /// The peer's socket type (libzmq's XPUB / XSUB show as PUB / SUB).
+        /// The peer's socket type.
         socket_type: SocketType,
         /// The peer's routing id (empty: none).
         identity: Bytes,
@@ -737,8 +737,11 @@ impl ZmtpSession {
             .max_message_size
             .saturating_sub(self.budget.bytes());
         let mut limit = left.max(MAX_COMMAND_LEN);
-        let subscriber = self.peer.as_ref().map(|p| p.socket_type) == Some(SocketType::Sub);
-        if subscriber && self.config.socket_type == SocketType::Pub {
+        let subscriber = self
+            .peer
+            .as_ref()
+            .is_some_and(|p| p.socket_type.is_subscriber());
+        if subscriber && self.config.socket_type.is_publisher() {
             let name = 1 + SUBSCRIBE.len().max(CANCEL.len()) as u64;
             limit = limit.max(self.config.max_message_size.saturating_add(name));
         }
@@ -813,14 +816,15 @@ impl ZmtpSession {
         Ok(true)
     }
 
-    /// Refuses SUBSCRIBE or CANCEL (`name`) unless the peer is a subscriber and we publish.
+    /// Refuses SUBSCRIBE or CANCEL (`name`) unless the peer is a subscriber (SUB, XSUB) and
+    /// we publish (PUB, XPUB).
     fn check_subscriber(&self, name: &[u8]) -> Result<(), ZmtpError> {
         let peer = self.peer.as_ref().map(|p| p.socket_type);
-        if peer == Some(SocketType::Sub) && self.config.socket_type == SocketType::Pub {
+        if peer.is_some_and(SocketType::is_subscriber) && self.config.socket_type.is_publisher() {
             return Ok(());
         }
         Err(ZmtpError::Protocol(format!(
-            "{} from a {} peer; only a SUB (or XSUB) peer of a PUB socket subscribes",
+            "{} from a {} peer; only a SUB or XSUB peer of a PUB or XPUB socket subscribes",
             String::from_utf8_lossy(name),
             peer.map_or("unknown", SocketType::as_str)
         )))

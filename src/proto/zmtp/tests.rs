@@ -345,7 +345,7 @@ fn libzmq_dealer_ready_with_empty_identity_decodes() {
 }
 
 #[test]
-fn ready_ignores_unknown_properties_and_reads_xsub_as_sub() {
+fn ready_ignores_unknown_properties_and_reads_libzmq_xsub_as_xsub() {
     let body = ready_body(&[
         ("X-Custom", b"value"),
         ("socket-type", b"XSUB"),
@@ -354,7 +354,7 @@ fn ready_ignores_unknown_properties_and_reads_xsub_as_sub() {
     assert_eq!(
         Command::decode(body).unwrap(),
         Command::Ready(Ready {
-            socket_type: SocketType::Sub,
+            socket_type: SocketType::XSub,
             identity: Bytes::from_static(b"me")
         })
     );
@@ -1549,7 +1549,7 @@ fn subscribe_and_cancel_from_a_peer_that_is_not_a_subscriber_are_refused() {
             assert_eq!(
                 err,
                 ZmtpError::Protocol(format!(
-                    "{name} from a {peer} peer; only a SUB (or XSUB) peer of a PUB socket subscribes"
+                    "{name} from a {peer} peer; only a SUB or XSUB peer of a PUB or XPUB socket subscribes"
                 ))
             );
             assert!(s.recv().is_none());
