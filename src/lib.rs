@@ -127,6 +127,7 @@ mod pattern;
 mod proto;
 mod socket;
 mod socket_type;
+pub mod stats;
 mod transport;
 
 pub mod monitor;
@@ -140,3 +141,4 @@ pub use options::{
 };
 pub use socket::{proxy, Dealer, Pair, Pub, Pull, Push, Rep, Req, Request, Router, Socket, Sub};
 pub use socket_type::SocketType;
+pub use stats::{PeerInfo, Stats};

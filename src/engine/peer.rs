@@ -12,6 +12,7 @@ use crate::driver::Shared;
 use crate::pattern::PeerId;
 use crate::proto::limits::OverLimit;
 use crate::proto::native::{DataFlags, Reason, StreamError, StreamId};
+use crate::stats::{Counters, Direction, PeerInfo};
 use crate::transport::inproc::{InprocConn, PushError};
 use crate::{Error, Message, SocketType};
 
@@ -72,6 +73,12 @@ pub(crate) struct Peer {
     closed: bool,
     /// Sub: this publisher was sent our subscription snapshot.
     pub(crate) snapshot_sent: bool,
+    /// Whether we made the link (else the peer connected to us).
+    pub(crate) direction: Direction,
+    /// Who the peer is, fixed once it became usable (`None` before).
+    pub(crate) info: Option<PeerInfo>,
+    /// Its message counters.
+    pub(crate) counters: Counters,
 }
 
 /// What a read found.
@@ -108,6 +115,9 @@ impl Peer {
             dialed: false,
             closed: false,
             snapshot_sent: false,
+            direction: Direction::Accepted,
+            info: None,
+            counters: Counters::default(),
         }
     }
 

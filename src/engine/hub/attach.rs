@@ -11,6 +11,7 @@ use crate::engine::Engine;
 use crate::monitor::Event;
 use crate::pattern::PeerId;
 use crate::proto::native::Reason;
+use crate::stats::Direction;
 use crate::transport::inproc::InprocConn;
 use crate::transport::shared::SharedStream;
 use crate::transport::ByteStream;
@@ -54,6 +55,9 @@ pub(super) fn attach_incoming(
         })
     });
     if let Some((reason, text, error)) = refusal {
+        if !st.closing {
+            engine.links.failed();
+        }
         warn!(%peer, %error, "refusing stream");
         engine.emit(Event::HandshakeFailed {
             endpoint: peer.to_owned(),
@@ -129,6 +133,7 @@ pub(super) fn attach_inproc(
     if let Some(remote) = conn.peer.socket_type {
         if !local.is_compatible(remote) {
             let error = Error::IncompatiblePeer { local, remote };
+            engine.links.failed();
             warn!(%endpoint, %error, "refusing inproc peer");
             return Err(error);
         }
@@ -138,6 +143,7 @@ pub(super) fn attach_inproc(
         return Err(Error::Closed);
     }
     if local == SocketType::Pair && !st.peers.is_empty() {
+        engine.links.failed();
         return Err(Error::Refused {
             reason: "PAIR socket already has a peer".into(),
         });
@@ -159,6 +165,9 @@ pub(super) fn attach_inproc(
         p.identity = identity.clone();
         p.on_gone = Some(gone_tx);
         p.dialed = true;
+        if dialed.is_some() {
+            p.direction = Direction::Connected;
+        }
         p
     });
     drop(active_tx);
@@ -219,6 +228,7 @@ pub(super) fn attach_zmtp(
     if local == SocketType::Pair && !st.peers.is_empty() && !st.closing {
         // One peer on every transport: libzmq closes a second PAIR's connection too.
         drop(st);
+        engine.links.failed();
         let error = Error::Refused {
             reason: "PAIR socket already has a peer".into(),
         };
@@ -258,6 +268,9 @@ pub(super) fn attach_zmtp(
         p.on_active = Some(active_tx);
         p.on_gone = Some(gone_tx);
         p.dialed = dialed.is_some();
+        if p.dialed {
+            p.direction = Direction::Connected;
+        }
         p
     });
     remember(dialed, peer_id);
