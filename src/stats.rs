@@ -452,7 +452,10 @@ mod tests {
             Some(Bytes::from_static(b"worker-1")),
             None,
         );
-        assert_eq!(plain.to_string(), "inproc://x (connected, inproc, id worker-1)");
+        assert_eq!(
+            plain.to_string(),
+            "inproc://x (connected, inproc, id worker-1)"
+        );
     }
 
     #[test]
@@ -467,7 +470,12 @@ mod tests {
         socket.add(&peer);
         let t = socket.traffic(4);
         assert_eq!(
-            (t.messages_sent, t.bytes_sent, t.messages_received, t.bytes_received),
+            (
+                t.messages_sent,
+                t.bytes_sent,
+                t.messages_received,
+                t.bytes_received
+            ),
             (4, 32, 2, 6)
         );
         assert_eq!((t.dropped, t.queued), (2, 4));

@@ -109,8 +109,8 @@ async fn a_curve_rep_sees_the_key_of_each_requests_client_over_the_native_wire_a
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_curve_router_sees_the_key_and_routing_id_of_each_message_over_the_native_wire_and_zmtp(
-) {
+async fn a_curve_router_sees_the_key_and_routing_id_of_each_message_over_the_native_wire_and_zmtp()
+{
     for native in [true, false] {
         let (server, alice, bob) = (
             KeyPair::generate(),
@@ -139,7 +139,10 @@ async fn a_curve_router_sees_the_key_and_routing_id_of_each_message_over_the_nat
         let mut keys_by_id = std::collections::HashMap::new();
         for _ in 0..2 {
             let (from, msg) = timeout(T, router.recv_with_peer()).await.unwrap().unwrap();
-            let id = from.routing_id().expect("a router peer has a routing id").clone();
+            let id = from
+                .routing_id()
+                .expect("a router peer has a routing id")
+                .clone();
             assert_eq!(id, msg.frames()[0], "the routing id the dealer asked for");
             assert_eq!(from.wire(), wire(native));
             assert_eq!(from.socket_type(), Some(zocket::SocketType::Dealer));
@@ -273,7 +276,12 @@ async fn stats_count_messages_bytes_and_links_after_known_traffic_and_a_disconne
         assert_eq!(sent.traffic.dropped, 0, "{what}");
         let links = sent.connections;
         assert_eq!(
-            (links.accepted, links.connected, links.disconnected, links.handshakes_failed),
+            (
+                links.accepted,
+                links.connected,
+                links.disconnected,
+                links.handshakes_failed
+            ),
             (0, 1, 0, 0),
             "{what}"
         );
@@ -297,11 +305,17 @@ async fn stats_count_messages_bytes_and_links_after_known_traffic_and_a_disconne
         if address.starts_with("tcp") {
             assert!(got.peers[0].info.addr().starts_with("127.0.0.1:"), "{what}");
         }
-        assert!(got.to_string().contains("received 16 msgs / 1035 B"), "{got}");
+        assert!(
+            got.to_string().contains("received 16 msgs / 1035 B"),
+            "{got}"
+        );
 
         // The pusher goes: the puller counts a disconnection and keeps the totals.
         push.close().await;
-        until_event(&mut pull_events, |e| matches!(e, Event::Disconnected { .. })).await;
+        until_event(&mut pull_events, |e| {
+            matches!(e, Event::Disconnected { .. })
+        })
+        .await;
         let after = pull.stats();
         assert_eq!(after.connections.disconnected, 1, "{what}");
         assert!(after.peers.is_empty(), "{what}");
@@ -327,8 +341,14 @@ async fn a_pub_counts_what_it_drops_for_a_subscriber_that_does_not_read() {
     let mut fast_sub = Sub::with_options(fast().identity("fast"));
     fast_sub.subscribe("");
     fast_sub.connect(&ep).unwrap();
-    timeout(T, fast_sub.wait_for_peers(1)).await.unwrap().unwrap();
-    timeout(T, publisher.wait_for_peers(2)).await.unwrap().unwrap();
+    timeout(T, fast_sub.wait_for_peers(1))
+        .await
+        .unwrap()
+        .unwrap();
+    timeout(T, publisher.wait_for_peers(2))
+        .await
+        .unwrap()
+        .unwrap();
 
     let body = Bytes::from(vec![1u8; 1024]);
     for _ in 0..n {
@@ -372,11 +392,7 @@ async fn a_pub_counts_what_it_drops_for_a_subscriber_that_does_not_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_router_counts_what_it_drops_for_a_peer_that_does_not_read() {
     let mut router = Router::with_options(fast().send_hwm(2));
-    let ep = router
-        .bind("tcp://127.0.0.1:0")
-        .await
-        .unwrap()
-        .to_string();
+    let ep = router.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
     let dealer = Dealer::with_options(fast().stream_window(16 * 1024).identity("sleepy"));
     dealer.connect(&ep).unwrap();
     timeout(T, router.wait_for_peers(1)).await.unwrap().unwrap();
@@ -488,7 +504,11 @@ async fn a_handshake_refused_on_a_shared_listener_is_counted_once_and_a_link_at_
         until_event(events, |e| matches!(e, Event::HandshakeFailed { .. })).await;
     }
     let (sa, sb) = (a.stats().connections, b.stats().connections);
-    assert_eq!(sa.handshakes_failed + sb.handshakes_failed, 1, "{sa:?} {sb:?}");
+    assert_eq!(
+        sa.handshakes_failed + sb.handshakes_failed,
+        1,
+        "{sa:?} {sb:?}"
+    );
     assert_eq!(sa.handshakes_failed, 1, "counted at the first path");
 
     // A served client counts at the socket it reached.
@@ -518,7 +538,10 @@ async fn a_link_of_incompatible_types_is_counted_as_a_failed_handshake_on_both_s
     let push = Push::with_options(once());
     let mut push_events = push.monitor();
     push.connect(&ep).unwrap();
-    until_event(&mut push_events, |e| matches!(e, Event::HandshakeFailed { .. })).await;
+    until_event(&mut push_events, |e| {
+        matches!(e, Event::HandshakeFailed { .. })
+    })
+    .await;
     until_event(&mut events, |e| matches!(e, Event::HandshakeFailed { .. })).await;
     assert_eq!(push.stats().connections.handshakes_failed, 1);
     assert_eq!(publisher.stats().connections.handshakes_failed, 1);

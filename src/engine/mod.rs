@@ -803,8 +803,7 @@ impl Engine {
     /// Fair-queued receive: the next whole message from any peer, with the peer's id.
     /// Spends one unit of the task's cooperative budget ([`cooperate`]).
     pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<(PeerId, Message)>> {
-        cooperate(cx, |cx| self.poll_recv_now(cx, |_, _| ()))
-            .map_ok(|(id, msg, ())| (id, msg))
+        cooperate(cx, |cx| self.poll_recv_now(cx, |_, _| ())).map_ok(|(id, msg, ())| (id, msg))
     }
 
     /// [`poll_recv`](Self::poll_recv), with who sent the message, as known when it was read

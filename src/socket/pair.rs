@@ -52,7 +52,10 @@ impl Pair {
     /// # Cancel safety
     /// Cancel safe: a message is taken only when it completes.
     pub async fn recv_with_peer(&mut self) -> Result<(crate::PeerInfo, Message)> {
-        self.socket.recv_with_peer().await.map(|(_, info, msg)| (info, msg))
+        self.socket
+            .recv_with_peer()
+            .await
+            .map(|(_, info, msg)| (info, msg))
     }
 
     fn poll_push_slot(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {

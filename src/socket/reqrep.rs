@@ -8,11 +8,11 @@ use bytes::Bytes;
 use tracing::debug;
 
 use super::{socket_type, spend_budget, Socket};
+use crate::curve::PublicKey;
 use crate::pattern::request::{
     check_reply, join_envelope, split_envelope, wrap_request, ReplyCheck, RequestIds,
 };
 use crate::pattern::PeerId;
-use crate::curve::PublicKey;
 use crate::{Error, Message, PeerInfo, Result, SocketType};
 
 /// Requester: sends a request to one [`Rep`] (or `Router`), round-robin, and waits for its
