@@ -136,6 +136,7 @@ mod pattern;
 mod proto;
 mod socket;
 mod socket_type;
+pub mod stats;
 mod transport;
 
 pub mod monitor;
@@ -152,3 +153,4 @@ pub use socket::{
     XSub,
 };
 pub use socket_type::SocketType;
+pub use stats::{PeerInfo, Stats};

@@ -180,7 +180,10 @@ impl Message {
 
     /// Total payload size of all frames, in bytes.
     pub fn byte_len(&self) -> usize {
-        self.frames().iter().map(Bytes::len).sum()
+        match &self.frames {
+            Frames::One(frame) => frame.len(), // most messages: no loop
+            Frames::Many(frames) => frames.iter().map(Bytes::len).sum(),
+        }
     }
 
     /// Consumes the message, giving its frames.

@@ -185,3 +185,62 @@ async fn without_handover_a_restarted_worker_is_refused_while_the_cut_link_holds
     );
     assert_eq!(second.peers(), 0, "the newcomer has no usable link");
 }
+
+/// Under CURVE, handover goes only to a client with the holder's public key: the key is
+/// authenticated, the routing id is only claimed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_curve_an_identity_is_handed_over_only_to_a_client_with_the_holders_key() {
+    use zocket::curve::KeyPair;
+    let server = KeyPair::generate();
+    let (owner, intruder) = (KeyPair::generate(), KeyPair::generate());
+    let client = |keys: &KeyPair| worker(true).curve_client(*server.public(), keys.clone());
+    let mut router = Router::with_options(
+        patient()
+            .router_handover(true)
+            .curve_server(server.secret().clone()),
+    );
+    let port = common::tcp_port(&router.bind("tcp://127.0.0.1:0").await.unwrap());
+    let mut relay = Relay::start(port).await;
+    let mut first = Dealer::with_options(client(&owner));
+    first
+        .connect(&format!("tcp://127.0.0.1:{}", relay.port))
+        .unwrap();
+    first.send("first here").await.unwrap();
+    assert_eq!(
+        recv_from(&mut router).await,
+        ("worker-1".into(), "first here".into())
+    );
+    relay.cut().await;
+    drop(first);
+
+    // Another key claiming "worker-1" is refused, with a reason it reports...
+    let mut events = router.monitor();
+    let intruding = Dealer::with_options(client(&intruder));
+    let mut intruder_events = intruding.monitor();
+    intruding
+        .connect(&format!("tcp://127.0.0.1:{port}"))
+        .unwrap();
+    until_event(&mut intruder_events, |e| {
+        matches!(e, Event::HandshakeFailed { reason, .. } if reason.contains("holder's CURVE key"))
+    })
+    .await;
+    until_event(&mut events, |e| {
+        matches!(e, Event::HandshakeFailed { reason, .. } if reason.contains("another CURVE key"))
+    })
+    .await;
+    drop(intruding);
+
+    // ...and the owner's key, restarted, takes it over.
+    let mut second = Dealer::with_options(client(&owner));
+    second.connect(&format!("tcp://127.0.0.1:{port}")).unwrap();
+    second.send("owner again").await.unwrap();
+    let (from, msg) = timeout(WAIT, router.recv_with_peer())
+        .await
+        .expect("router received nothing")
+        .unwrap();
+    assert_eq!(&msg.frames()[0][..], b"owner again");
+    assert_eq!(from.routing_id().map(|id| &id[..]), Some(&b"worker-1"[..]));
+    assert_eq!(from.curve_key(), Some(*owner.public()));
+    router.send("worker-1", "to the owner").await.unwrap();
+    assert_eq!(recv_text(&mut second).await, "to the owner");
+}

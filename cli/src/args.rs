@@ -188,6 +188,11 @@ pub struct TalkArgs {
     /// Do not print the bound endpoints, nor failed handshakes, to stderr.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// At exit, print the socket's statistics to stderr: messages and bytes sent and received,
+    /// messages dropped at the high-water mark, connections; per peer with its address, routing
+    /// id and CURVE key. With it, Ctrl-C (or SIGTERM) ends the command with the statistics.
+    #[arg(long)]
+    pub stats: bool,
 }
 
 /// The four roles of `zocket perf`, in two pairs.

@@ -50,25 +50,41 @@ pub async fn run(kind: Kind, args: TalkArgs) -> Result<(), Fail> {
             Kind::Pub => {
                 let mut socket = Pub::with_options(options);
                 let mut input = Input::new(&args, send_count).await?;
-                open(&socket, kind, &args, &mut monitor).await?;
-                send_input(&mut socket, &mut input).await?;
+                let done = until_interrupted(args.stats, async {
+                    open(&socket, kind, &args, &mut monitor).await?;
+                    send_input(&mut socket, &mut input).await
+                })
+                .await;
+                print_stats(&socket, kind, &args);
+                done?;
                 socket.close().await;
             }
             Kind::Push => {
                 let mut socket = Push::with_options(options);
                 let mut input = Input::new(&args, send_count).await?;
-                open(&socket, kind, &args, &mut monitor).await?;
-                send_input(&mut socket, &mut input).await?;
+                let done = until_interrupted(args.stats, async {
+                    open(&socket, kind, &args, &mut monitor).await?;
+                    send_input(&mut socket, &mut input).await
+                })
+                .await;
+                print_stats(&socket, kind, &args);
+                done?;
                 socket.close().await;
             }
             Kind::Req => {
                 let mut socket = Req::with_options(options);
                 let mut input = Input::new(&args, send_count).await?;
-                open(&socket, kind, &args, &mut monitor).await?;
-                while let Some(msg) = input.next().await? {
-                    let reply = within(timeout, "reply", socket.request(msg)).await?;
-                    output.print(None, &reply)?;
-                }
+                let done = until_interrupted(args.stats, async {
+                    open(&socket, kind, &args, &mut monitor).await?;
+                    while let Some(msg) = input.next().await? {
+                        let reply = within(timeout, "reply", socket.request(msg)).await?;
+                        output.print(None, &reply)?;
+                    }
+                    Ok(())
+                })
+                .await;
+                print_stats(&socket, kind, &args);
+                done?;
                 socket.close().await;
             }
             Kind::Sub => {
@@ -79,23 +95,35 @@ pub async fn run(kind: Kind, args: TalkArgs) -> Result<(), Fail> {
                 for topic in &args.subscribe {
                     socket.subscribe(topic);
                 }
-                open(&socket, kind, &args, &mut monitor).await?;
-                let mut received = 0;
-                while recv_count != Some(received) {
-                    let msg = within(timeout, "message", socket.recv()).await?;
-                    output.print(None, &msg)?;
-                    received += 1;
-                }
+                let done = until_interrupted(args.stats, async {
+                    open(&socket, kind, &args, &mut monitor).await?;
+                    let mut received = 0;
+                    while recv_count != Some(received) {
+                        let msg = within(timeout, "message", socket.recv()).await?;
+                        output.print(None, &msg)?;
+                        received += 1;
+                    }
+                    Ok(())
+                })
+                .await;
+                print_stats(&socket, kind, &args);
+                done?;
             }
             Kind::Pull => {
                 let mut socket = Pull::with_options(options);
-                open(&socket, kind, &args, &mut monitor).await?;
-                let mut received = 0;
-                while recv_count != Some(received) {
-                    let msg = within(timeout, "message", socket.recv()).await?;
-                    output.print(None, &msg)?;
-                    received += 1;
-                }
+                let done = until_interrupted(args.stats, async {
+                    open(&socket, kind, &args, &mut monitor).await?;
+                    let mut received = 0;
+                    while recv_count != Some(received) {
+                        let msg = within(timeout, "message", socket.recv()).await?;
+                        output.print(None, &msg)?;
+                        received += 1;
+                    }
+                    Ok(())
+                })
+                .await;
+                print_stats(&socket, kind, &args);
+                done?;
             }
             Kind::Rep => {
                 let mut socket = Rep::with_options(options);
@@ -106,55 +134,91 @@ pub async fn run(kind: Kind, args: TalkArgs) -> Result<(), Fail> {
                 } else {
                     Answer::Echo
                 };
-                open(&socket, kind, &args, &mut monitor).await?;
-                let mut received = 0;
-                while recv_count != Some(received) {
-                    let request = within(timeout, "request", socket.recv()).await?;
-                    output.print(None, request.message())?;
-                    let reply = match &answer {
-                        Answer::Text(msg) => msg.clone(),
-                        Answer::Echo => request.message().clone(),
-                        Answer::Exec(cmd) => {
-                            exec(cmd, request.message(), separator.as_deref()).await?
-                        }
-                    };
-                    request
-                        .reply(reply)
-                        .await
-                        .map_err(|e| Fail::runtime("reply", e))?;
-                    received += 1;
-                }
+                let done = until_interrupted(args.stats, async {
+                    open(&socket, kind, &args, &mut monitor).await?;
+                    let mut received = 0;
+                    while recv_count != Some(received) {
+                        let request = within(timeout, "request", socket.recv()).await?;
+                        output.print(None, request.message())?;
+                        let reply = match &answer {
+                            Answer::Text(msg) => msg.clone(),
+                            Answer::Echo => request.message().clone(),
+                            Answer::Exec(cmd) => {
+                                exec(cmd, request.message(), separator.as_deref()).await?
+                            }
+                        };
+                        request
+                            .reply(reply)
+                            .await
+                            .map_err(|e| Fail::runtime("reply", e))?;
+                        received += 1;
+                    }
+                    Ok(())
+                })
+                .await;
+                print_stats(&socket, kind, &args);
+                done?;
                 socket.close().await;
             }
             Kind::Dealer => {
-                let socket = Dealer::with_options(options);
-                let socket = open_duplex(socket, kind, &args, output, &mut monitor).await?;
+                let mut socket = Dealer::with_options(options);
+                let done = until_interrupted(
+                    args.stats,
+                    open_duplex(&mut socket, kind, &args, output, &mut monitor),
+                )
+                .await;
+                print_stats(&socket, kind, &args);
+                done?;
                 socket.close().await;
             }
             Kind::Router => {
-                let socket = Router::with_options(options);
-                let socket = open_duplex(socket, kind, &args, output, &mut monitor).await?;
+                let mut socket = Router::with_options(options);
+                let done = until_interrupted(
+                    args.stats,
+                    open_duplex(&mut socket, kind, &args, output, &mut monitor),
+                )
+                .await;
+                print_stats(&socket, kind, &args);
+                done?;
                 socket.close().await;
             }
             Kind::Pair => {
-                let socket = Pair::with_options(options);
-                let socket = open_duplex(socket, kind, &args, output, &mut monitor).await?;
+                let mut socket = Pair::with_options(options);
+                let done = until_interrupted(
+                    args.stats,
+                    open_duplex(&mut socket, kind, &args, output, &mut monitor),
+                )
+                .await;
+                print_stats(&socket, kind, &args);
+                done?;
                 socket.close().await;
             }
             Kind::XPub => {
-                let socket = XPub::with_options(options);
-                let socket = open_duplex(socket, kind, &args, output, &mut monitor).await?;
+                let mut socket = XPub::with_options(options);
+                let done = until_interrupted(
+                    args.stats,
+                    open_duplex(&mut socket, kind, &args, output, &mut monitor),
+                )
+                .await;
+                print_stats(&socket, kind, &args);
+                done?;
                 socket.close().await;
             }
             Kind::XSub => {
-                let socket = XSub::with_options(options);
+                let mut socket = XSub::with_options(options);
                 if args.subscribe.is_empty() {
                     socket.subscribe("");
                 }
                 for topic in &args.subscribe {
                     socket.subscribe(topic);
                 }
-                let socket = open_duplex(socket, kind, &args, output, &mut monitor).await?;
+                let done = until_interrupted(
+                    args.stats,
+                    open_duplex(&mut socket, kind, &args, output, &mut monitor),
+                )
+                .await;
+                print_stats(&socket, kind, &args);
+                done?;
                 socket.close().await;
             }
         }
@@ -165,6 +229,59 @@ pub async fn run(kind: Kind, args: TalkArgs) -> Result<(), Fail> {
         monitor.finish().await;
     }
     result
+}
+
+/// Runs a command's work; with `--stats`, Ctrl-C or SIGTERM also ends it (as a normal end),
+/// so that its statistics are printed.
+async fn until_interrupted(
+    stats: bool,
+    work: impl Future<Output = Result<(), Fail>>,
+) -> Result<(), Fail> {
+    if !stats {
+        return work.await;
+    }
+    tokio::select! {
+        done = work => done,
+        () = interrupted() => Ok(()),
+    }
+}
+
+/// Resolves at Ctrl-C (SIGINT) or SIGTERM; never if they cannot be watched.
+async fn interrupted() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// With `--stats`, prints the socket's statistics to stderr, each line prefixed like the
+/// command's other messages.
+fn print_stats(socket: &Socket, kind: Kind, args: &TalkArgs) {
+    if !args.stats {
+        return;
+    }
+    let stats = socket.stats().to_string();
+    let mut err = std::io::stderr().lock();
+    for line in stats.lines() {
+        let _ = writeln!(err, "zocket {kind}: {line}");
+    }
 }
 
 /// Refuses, with one line saying what is expected, an option that makes no sense for `kind`.
@@ -440,12 +557,12 @@ async fn within<T>(
 /// Dealer, Router and Pair: opens the socket, then runs [`duplex`] on it with the input
 /// (all of it: --count counts the messages received) and --recv-timeout.
 async fn open_duplex<S>(
-    socket: S,
+    socket: &mut S,
     kind: Kind,
     args: &TalkArgs,
     output: Output,
     monitor: &mut Option<MonitorTask>,
-) -> Result<S, Fail>
+) -> Result<(), Fail>
 where
     S: std::ops::Deref<Target = Socket>
         + Stream<Item = zocket::Result<Message>>
@@ -453,71 +570,67 @@ where
         + Unpin,
 {
     let input = Input::new(args, None).await?;
-    open(&socket, kind, args, monitor).await?;
+    open(socket, kind, args, monitor).await?;
     duplex(socket, kind, input, output, args.recv_timeout, args.count).await
 }
 
 /// Dealer, Router and Pair: send the input and print what arrives, at once, until --count
 /// messages arrived (or forever). A Router's messages carry the peer's routing id first.
 async fn duplex<S>(
-    socket: S,
+    socket: &mut S,
     kind: Kind,
     mut input: Input,
     mut output: Output,
     timeout: Option<Duration>,
     count: Option<u64>,
-) -> Result<S, Fail>
+) -> Result<(), Fail>
 where
     S: Stream<Item = zocket::Result<Message>> + Sink<Message, Error = zocket::Error> + Unpin,
 {
-    let (mut tx, mut rx) = socket.split();
-    {
-        let sending = async {
-            while let Some(mut msg) = input.next().await? {
-                let mut peer = None;
-                if kind == Kind::Router {
-                    let Some(first) = msg.pop_front().filter(|_| !msg.is_empty()) else {
-                        eprintln!("warning: a router message needs PEER<SEP>BODY (with --frames SEP); skipped");
-                        continue;
-                    };
-                    let id = Bytes::from(units::peer_id(&first));
-                    peer = Some(format::peer_text(&id));
-                    msg.push_front(id);
-                }
-                match tx.send(msg).await {
-                    Ok(()) => {}
-                    Err(zocket::Error::HostUnreachable) => eprintln!(
-                        "warning: no peer {} is connected; message dropped",
-                        peer.unwrap_or_default()
-                    ),
-                    Err(e) => return Err(Fail::runtime("send", e)),
-                }
-            }
-            // Input done: keep receiving.
-            std::future::pending::<Result<(), Fail>>().await
-        };
-        let receiving = async {
-            let mut received = 0;
-            while count != Some(received) {
-                let next = async { rx.next().await.unwrap_or(Err(zocket::Error::Closed)) };
-                let mut msg = within(timeout, "message", next).await?;
-                let peer = if kind == Kind::Router {
-                    msg.pop_front()
-                } else {
-                    None
+    let (mut tx, mut rx) = StreamExt::split(socket);
+    let sending = async {
+        while let Some(mut msg) = input.next().await? {
+            let mut peer = None;
+            if kind == Kind::Router {
+                let Some(first) = msg.pop_front().filter(|_| !msg.is_empty()) else {
+                    eprintln!("warning: a router message needs PEER<SEP>BODY (with --frames SEP); skipped");
+                    continue;
                 };
-                output.print(peer.as_deref(), &msg)?;
-                received += 1;
+                let id = Bytes::from(units::peer_id(&first));
+                peer = Some(format::peer_text(&id));
+                msg.push_front(id);
             }
-            Ok(())
-        };
-        tokio::select! {
-            result = sending => result?,
-            result = receiving => result?,
+            match tx.send(msg).await {
+                Ok(()) => {}
+                Err(zocket::Error::HostUnreachable) => eprintln!(
+                    "warning: no peer {} is connected; message dropped",
+                    peer.unwrap_or_default()
+                ),
+                Err(e) => return Err(Fail::runtime("send", e)),
+            }
         }
+        // Input done: keep receiving.
+        std::future::pending::<Result<(), Fail>>().await
+    };
+    let receiving = async {
+        let mut received = 0;
+        while count != Some(received) {
+            let next = async { rx.next().await.unwrap_or(Err(zocket::Error::Closed)) };
+            let mut msg = within(timeout, "message", next).await?;
+            let peer = if kind == Kind::Router {
+                msg.pop_front()
+            } else {
+                None
+            };
+            output.print(peer.as_deref(), &msg)?;
+            received += 1;
+        }
+        Ok(())
+    };
+    tokio::select! {
+        result = sending => result,
+        result = receiving => result,
     }
-    tx.reunite(rx)
-        .map_err(|e| Fail::runtime("internal error", e))
 }
 
 /// What a Rep answers.

@@ -570,6 +570,81 @@ fn monitor_prints_connection_events_to_stderr() {
 }
 
 #[test]
+fn stats_prints_each_sides_figures_to_stderr_at_exit() {
+    let pull = Running::start(&[
+        "pull",
+        "--bind",
+        "tcp://127.0.0.1:0",
+        "--count",
+        "3",
+        "--stats",
+    ]);
+    let endpoint = pull.bound();
+    zocket(&["push", "--connect", &endpoint, "--count", "3", "--stats"])
+        .write_stdin("a\nbb\nccc\n")
+        .assert()
+        .success()
+        .stderr(
+            predicate::str::contains(
+                "zocket push: PUSH socket: sent 3 msgs / 6 B, received 0 msgs / 0 B, dropped 0",
+            )
+            .and(predicate::str::contains(
+                "zocket push:   links: accepted 0, connected 1, disconnected 0, handshakes failed 0",
+            ))
+            .and(predicate::str::contains(format!(
+                "zocket push:   peer {endpoint} (connected, native, PULL): sent 3 msgs / 6 B"
+            ))),
+        );
+    let (status, stdout, stderr) = pull.finish();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(stdout, "a\nbb\nccc\n");
+    assert!(
+        stderr.contains("zocket pull: PULL socket: sent 0 msgs / 0 B, received 3 msgs / 6 B"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("zocket pull:   links: accepted 1"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("zocket pull:   peer 127.0.0.1:"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn stats_are_printed_when_a_command_that_runs_forever_is_terminated() {
+    let sub = Running::start(&["sub", "--bind", "tcp://127.0.0.1:0", "--stats"]);
+    let endpoint = sub.bound();
+    zocket(&[
+        "pub",
+        "--connect",
+        &endpoint,
+        "--wait-peers",
+        "1",
+        "--data",
+        "tick",
+        "--count",
+        "2",
+    ])
+    .assert()
+    .success();
+    assert_eq!(sub.stdout_line(), "tick");
+    assert_eq!(sub.stdout_line(), "tick");
+    let terminated = Command::new("kill")
+        .args(["-TERM", &sub.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(terminated.success());
+    let (status, _, stderr) = sub.finish();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("zocket sub: SUB socket: sent 0 msgs / 0 B, received 2 msgs / 8 B"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn perf_thr_and_send_report_throughput() {
     let thr = Running::start(&[
         "perf",

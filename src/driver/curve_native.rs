@@ -18,7 +18,7 @@ use std::time::Instant;
 use bytes::{Buf, BytesMut};
 use tracing::debug;
 
-use crate::proto::curve::{CurveCodec, CurveError, MESSAGE_OVERHEAD};
+use crate::proto::curve::{CurveCodec, CurveError, KeyBytes, MESSAGE_OVERHEAD};
 use crate::proto::greeting::NATIVE_VERSION;
 use crate::proto::limits::COPY_BELOW;
 use crate::proto::native::frame::{HEADER_LEN, MAX_CONTROL_PAYLOAD, MAX_FRAME_LEN};
@@ -102,6 +102,8 @@ pub(crate) struct CurveLayer {
     failed: bool,
     /// Why (a refusal is told apart from a protocol error in the public error).
     error: Option<LayerError>,
+    /// After the handshake: the peer's long-term public key.
+    peer_key: Option<KeyBytes>,
 }
 
 /// Why the CURVE layer refused its input.
@@ -131,6 +133,7 @@ impl CurveLayer {
             plain: BytesMut::new(),
             failed: false,
             error: None,
+            peer_key: None,
         }
     }
 
@@ -150,10 +153,11 @@ impl CurveLayer {
                 return Err(e.into());
             }
         };
-        let Some(metadata) = ready else {
+        let Some((metadata, peer_key)) = ready else {
             return Ok(false);
         };
         self.codec = handshake.take_codec();
+        self.peer_key = Some(peer_key);
         self.handshake = None;
         check_metadata(&metadata)?;
         Ok(true)
@@ -281,6 +285,12 @@ impl Secured {
             LayerError::Curve(c) => Some(super::zmtp::zmtp_error(&ZmtpError::Curve(c.clone()))),
             LayerError::Protocol(m) => Some(Error::Protocol(m.clone())),
         }
+    }
+
+    /// The long-term CURVE public key the peer proved it holds, once the handshake is
+    /// complete (`None` without CURVE).
+    pub(crate) fn peer_key(&self) -> Option<KeyBytes> {
+        self.curve.as_ref()?.peer_key
     }
 
     /// Whether the connection runs CURVE.

@@ -15,12 +15,12 @@ mod discover;
 mod hub;
 mod peer;
 mod signal;
+mod stats;
 mod subscription;
 mod xpub;
 
 use std::collections::BTreeMap;
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll};
 
@@ -37,6 +37,7 @@ use crate::pattern::round_robin::RoundRobin;
 use crate::pattern::router::Identities;
 use crate::pattern::PeerId;
 use crate::proto::native::Reason;
+use crate::stats::{Counters, LinkCounters, PeerInfo};
 use crate::transport::dialer::Dialer;
 use crate::{Endpoint, Error, Message, Options, Result, SocketType, TryRecvError, TrySendError};
 
@@ -47,8 +48,8 @@ pub(crate) struct Engine {
     pub(crate) options: Arc<Options>,
     pub(crate) signal: Arc<Signal>,
     pub(crate) monitor: MonitorSender,
-    /// Messages dropped for a peer whose queue was full (Rep, Router).
-    dropped: AtomicU64,
+    /// Link counts (accepted, connected, ...; see [`crate::stats::Connections`]).
+    pub(crate) links: LinkCounters,
     state: Mutex<State>,
 }
 
@@ -99,6 +100,8 @@ pub(crate) struct State {
     matched: Vec<PeerId>,
     /// Reused by `absorb`.
     ready: signal::Ready,
+    /// The message counters of the peers that have gone.
+    retired: Counters,
 }
 
 impl Engine {
@@ -119,7 +122,7 @@ impl Engine {
                 ) || conflate,
             ),
             monitor: MonitorSender::new(),
-            dropped: AtomicU64::new(0),
+            links: LinkCounters::default(),
             state: Mutex::new(State {
                 peers: BTreeMap::new(),
                 next_peer: 1,
@@ -137,6 +140,7 @@ impl Engine {
                 watches: Vec::new(),
                 matched: Vec::new(),
                 ready: signal::Ready::default(),
+                retired: Counters::default(),
             }),
         });
         let weak = Arc::downgrade(&engine);
@@ -403,6 +407,11 @@ impl Engine {
             }
             _ => {}
         }
+        if let Some(peer) = st.peers.get_mut(&id).filter(|p| p.info.is_none()) {
+            let info = stats::describe(peer);
+            self.links.up(info.direction());
+            peer.info = Some(info);
+        }
         st.rr.add(id);
         st.fair.push_ready(id);
         self.signal.notify();
@@ -434,6 +443,12 @@ impl Engine {
         }
         st.fanout.remove_peer(id);
         st.identities.remove(id);
+        st.retired.add(&peer.counters);
+        if peer.info.is_some() {
+            self.links.down();
+        } else if why.is_some() && !st.closing {
+            self.links.failed(); // it never became usable
+        }
         match &why {
             Some(e @ (Error::Protocol(_) | Error::MessageTooLarge { .. })) => {
                 warn!(peer = %peer.endpoint, error = %e, "peer broke the protocol or a limit; its link is closed")
@@ -786,6 +801,7 @@ impl Engine {
         st.fanout.matching(&topic, &mut matched);
         let hwm = self.options.send_hwm;
         let conflate = self.options.conflate;
+        let bytes = msg.byte_len();
         for &id in &matched {
             let Some(peer) = st.peers.get_mut(&id) else {
                 continue;
@@ -796,12 +812,19 @@ impl Engine {
             let queued = if conflate {
                 peer.enqueue_replacing(msg.clone(), &self.signal, false)
             } else if peer.queued() >= hwm {
-                continue; // full: this subscriber misses the message
+                // Full: this subscriber misses the message, counted (and logged now and
+                // then: a subscriber that stopped reading causes one per message).
+                let dropped = peer.counters.dropped();
+                if dropped.is_power_of_two() {
+                    debug!(peer = %peer.endpoint, dropped, "subscriber's queue is full (send_hwm): messages dropped");
+                }
+                continue;
             } else {
                 peer.enqueue(msg.clone(), &self.signal, false)
             };
-            if let Err((e, _)) = queued {
-                self.remove_peer(&mut st, id, Some(e));
+            match queued {
+                Ok(()) => peer.counters.sent(bytes),
+                Err((e, _)) => self.remove_peer(&mut st, id, Some(e)),
             }
         }
         st.matched = matched;
@@ -852,6 +875,7 @@ impl Engine {
     ) -> Poll<Result<PeerId>> {
         let hwm = self.options.send_hwm;
         let conflate = self.options.conflate;
+        let bytes = msg.as_ref().map_or(0, Message::byte_len);
         loop {
             let State { rr, peers, .. } = &mut *st;
             // Conflate: every active peer has room (the message replaces its unsent one).
@@ -875,7 +899,10 @@ impl Engine {
                 peer.enqueue(m, &self.signal, direct)
             };
             match queued {
-                Ok(()) => return Poll::Ready(Ok(id)),
+                Ok(()) => {
+                    peer.counters.sent(bytes);
+                    return Poll::Ready(Ok(id));
+                }
                 Err((e, back)) => {
                     // Lost with the peer if part of it was written already.
                     *msg = back;
@@ -953,7 +980,7 @@ impl Engine {
             return Ok(Delivery::NoSuchPeer);
         };
         if peer.queued() >= hwm {
-            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            let dropped = peer.counters.dropped();
             // Debug level: a peer that stopped reading can cause one of these per message.
             debug!(
                 peer = %peer.endpoint,
@@ -963,18 +990,20 @@ impl Engine {
             );
             return Ok(Delivery::Dropped);
         }
+        let bytes = msg.byte_len();
         if let Err((e, _)) = peer.enqueue(msg, &self.signal, direct) {
             self.remove_peer(&mut st, id, Some(e));
             return Ok(Delivery::NoSuchPeer);
         }
+        peer.counters.sent(bytes);
         Ok(Delivery::Queued)
     }
 
-    /// Messages [`send_to`](Self::send_to) dropped because their peer's queue was full,
-    /// since the socket was made.
-    #[cfg_attr(not(test), allow(dead_code))] // tests read it; the socket's stats will
+    /// Messages dropped because their peer's queue was full, since the socket was made
+    /// (the `dropped` of its [`stats`](Self::stats)).
+    #[cfg(test)]
     pub(crate) fn dropped_messages(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.stats().traffic.dropped
     }
 
     /// The peer a Router identity names.
@@ -987,23 +1016,37 @@ impl Engine {
     /// Fair-queued receive: the next whole message from any peer, with the peer's id.
     /// Spends one unit of the task's cooperative budget ([`cooperate`]).
     pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<(PeerId, Message)>> {
-        cooperate(cx, |cx| self.poll_recv_now(cx))
+        cooperate(cx, |cx| self.poll_recv_now(cx, |_, _| ())).map_ok(|(id, msg, ())| (id, msg))
     }
 
-    /// [`poll_recv`](Self::poll_recv) without the budget.
-    fn poll_recv_now(&self, cx: &mut Context<'_>) -> Poll<Result<(PeerId, Message)>> {
+    /// [`poll_recv`](Self::poll_recv), with who sent the message, as known when it was read
+    /// (under the same lock: the peer cannot have gone in between).
+    pub(crate) fn poll_recv_from(
+        &self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(PeerId, Message, Option<PeerInfo>)>> {
+        cooperate(cx, |cx| self.poll_recv_now(cx, stats::info_of))
+    }
+
+    /// [`poll_recv`](Self::poll_recv) without the budget; `with` takes what else the caller
+    /// wants to know about the sender while the lock is held.
+    fn poll_recv_now<T>(
+        &self,
+        cx: &mut Context<'_>,
+        with: impl Fn(&State, PeerId) -> T,
+    ) -> Poll<Result<(PeerId, Message, T)>> {
         let mut st = self.lock();
         self.start_receiving(&mut st);
         self.absorb(&mut st);
-        if let Some(got) = self.try_recv(&mut st) {
-            return Poll::Ready(Ok(got));
+        if let Some((id, msg)) = self.try_recv(&mut st) {
+            return Poll::Ready(Ok((id, msg, with(&st, id))));
         }
         // Nothing yet: register, then look once more, so a signal that came in between
         // is not lost. (Registering only here keeps the busy path free of it.)
         self.signal.register(cx.waker());
         self.absorb(&mut st);
-        if let Some(got) = self.try_recv(&mut st) {
-            return Poll::Ready(Ok(got));
+        if let Some((id, msg)) = self.try_recv(&mut st) {
+            return Poll::Ready(Ok((id, msg, with(&st, id))));
         }
         if st.closing {
             return Poll::Ready(Err(Error::Closed));
@@ -1032,6 +1075,7 @@ impl Engine {
             }
             match peer.read(&self.signal) {
                 Read::Message(msg) => {
+                    peer.counters.received(msg.byte_len());
                     st.fair.rotate();
                     if self.socket_type.is_subscriber()
                         && !subscription::wanted(&st.subscriptions, &msg)
@@ -1075,6 +1119,9 @@ impl Engine {
                 !sub || subscription::wanted(subscriptions, msg)
             });
             let msg = peer.take_latest();
+            if let Some(msg) = &msg {
+                peer.counters.received(msg.byte_len());
+            }
             if let Some(why) = gone {
                 self.remove_peer(st, id, why);
             }
@@ -1089,11 +1136,28 @@ impl Engine {
     /// (registers no waker). The same fair queue as [`poll_recv`](Self::poll_recv), so the
     /// two can be mixed without loss or reordering.
     pub(crate) fn try_recv_now(&self) -> Result<(PeerId, Message), TryRecvError> {
+        self.try_recv_with(|_, _| ()).map(|(id, msg, ())| (id, msg))
+    }
+
+    /// [`try_recv_now`](Self::try_recv_now), with who sent the message (looked up under
+    /// the lock it was read with).
+    pub(crate) fn try_recv_from(
+        &self,
+    ) -> Result<(PeerId, Message, Option<PeerInfo>), TryRecvError> {
+        self.try_recv_with(stats::info_of)
+    }
+
+    /// The non-blocking receive; `with` takes what else the caller wants to know about the
+    /// sender while the lock is held.
+    fn try_recv_with<T>(
+        &self,
+        with: impl Fn(&State, PeerId) -> T,
+    ) -> Result<(PeerId, Message, T), TryRecvError> {
         let mut st = self.lock();
         self.start_receiving(&mut st);
         self.absorb(&mut st);
-        if let Some(got) = self.try_recv(&mut st) {
-            return Ok(got);
+        if let Some((id, msg)) = self.try_recv(&mut st) {
+            return Ok((id, msg, with(&st, id)));
         }
         if st.closing {
             return Err(TryRecvError::Closed);

@@ -12,6 +12,7 @@ use crate::driver::Shared;
 use crate::pattern::PeerId;
 use crate::proto::limits::OverLimit;
 use crate::proto::native::{DataFlags, Reason, StreamError, StreamId};
+use crate::stats::{Counters, Direction, PeerInfo};
 use crate::transport::inproc::{InprocConn, PushError};
 use crate::{Error, Message, SocketType};
 
@@ -77,8 +78,12 @@ pub(crate) struct Peer {
     closed: bool,
     /// Sub: this publisher was sent our subscription snapshot.
     pub(crate) snapshot_sent: bool,
-    /// The peer's long-term CURVE public key, on a CURVE link (set when it is attached).
-    pub(crate) curve_key: Option<crate::curve::PublicKey>,
+    /// Whether we made the link (else the peer connected to us).
+    pub(crate) direction: Direction,
+    /// Who the peer is, fixed once it became usable (`None` before).
+    pub(crate) info: Option<PeerInfo>,
+    /// Its message counters.
+    pub(crate) counters: Counters,
 }
 
 /// What a read found.
@@ -117,13 +122,20 @@ impl Peer {
             dialed: false,
             closed: false,
             snapshot_sent: false,
-            curve_key: None,
+            direction: Direction::Accepted,
+            info: None,
+            counters: Counters::default(),
         }
     }
 
-    /// The peer's long-term CURVE public key: `None` on a NULL (plaintext) link.
-    pub(crate) fn curve_key(&self) -> Option<&crate::curve::PublicKey> {
-        self.curve_key.as_ref()
+    /// The peer's long-term CURVE public key, as its link's handshake learned it: `None`
+    /// on a NULL (plaintext) or inproc link.
+    pub(crate) fn curve_key(&self) -> Option<[u8; 32]> {
+        match &self.link {
+            Link::Native { session, .. } => session.lock().core.peer_key(),
+            Link::Zmtp(shared) => shared.lock().core.peer_key(),
+            Link::Inproc(_) => None,
+        }
     }
 
     /// Messages waiting in this peer's queue.

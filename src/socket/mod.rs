@@ -30,7 +30,9 @@ use std::sync::Arc;
 use crate::engine::Engine;
 use crate::monitor::Monitor;
 use crate::pattern::PeerId;
-use crate::{Endpoint, Message, Options, Result, SocketType, TryRecvError, TrySendError};
+use crate::{
+    Endpoint, Message, Options, PeerInfo, Result, SocketType, Stats, TryRecvError, TrySendError,
+};
 
 /// What every socket can do: bind, connect, watch its connections, count its peers.
 ///
@@ -121,6 +123,36 @@ impl Socket {
         self.engine.monitor()
     }
 
+    /// A snapshot of the socket's statistics: per socket and per peer (with its
+    /// [`PeerInfo`]), the messages and payload bytes sent and received, the messages
+    /// dropped at the high-water mark and those queued now, and the link counts (accepted,
+    /// connected, disconnected, failed handshakes). The counters are always on; see
+    /// [`Stats`] for what each one counts.
+    ///
+    /// A publisher that drops messages for a slow subscriber shows it here:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> zocket::Result<()> {
+    /// let publisher = zocket::Pub::with_options(zocket::Options::new().send_hwm(10));
+    /// publisher.bind("inproc://stats-pub").await?;
+    /// let sub = zocket::Sub::connect("inproc://stats-pub").await?;
+    /// sub.subscribe("");
+    /// sub.wait_for_peers(1).await?;
+    /// publisher.wait_for_peers(1).await?;
+    /// for _ in 0..5000 {
+    ///     publisher.send("tick").await?; // the Sub never reads
+    /// }
+    /// let stats = publisher.stats();
+    /// assert!(stats.traffic.dropped > 0);
+    /// assert_eq!(stats.traffic.messages_sent + stats.traffic.dropped, 5000);
+    /// eprintln!("{stats}"); // a few lines of text, one per peer
+    /// # Ok(()) }
+    /// ```
+    pub fn stats(&self) -> Stats {
+        self.engine.stats()
+    }
+
     /// Number of peers connected and ready to exchange messages.
     pub fn peers(&self) -> usize {
         self.engine.peer_count()
@@ -150,6 +182,18 @@ impl Socket {
         poll_fn(|cx| self.engine.poll_recv(cx)).await
     }
 
+    /// [`recv`](Self::recv), with who sent the message.
+    async fn recv_with_peer(&self) -> Result<(PeerId, PeerInfo, Message)> {
+        loop {
+            let (id, msg, info) = poll_fn(|cx| self.engine.poll_recv_from(cx)).await?;
+            // (Always there: the sender is looked up under the lock its message was read
+            // with.)
+            if let Some(info) = info {
+                return Ok((id, info, msg));
+            }
+        }
+    }
+
     /// Sends what a `Sink` left in `slot`, round-robin (spending budget as
     /// [`Engine::poll_send_rr`] does).
     fn poll_flush_slot(
@@ -168,6 +212,17 @@ impl Socket {
     /// A receive that never waits (each type's `try_recv`).
     fn try_recv(&self) -> Result<(PeerId, Message), TryRecvError> {
         self.engine.try_recv_now()
+    }
+
+    /// [`try_recv`](Self::try_recv), with who sent the message.
+    fn try_recv_with_peer(&self) -> Result<(PeerId, PeerInfo, Message), TryRecvError> {
+        loop {
+            let (id, msg, info) = self.engine.try_recv_from()?;
+            // (Always there, as in `recv_with_peer`.)
+            if let Some(info) = info {
+                return Ok((id, info, msg));
+            }
+        }
     }
 
     /// A round-robin send that never waits (each type's `try_send`). What a `Sink` left in

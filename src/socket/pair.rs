@@ -88,6 +88,22 @@ impl Pair {
         self.socket.try_recv().map(|(_, msg)| msg)
     }
 
+    /// Receives the next message, with who sent it ([`PeerInfo`](crate::PeerInfo): its
+    /// address, wire, routing id and CURVE key), as known when the message was read.
+    ///
+    ///
+    /// # Errors
+    /// `Error::Closed` once the socket is closed.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a message is taken only when it completes.
+    pub async fn recv_with_peer(&mut self) -> Result<(crate::PeerInfo, Message)> {
+        self.socket
+            .recv_with_peer()
+            .await
+            .map(|(_, info, msg)| (info, msg))
+    }
+
     fn poll_push_slot(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         self.socket.poll_flush_slot(cx, &mut self.sink_slot)
     }

@@ -86,6 +86,34 @@ impl Pull {
         self.socket.recv().await.map(|(_, msg)| msg)
     }
 
+    /// Receives the next message, with who sent it ([`PeerInfo`](crate::PeerInfo): its
+    /// address, wire, routing id and CURVE key), as known when the message was read.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> zocket::Result<()> {
+    /// let mut pull = zocket::Pull::bind("tcp://127.0.0.1:0").await?;
+    /// let mut push = zocket::Push::connect(&pull.endpoints()[0].to_string()).await?;
+    /// push.send("job").await?;
+    /// let (from, _job) = pull.recv_with_peer().await?;
+    /// assert_eq!(from.direction(), zocket::stats::Direction::Accepted);
+    /// assert_eq!(from.wire(), zocket::stats::Wire::Native);
+    /// assert!(from.addr().starts_with("127.0.0.1:")); // the pusher's address and port
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `Error::Closed` once the socket is closed.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a message is taken only when it completes.
+    pub async fn recv_with_peer(&mut self) -> Result<(crate::PeerInfo, Message)> {
+        self.socket
+            .recv_with_peer()
+            .await
+            .map(|(_, info, msg)| (info, msg))
+    }
+
     /// Receives the next message if one is waiting; otherwise returns at once. For event
     /// loops that poll several things. It takes from the same queue as
     /// [`recv`](Self::recv), so mixing them loses or reorders nothing.

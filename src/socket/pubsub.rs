@@ -137,6 +137,36 @@ impl Sub {
         self.socket.recv().await.map(|(_, msg)| msg)
     }
 
+    /// Receives the next message, with who sent it ([`PeerInfo`](crate::PeerInfo): its
+    /// address, wire, routing id and CURVE key), as known when the message was read.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> zocket::Result<()> {
+    /// let publisher = zocket::Pub::bind("inproc://doc-sub-peer").await?;
+    /// let mut sub = zocket::Sub::connect("inproc://doc-sub-peer").await?;
+    /// sub.subscribe("");
+    /// sub.wait_for_peers(1).await?;
+    /// publisher.send("news").await?;
+    /// let (from, msg) = sub.recv_with_peer().await?;
+    /// assert_eq!(from.addr(), "inproc://doc-sub-peer");
+    /// assert_eq!(from.socket_type(), Some(zocket::SocketType::Pub));
+    /// assert_eq!(msg.frames()[0], "news");
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `Error::Closed` once the socket is closed.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a message is taken only when it completes.
+    pub async fn recv_with_peer(&mut self) -> Result<(crate::PeerInfo, Message)> {
+        self.socket
+            .recv_with_peer()
+            .await
+            .map(|(_, info, msg)| (info, msg))
+    }
+
     /// Receives the next message if one is waiting; otherwise returns at once. Takes from
     /// the same queue as [`recv`](Self::recv). Like `recv`, the first call sends the
     /// subscriptions to the publishers (see [`wait_for_peers`](crate::Socket::wait_for_peers)).

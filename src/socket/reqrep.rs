@@ -8,11 +8,12 @@ use bytes::Bytes;
 use tracing::debug;
 
 use super::{socket_type, spend_budget, Socket};
+use crate::curve::PublicKey;
 use crate::pattern::request::{
     check_reply, join_envelope, split_envelope, wrap_request, ReplyCheck, RequestIds,
 };
 use crate::pattern::PeerId;
-use crate::{Error, Message, Result, SocketType, TryRecvError};
+use crate::{Error, Message, PeerInfo, Result, SocketType, TryRecvError};
 
 /// Requester: sends a request to one [`Rep`] (or `Router`), round-robin, and waits for its
 /// reply. [`request`](Req::request) borrows the socket mutably until the reply arrives, so a
@@ -126,12 +127,13 @@ impl Rep {
     /// Cancel safe.
     pub async fn recv(&mut self) -> Result<Request<'_>> {
         loop {
-            let (peer, msg) = self.socket.recv().await?;
+            let (peer, from, msg) = self.socket.recv_with_peer().await?;
             match split_envelope(msg) {
                 Some((envelope, message)) => {
                     return Ok(Request {
                         rep: self,
                         peer,
+                        from,
                         envelope,
                         message,
                     })
@@ -158,12 +160,13 @@ impl Rep {
     /// the socket is closed.
     pub fn try_recv(&mut self) -> std::result::Result<Request<'_>, TryRecvError> {
         loop {
-            let (peer, msg) = self.socket.try_recv()?;
+            let (peer, from, msg) = self.socket.try_recv_with_peer()?;
             match split_envelope(msg) {
                 Some((envelope, message)) => {
                     return Ok(Request {
                         rep: self,
                         peer,
+                        from,
                         envelope,
                         message,
                     })
@@ -180,6 +183,7 @@ socket_type!(Rep, SocketType::Rep, "reply");
 pub struct Request<'a> {
     rep: &'a mut Rep,
     peer: PeerId,
+    from: PeerInfo,
     envelope: Vec<Bytes>,
     message: Message,
 }
@@ -188,6 +192,30 @@ impl Request<'_> {
     /// The request's body.
     pub fn message(&self) -> &Message {
         &self.message
+    }
+
+    /// Who sent the request: its address, wire, routing id and, on a CURVE link, the public
+    /// key it proved it holds (see [`peer_key`](Self::peer_key)).
+    pub fn peer(&self) -> &PeerInfo {
+        &self.from
+    }
+
+    /// The CURVE public key of the client that sent the request (`None` on a NULL link):
+    /// the key its handshake proved it holds, which the socket's authorizer accepted. A
+    /// service decides per request with it, beyond the socket-wide allow-list:
+    ///
+    /// ```no_run
+    /// # async fn f(rep: &mut zocket::Rep, writers: &[zocket::curve::PublicKey]) -> zocket::Result<()> {
+    /// let request = rep.recv().await?;
+    /// if request.peer_key().is_some_and(|key| writers.contains(&key)) {
+    ///     request.reply("stored").await?;
+    /// } else {
+    ///     request.reply("read-only key").await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn peer_key(&self) -> Option<PublicKey> {
+        self.from.curve_key()
     }
 
     /// Sends `reply` to the requester. Never waits on it: if it has gone away, the reply
@@ -214,6 +242,7 @@ impl Request<'_> {
 impl std::fmt::Debug for Request<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Request")
+            .field("peer", &self.from)
             .field("message", &self.message)
             .finish_non_exhaustive()
     }

@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::{impl_sink, impl_stream, poll_spend_budget, socket_type, spend_budget, Socket};
 use crate::engine::Delivery;
-use crate::{Error, Message, Result, SocketType, TryRecvError, TrySendError};
+use crate::{Error, Message, PeerInfo, Result, SocketType, TryRecvError, TrySendError};
 
 /// Dealer: sends round-robin over its peers with room, receives fair-queued; no envelope
 /// rules of its own. Talks to [`Rep`](crate::Rep), [`Router`] and other dealers.
@@ -89,6 +89,22 @@ impl Dealer {
     /// socket is closed.
     pub fn try_recv(&mut self) -> std::result::Result<Message, TryRecvError> {
         self.socket.try_recv().map(|(_, msg)| msg)
+    }
+
+    /// Receives the next message, with who sent it ([`PeerInfo`](crate::PeerInfo): its
+    /// address, wire, routing id and CURVE key), as known when the message was read.
+    ///
+    ///
+    /// # Errors
+    /// `Error::Closed` once the socket is closed.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a message is taken only when it completes.
+    pub async fn recv_with_peer(&mut self) -> Result<(crate::PeerInfo, Message)> {
+        self.socket
+            .recv_with_peer()
+            .await
+            .map(|(_, info, msg)| (info, msg))
     }
 
     fn poll_push_slot(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
@@ -224,6 +240,48 @@ impl Router {
             Err(TrySendError::HostUnreachable(_)) if !engine.options.router_mandatory => Ok(()),
             other => other,
         }
+    }
+
+    /// Receives the next message, with who sent it: its [`PeerInfo`], whose
+    /// [`routing_id`](PeerInfo::routing_id) is the id to answer it with (always there on a
+    /// router) and whose [`curve_key`](PeerInfo::curve_key) is the CURVE key the sender
+    /// proved it holds. Both are as they were when the message was read: a service that
+    /// authorizes per request by key should use this rather than [`peer`](Self::peer)
+    /// later, since a routing id may pass to another peer once its holder has gone.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> zocket::Result<()> {
+    /// let mut router = zocket::Router::bind("inproc://doc-router-peer").await?;
+    /// let mut dealer = zocket::Dealer::with_options(zocket::Options::new().identity("worker-7"));
+    /// dealer.connect("inproc://doc-router-peer")?;
+    /// dealer.send("ready").await?;
+    /// let (from, _msg) = router.recv_with_peer().await?;
+    /// let id = from.routing_id().unwrap().clone();
+    /// assert_eq!(id, "worker-7");
+    /// assert!(from.curve_key().is_none()); // not a CURVE link
+    /// router.send(id, "work").await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `Error::Closed` once the socket is closed.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn recv_with_peer(&mut self) -> Result<(PeerInfo, Message)> {
+        self.socket
+            .recv_with_peer()
+            .await
+            .map(|(_, info, msg)| (info, msg))
+    }
+
+    /// Who the peer with routing id `peer` is now, or `None` when no connected peer has it.
+    ///
+    /// To know who sent a given message, use [`recv_with_peer`](Self::recv_with_peer): a
+    /// routing id may be taken by another peer once its holder has gone.
+    pub fn peer(&self, peer: impl AsRef<[u8]>) -> Option<PeerInfo> {
+        self.socket.engine.info_by_identity(peer.as_ref())
     }
 
     /// Sends `msg` to the peer whose routing id is `peer`. Never waits on that peer: when

@@ -3,7 +3,7 @@
 use std::task::{Context, Poll};
 
 use super::{impl_sink, impl_stream, poll_spend_budget, socket_type, spend_budget, Socket};
-use crate::{Error, Message, Result, SocketType};
+use crate::{Error, Message, Result, SocketType, TryRecvError, TrySendError};
 
 /// Extended publisher: sends like a [`Pub`](crate::Pub) and receives its subscribers'
 /// subscriptions as messages.
@@ -81,6 +81,33 @@ impl XPub {
         self.socket.recv().await.map(|(_, msg)| msg)
     }
 
+    /// Receives the next subscription or upstream message if one is waiting; otherwise
+    /// returns at once. Takes from the same queue as [`recv`](Self::recv).
+    ///
+    /// # Errors
+    /// `TryRecvError::Empty` when nothing is waiting now; `TryRecvError::Closed` once the
+    /// socket is closed.
+    pub fn try_recv(&mut self) -> std::result::Result<Message, TryRecvError> {
+        self.socket.try_recv().map(|(_, msg)| msg)
+    }
+
+    /// Publishes `msg` without waiting for the task's cooperative budget, as
+    /// [`Pub::try_send`](crate::Pub::try_send) does: an XPub never waits on subscribers,
+    /// so this is never `Full`.
+    ///
+    /// # Errors
+    /// `TrySendError::Closed(msg)` once the socket is closed.
+    pub fn try_send(&self, msg: impl Into<Message>) -> std::result::Result<(), TrySendError> {
+        let msg = msg.into();
+        if self.socket.engine.is_closing() {
+            return Err(TrySendError::Closed(msg));
+        }
+        self.socket
+            .engine
+            .send_fanout(msg)
+            .map_err(|_| TrySendError::Closed(Message::new()))
+    }
+
     fn poll_push_slot(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         if self.sink_slot.is_none() {
             return Poll::Ready(Ok(()));
@@ -152,6 +179,20 @@ impl XSub {
         self.send_now(msg)
     }
 
+    /// Sends `msg` as [`send`](Self::send) does, without waiting for the task's
+    /// cooperative budget; an XSub never waits on its publishers, so this is never `Full`.
+    ///
+    /// # Errors
+    /// `TrySendError::Closed(msg)` once the socket is closed.
+    pub fn try_send(&self, msg: impl Into<Message>) -> std::result::Result<(), TrySendError> {
+        let msg = msg.into();
+        if self.socket.engine.is_closing() {
+            return Err(TrySendError::Closed(msg));
+        }
+        self.send_now(msg)
+            .map_err(|_| TrySendError::Closed(Message::new()))
+    }
+
     fn send_now(&self, msg: Message) -> Result<()> {
         let engine = &self.socket.engine;
         if msg.len() == 1 {
@@ -191,6 +232,16 @@ impl XSub {
     /// Cancel safe: a message is taken only when `recv` completes.
     pub async fn recv(&mut self) -> Result<Message> {
         self.socket.recv().await.map(|(_, msg)| msg)
+    }
+
+    /// Receives the next message if one is waiting; otherwise returns at once. Takes from
+    /// the same queue as [`recv`](Self::recv).
+    ///
+    /// # Errors
+    /// `TryRecvError::Empty` when nothing is waiting now; `TryRecvError::Closed` once the
+    /// socket is closed.
+    pub fn try_recv(&mut self) -> std::result::Result<Message, TryRecvError> {
+        self.socket.try_recv().map(|(_, msg)| msg)
     }
 
     fn poll_push_slot(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {

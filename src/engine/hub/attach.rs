@@ -11,6 +11,7 @@ use crate::engine::Engine;
 use crate::monitor::Event;
 use crate::pattern::PeerId;
 use crate::proto::native::Reason;
+use crate::stats::Direction;
 use crate::transport::inproc::InprocConn;
 use crate::transport::shared::SharedStream;
 use crate::transport::ByteStream;
@@ -58,21 +59,35 @@ pub(super) fn attach_incoming(
         // over: then `Engine::activate` decides), with a reason the opener can report.
         let claimed = &incoming.identity;
         let valid = claimed.first().is_some_and(|&b| b != 0);
-        (local == SocketType::Router
-            && valid
-            && !engine.options.router_handover
-            && st.identities.peer(claimed).is_some())
-        .then(|| {
-            (
+        if local != SocketType::Router || !valid {
+            return None;
+        }
+        let holder = st.peers.get(&st.identities.peer(claimed)?)?;
+        if !engine.options.router_handover {
+            return Some((
                 Reason::IDENTITY_TAKEN,
                 "this ROUTER already has a live peer with that routing identity".to_owned(),
                 Error::Refused {
                     reason: "another peer already uses this identity".into(),
                 },
+            ));
+        }
+        // Handover, but only between links of the same CURVE client key (see
+        // `Engine::may_take_over`, which decides again when the stream becomes a peer).
+        (holder.curve_key() != shared.lock().core.peer_key()).then(|| {
+            (
+                Reason::IDENTITY_TAKEN,
+                "this ROUTER hands a routing identity over only to a client with its holder's CURVE key".to_owned(),
+                Error::Refused {
+                    reason: "another peer uses this identity, with another CURVE key".into(),
+                },
             )
         })
     });
     if let Some((reason, text, error)) = refusal {
+        if !st.closing {
+            engine.links.failed();
+        }
         warn!(%peer, %error, "refusing stream");
         engine.emit(Event::HandshakeFailed {
             endpoint: peer.to_owned(),
@@ -148,6 +163,7 @@ pub(super) fn attach_inproc(
     if let Some(remote) = conn.peer.socket_type {
         if !local.is_compatible(remote) {
             let error = Error::IncompatiblePeer { local, remote };
+            engine.links.failed();
             warn!(%endpoint, %error, "refusing inproc peer");
             return Err(error);
         }
@@ -157,6 +173,7 @@ pub(super) fn attach_inproc(
         return Err(Error::Closed);
     }
     if local == SocketType::Pair && !st.peers.is_empty() {
+        engine.links.failed();
         return Err(Error::Refused {
             reason: "PAIR socket already has a peer".into(),
         });
@@ -180,6 +197,9 @@ pub(super) fn attach_inproc(
         p.identity = identity.clone();
         p.on_gone = Some(gone_tx);
         p.dialed = true;
+        if dialed.is_some() {
+            p.direction = Direction::Connected;
+        }
         p
     });
     drop(active_tx);
@@ -240,6 +260,7 @@ pub(super) fn attach_zmtp(
     if local == SocketType::Pair && !st.peers.is_empty() && !st.closing {
         // One peer on every transport: libzmq closes a second PAIR's connection too.
         drop(st);
+        engine.links.failed();
         let error = Error::Refused {
             reason: "PAIR socket already has a peer".into(),
         };
@@ -279,6 +300,9 @@ pub(super) fn attach_zmtp(
         p.on_active = Some(active_tx);
         p.on_gone = Some(gone_tx);
         p.dialed = dialed.is_some();
+        if p.dialed {
+            p.direction = Direction::Connected;
+        }
         p
     });
     remember(dialed, peer_id);

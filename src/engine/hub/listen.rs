@@ -303,6 +303,10 @@ pub(super) async fn new_listener(
     // at its address, whichever bound first and whether or not that one is still there.
     let routes = paths.clone();
     let monitor = MonitorSender::relay(move |event| {
+        if let Event::HandshakeFailed { .. } = &event {
+            // Failed before any socket was known: counted once, before anyone hears of it.
+            count_failure(&routes);
+        }
         let engines: Vec<Arc<Engine>> = routes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -394,6 +398,24 @@ pub(super) async fn new_listener(
     });
     listeners().insert(key, Arc::downgrade(&entry));
     Ok(entry)
+}
+
+/// Counts a handshake that failed on a shared listener before any socket was known (its
+/// greeting, a native connection's CURVE handshake, a connection over `max_connections`)
+/// once: at the socket bound at the address's default path, else at the one with the first
+/// path.
+fn count_failure(routes: &Mutex<HashMap<String, Weak<Engine>>>) {
+    let served = {
+        let routes = routes.lock().unwrap_or_else(|e| e.into_inner());
+        routes
+            .iter()
+            .filter_map(|(path, engine)| Some((path.clone(), engine.upgrade()?)))
+            .min_by(|a, b| a.0.cmp(&b.0))
+            .map(|(_, engine)| engine)
+    };
+    if let Some(engine) = served {
+        engine.links.failed();
+    }
 }
 
 /// Holds one handle of a session; gives it back when dropped (also when the task holding

@@ -14,6 +14,7 @@ use crate::driver::connect::{self, Connected};
 use crate::driver::Shared;
 use crate::engine::peer::{Link, Peer, Phase, Reassembly};
 use crate::engine::Engine;
+use crate::stats::Direction;
 use crate::transport::dialer::{Connect, Dialer, Established, HandshakeWith};
 use crate::transport::inproc::InprocHello;
 use crate::transport::{ipc, tcp, ByteStream, Connection};
@@ -86,7 +87,10 @@ pub(crate) fn dial(engine: &Arc<Engine>, endpoint: Endpoint, dialed: DialedPeer)
                         Dialed::Zmtp { io, greeting } => {
                             attach_zmtp(&engine, io, &greeting, peer_name.clone(), Some(&dialed))?
                         }
-                        Dialed::Failed(e) => return Err(e),
+                        Dialed::Failed(e) => {
+                            engine.links.failed();
+                            return Err(e);
+                        }
                     };
                     // Until the link is usable, a failed, timed-out or abandoned attempt
                     // takes its peer away with it (else each retry would leave one).
@@ -181,6 +185,7 @@ pub(super) fn attach_outgoing(
         Ok(stream) => stream,
         Err(e) => {
             shared.lock().remove_handle();
+            engine.links.failed();
             return Err(Error::Refused {
                 reason: format!("cannot open a stream: {e:?}"),
             });
@@ -212,6 +217,7 @@ pub(super) fn attach_outgoing(
         p.on_active = Some(active_tx);
         p.on_gone = Some(gone_tx);
         p.dialed = true;
+        p.direction = Direction::Connected;
         p
     });
     remember(Some(dialed), peer_id);

@@ -11,7 +11,7 @@ use super::frame::{self, encode_header, Frame, FrameError, COMMAND, KNOWN, MORE}
 use crate::options::SharedAuthorizer;
 use crate::proto::curve::{
     ClientConfig, ClientRandom, CurveClient, CurveCodec, CurveError, CurveEvent, CurveServer,
-    ServerConfig, ServerRandom, FLAG_COMMAND, FLAG_MORE, MESSAGE_OVERHEAD,
+    KeyBytes, ServerConfig, ServerRandom, FLAG_COMMAND, FLAG_MORE, MESSAGE_OVERHEAD,
 };
 use crate::proto::greeting::NATIVE_VERSION;
 use crate::proto::limits::{held_cost, MessageBudget, MessageLimits, OverLimit, COPY_BELOW};
@@ -190,8 +190,9 @@ impl Handshake {
 
     /// One round of the handshake, whichever wire carries it: feeds the commands at the front
     /// of `buf`, asks the authorizer when a client presents its key, and moves what is to be
-    /// sent into `out`. `Ok(Some(metadata))` once the peer's READY (or INITIATE) is in,
-    /// `Ok(None)` while more input is needed.
+    /// sent into `out`. `Ok(Some((metadata, peer_key)))` once the peer's READY (or INITIATE)
+    /// is in (its metadata, and the long-term key it proved it holds), `Ok(None)` while more
+    /// input is needed.
     ///
     /// # Errors
     /// The handshake's failure, and whether to tell the peer why with an ERROR (a server
@@ -201,7 +202,7 @@ impl Handshake {
         &mut self,
         buf: &mut BytesMut,
         out: &mut BytesMut,
-    ) -> Result<Option<Bytes>, (CurveError, bool)> {
+    ) -> Result<Option<(Bytes, KeyBytes)>, (CurveError, bool)> {
         let mut failed = self.handle_input(buf).err();
         let mut ready = None;
         while failed.is_none() {
@@ -219,7 +220,7 @@ impl Handshake {
                 }
                 Some(CurveEvent::Ready { metadata, peer_key }) => {
                     debug!(peer_key = %crate::curve::PublicKey::from_bytes(peer_key), "CURVE handshake complete");
-                    ready = Some(metadata);
+                    ready = Some((metadata, peer_key));
                 }
                 None => break,
             }
@@ -343,6 +344,8 @@ pub(crate) struct ZmtpSession {
     curve: Option<Handshake>,
     /// After a CURVE handshake: every frame in and out is a MESSAGE box of this codec.
     codec: Option<CurveCodec>,
+    /// After a CURVE handshake: the peer's long-term public key.
+    peer_key: Option<KeyBytes>,
     /// CURVE handshake commands (or a refused client's ERROR) waiting to be transmitted,
     /// ahead of anything else.
     handshake_out: BytesMut,
@@ -381,6 +384,7 @@ impl ZmtpSession {
             incomplete_frame_len: 0,
             curve: None,
             codec: None,
+            peer_key: None,
             handshake_out: BytesMut::new(),
             error: None,
             error_to_send: None,
@@ -424,6 +428,12 @@ impl ZmtpSession {
     /// Whether the session runs CURVE (its handshake, or MESSAGE boxes after it).
     pub(crate) fn is_curve(&self) -> bool {
         self.curve.is_some() || self.codec.is_some()
+    }
+
+    /// The long-term CURVE public key the peer proved it holds, once the CURVE handshake is
+    /// complete (`None` for NULL).
+    pub(crate) fn peer_key(&self) -> Option<KeyBytes> {
+        self.peer_key
     }
 
     /// Why the session ended, if it did.
@@ -684,11 +694,12 @@ impl ZmtpSession {
                 return Err(err);
             }
         };
-        let Some(metadata) = ready else {
+        let Some((metadata, peer_key)) = ready else {
             self.curve = Some(handshake);
             return Ok(());
         };
         self.codec = handshake.take_codec();
+        self.peer_key = Some(peer_key);
         if self.config.zocket_marker
             && command::find_property(&metadata, command::X_ZOCKET).is_some()
         {
