@@ -86,16 +86,18 @@ enum Col {
     Rzmq,
     Omq,
     Libzmq,
+    ZocketToLibzmq,
     Raw,
 }
 
-const COLS: [(Col, &str); 7] = [
+const COLS: [(Col, &str); 8] = [
     (Col::Native, "**zocket native**"),
     (Col::Zmtp, "zocket ZMTP"),
     (Col::ZmqRs, "zmq.rs"),
     (Col::Rzmq, "rzmq"),
     (Col::Omq, "omq-tokio"),
     (Col::Libzmq, "libzmq"),
+    (Col::ZocketToLibzmq, "zocket→libzmq"),
     (Col::Raw, "raw tokio"),
 ];
 
@@ -430,13 +432,18 @@ fn jobs(progs: &Progs) -> Vec<Job> {
             jobs.push(Job::Lat { flavour, lib });
         }
     }
-    let available: Vec<Prog> = [Prog::Zocket, Prog::Libzmq]
-        .into_iter()
-        .filter(|&p| match p {
-            Prog::Zocket => progs.zocket.is_some(),
-            Prog::Libzmq => progs.zmqperf.is_some(),
-        })
-        .collect();
+    let available = |curve: bool| -> Vec<Prog> {
+        let progs_of_row: &[Prog] = if curve {
+            &[Prog::Zocket, Prog::Libzmq]
+        } else {
+            &[Prog::Zocket, Prog::Libzmq, Prog::ZocketToLibzmq]
+        };
+        progs_of_row
+            .iter()
+            .copied()
+            .filter(|&p| progs.has(p))
+            .collect()
+    };
     for curve in [false, true] {
         if curve {
             for size in SIZES {
@@ -456,11 +463,11 @@ fn jobs(progs: &Progs) -> Vec<Job> {
             }
         }
         for size in SIZES {
-            for &prog in &available {
+            for prog in available(curve) {
                 jobs.push(Job::ProcThr { prog, size, curve });
             }
         }
-        for &prog in &available {
+        for prog in available(curve) {
             jobs.push(Job::ProcLat { prog, curve });
         }
     }
@@ -484,6 +491,7 @@ fn prog_name(prog: Prog, curve: bool) -> String {
     let p = match prog {
         Prog::Zocket => "zocket perf",
         Prog::Libzmq => "libzmq zmqperf",
+        Prog::ZocketToLibzmq => "zocket perf -> libzmq zmqperf",
     };
     if curve {
         format!("{p} CURVE")
@@ -527,6 +535,7 @@ fn prog_col(prog: Prog) -> Col {
     match prog {
         Prog::Zocket => Col::Native,
         Prog::Libzmq => Col::Libzmq,
+        Prog::ZocketToLibzmq => Col::ZocketToLibzmq,
     }
 }
 
@@ -557,7 +566,8 @@ fn execute(job: &Job, plan: &Plan, progs: &Progs) -> Res<Vec<(usize, Col, f64)>>
             let (rate, rss) = xproc::throughput(progs, prog, size, count, keys.as_ref())?;
             let row = if curve { 24 } else { 12 } + size_index(size);
             let mut cells = vec![(row, prog_col(prog), rate)];
-            if let (false, 16, Some(kib)) = (curve, size, rss) {
+            if let (false, 16, Some(kib), false) = (curve, size, rss, prog == Prog::ZocketToLibzmq)
+            {
                 cells.push((ROW_PROC_RSS, prog_col(prog), kib as f64 / 1024.0));
             }
             Ok(cells)
@@ -685,7 +695,7 @@ fn print_report(
         if plan.runs > 1 { "s" } else { "" },
         if plan.scale < 1.0 { " (--quick: few messages, a smoke test, not a measurement)" } else { "" },
     );
-    println!("- in process: sender and receiver are tasks of one tokio runtime (2 worker threads, or current_thread); 2 processes: `zocket perf thr`/`send`, `lat`/`ping` against libzmq's (c/zmqperf.c on the system libzmq), native column = zocket perf");
+    println!("- in process: sender and receiver are tasks of one tokio runtime (2 worker threads, or current_thread); 2 processes: `zocket perf thr`/`send`, `lat`/`ping` against libzmq's (c/zmqperf.c on the system libzmq), native column = zocket perf; zocket→libzmq = `zocket perf send`/`ping` connected to libzmq's receiver/echo (ZMTP)");
     println!("- ratios: zocket native ÷ the best of zmq.rs, rzmq, omq-tokio and libzmq in that row (msg/s: above 1 is better; µs and MiB: below 1 is better), and ÷ raw tokio");
     println!();
     print!("| row |");

@@ -19,6 +19,9 @@ pub enum Prog {
     Zocket,
     /// `zmqperf thr|send|lat|ping` on libzmq.
     Libzmq,
+    /// libzmq binds (`zmqperf thr`, `lat`), zocket connects (`zocket perf send`, `ping`):
+    /// zocket speaking ZMTP to libzmq.
+    ZocketToLibzmq,
 }
 
 /// The programs found or built for this run.
@@ -37,6 +40,16 @@ impl Progs {
         match prog {
             Prog::Zocket => self.zocket.as_deref(),
             Prog::Libzmq => self.zmqperf.as_deref(),
+            Prog::ZocketToLibzmq => None,
+        }
+    }
+
+    /// Whether every program `prog` needs is here.
+    pub fn has(&self, prog: Prog) -> bool {
+        match prog {
+            Prog::Zocket => self.zocket.is_some(),
+            Prog::Libzmq => self.zmqperf.is_some(),
+            Prog::ZocketToLibzmq => self.zocket.is_some() && self.zmqperf.is_some(),
         }
     }
 }
@@ -171,12 +184,17 @@ fn pair(
     count: u64,
     curve: Option<&CurveKeys>,
 ) -> Res<((String, String), Option<u64>)> {
-    let bin = progs.path(prog).ok_or("program not available")?;
     let port = StdTcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
         .local_addr()?
         .port();
     let ep = format!("tcp://127.0.0.1:{port}");
-    let command = |role: &str, binds: bool| {
+    let command = |role: &str, binds: bool| -> Res<Command> {
+        let prog = match prog {
+            Prog::ZocketToLibzmq if binds => Prog::Libzmq,
+            Prog::ZocketToLibzmq => Prog::Zocket,
+            p => p,
+        };
+        let bin = progs.path(prog).ok_or("program not available")?;
         let mut c = Command::new(bin);
         match prog {
             Prog::Zocket => {
@@ -204,14 +222,15 @@ fn pair(
                     c.arg(if binds { secret } else { public });
                 }
             }
+            Prog::ZocketToLibzmq => unreachable!("resolved to one program per role above"),
         }
         c.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        c
+        Ok(c)
     };
-    let mut receiver = Killer(Some(command(bind_role, true).spawn()?));
-    let mut sender = Killer(Some(command(connect_role, false).spawn()?));
+    let mut receiver = Killer(Some(command(bind_role, true)?.spawn()?));
+    let mut sender = Killer(Some(command(connect_role, false)?.spawn()?));
     let deadline = Instant::now() + PAIR_TIMEOUT;
     let mut rss = None;
     loop {
