@@ -620,7 +620,8 @@ fn median(v: &[f64]) -> Option<f64> {
 fn fmt_value(v: f64, unit: Unit) -> String {
     match unit {
         Unit::MsgPerSec if v >= 1e6 => format!("{:.2}M", v / 1e6),
-        Unit::MsgPerSec if v >= 1e3 => format!("{:.0}k", v / 1e3),
+        Unit::MsgPerSec if v >= 1e4 => format!("{:.0}k", v / 1e3),
+        Unit::MsgPerSec if v >= 1e3 => format!("{:.2}k", v / 1e3),
         Unit::MsgPerSec => format!("{v:.0}"),
         Unit::Micros => format!("{v:.1} µs"),
         Unit::MiB => format!("{v:.1} MiB"),
