@@ -58,6 +58,16 @@
 //! same `tcp://` endpoints: zocket peers find each other in the greeting and switch to the
 //! multiplexed native wire, anyone else gets plain ZMTP.
 //!
+//! # Who sent it, and what went through
+//!
+//! A [`Rep`]'s [`Request::peer`], and `recv_with_peer` on [`Router`], [`Dealer`], [`Pull`],
+//! [`Sub`] and [`Pair`], say who sent a message ([`PeerInfo`]: its address, wire, routing id
+//! and, on a CURVE link, the public key its handshake proved), so a service can authorize
+//! per request. [`Socket::stats`] counts, per socket and per peer, messages and bytes sent and
+//! received, messages dropped at the high-water mark (a `Pub` dropping for a slow subscriber
+//! shows here), messages queued, and links accepted, connected, lost and refused; the
+//! counters are always on.
+//!
 //! # Endpoints
 //!
 //! `tcp://host:port[/path]`, `ipc:///file[#path]`, `inproc://name`, `dns://host:port[/path]`

@@ -631,9 +631,12 @@ impl Options {
     /// [`curve_authorizer`](Self::curve_authorizer)) any client that completes the
     /// handshake is accepted, as libzmq without ZAP: encryption without authentication of
     /// clients (logged once at bind). Security belongs to the listening address: binding a
-    /// socket with other security at an address bound already fails. CURVE connections
-    /// speak plain ZMTP (one connection per link), also between zocket peers, for now. A
-    /// peer greeting with another mechanism (NULL) is refused with an error naming both.
+    /// socket with other security at an address bound already fails. Two zocket peers run
+    /// the native multiplexed wire inside CURVE boxes (one box per write batch); a libzmq
+    /// peer gets ZMTP frames inside MESSAGE boxes. A peer greeting with another mechanism
+    /// (NULL) is refused with an error naming both. The application sees each client's key
+    /// where it receives ([`Request::peer_key`](crate::Request::peer_key),
+    /// `recv_with_peer`), to authorize per request.
     ///
     /// ```
     /// use zocket::curve::KeyPair;
