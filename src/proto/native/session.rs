@@ -158,8 +158,8 @@ pub(crate) struct Session {
 /// (by flooding OPENs it never reads the answers to) is cut off.
 const MAX_PENDING_CONTROL: usize = 4096;
 /// Stop filling a transmit buffer past this many bytes or segments.
-const TRANSMIT_MAX_BYTES: usize = 256 * 1024;
-const TRANSMIT_MAX_SEGMENTS: usize = 64;
+const TRANSMIT_MAX_BYTES: usize = 512 * 1024;
+const TRANSMIT_MAX_SEGMENTS: usize = 256;
 
 impl Session {
     /// A new session; HELLO is the first thing it transmits.
