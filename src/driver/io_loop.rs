@@ -19,7 +19,6 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWrite;
 use tokio::time::{Instant, Sleep};
 use tracing::debug;
 
@@ -38,7 +37,9 @@ const ROUNDS_PER_POLL: usize = 8;
 /// milliseconds at most.
 pub(crate) const INPUT_BUDGET_PER_POLL: usize = 256 * 1024;
 /// Most segments per vectored write.
-const MAX_IOV: usize = 64;
+const MAX_IOV: usize = 256;
+/// Bytes the driver gathers for one write before it writes.
+const WRITE_BATCH: usize = 512 * 1024;
 /// How long the last frames of an ended session (a GOAWAY, a ZMTP ERROR) may wait for a
 /// peer that does not read them.
 pub(crate) const CLOSE_LINGER: Duration = Duration::from_secs(2);
@@ -103,6 +104,11 @@ pub(crate) struct Wire {
     driver: Option<Waker>,
     /// The driver has exited, or is about to: the transport is gone.
     finished: bool,
+    /// The driver is writing a batch it took out of `transmit` (without the lock): no one
+    /// else writes meanwhile, and the wire is not flushed.
+    writing: bool,
+    /// The driver was woken and has not started its next poll yet.
+    woken: std::cell::Cell<bool>,
 }
 
 impl Wire {
@@ -113,17 +119,27 @@ impl Wire {
             direct,
             driver: None,
             finished: false,
+            writing: false,
+            woken: std::cell::Cell::new(false),
         }
     }
 
-    /// Wakes the driver so it transmits what was queued.
+    /// Wakes the driver so it transmits what was queued. Once woken, it is not woken again
+    /// until it has started its next poll (which sees everything queued until then): a burst
+    /// of sends costs one wakeup, not one atomic operation on the driver task per message
+    /// (on a multi-threaded runtime, a cache line taken from the driver's thread each time).
     pub(crate) fn wake_driver(&self) {
+        if self.woken.replace(true) {
+            return;
+        }
         if let Some(w) = &self.driver {
             w.wake_by_ref();
         }
     }
 
+    /// The driver starts a poll: registers its waker; the next command wakes it again.
     fn register_driver(&mut self, waker: &Waker) {
+        self.woken.set(false);
         if !self.driver.as_ref().is_some_and(|w| w.will_wake(waker)) {
             self.driver = Some(waker.clone());
         }
@@ -136,7 +152,7 @@ impl Wire {
 
     /// Whether nothing taken from the core waits to be written.
     pub(crate) fn is_flushed(&self) -> bool {
-        self.transmit.is_empty()
+        self.transmit.is_empty() && !self.writing
     }
 
     /// Marks the connection finished (its driver is exiting).
@@ -147,7 +163,7 @@ impl Wire {
     /// Marks the connection finished once `core` is closed and everything it transmitted
     /// was written; returns whether it is. The driver then closes the transport.
     pub(crate) fn finish_if_closed(&mut self, core: &impl SessionCore) -> bool {
-        let over = core.is_closed() && self.transmit.is_empty();
+        let over = core.is_closed() && self.is_flushed();
         if over {
             self.finished = true;
             self.direct = None; // the connection closes with the driver's handle
@@ -166,6 +182,9 @@ impl Wire {
         let Some(direct) = &self.direct else {
             return false;
         };
+        if self.writing {
+            return false; // the driver is writing a batch: it writes the rest after it
+        }
         let now = Instant::now().into_std();
         loop {
             if self.transmit.is_empty() && !core.poll_transmit(now, &mut self.transmit) {
@@ -272,54 +291,75 @@ impl<T: Transport, C: Connection> Driver<T, C> {
     }
 
     /// Writes what the core has queued. Returns whether anything was written.
+    ///
+    /// The lock is taken to gather a batch and to put back what the kernel did not take,
+    /// never across the write itself: a handle queuing its next messages meanwhile does
+    /// not wait for the syscall (on a multi-threaded runtime it would block its thread).
+    /// While the batch is out, [`Wire::write_now`] leaves writing to us, so frames never
+    /// interleave.
     fn poll_write(&mut self, cx: &mut Context<'_>) -> bool {
-        let Self {
-            io,
-            conn,
-            read_closed,
-            wrote_since_flush,
-            ..
-        } = self;
-        conn.with(|core, wire| {
-            let mut progressed = false;
-            loop {
-                if wire.transmit.is_empty() {
+        let mut progressed = false;
+        loop {
+            let batch = self.conn.with(|core, wire| {
+                // Top the batch up before every write, so that one syscall carries as much
+                // as the kernel takes (each write may wake the peer's thread).
+                if wire.transmit.len() < WRITE_BATCH && wire.transmit.segment_count() < MAX_IOV {
                     let now = Instant::now().into_std();
-                    if !core.poll_transmit(now, &mut wire.transmit) {
-                        break;
-                    }
+                    core.poll_transmit(now, &mut wire.transmit);
                 }
+                if wire.transmit.is_empty() {
+                    return None;
+                }
+                wire.writing = true;
+                Some(std::mem::take(&mut wire.transmit))
+            });
+            let Some(mut batch) = batch else {
+                break;
+            };
+            let res = {
                 let mut slices = [IoSlice::new(&[]); MAX_IOV];
-                let n = wire.transmit.io_slices(&mut slices);
-                let res = if io.is_write_vectored() {
-                    Pin::new(&mut *io).poll_write_vectored(cx, &slices[..n])
+                let n = batch.io_slices(&mut slices);
+                if self.io.is_write_vectored() {
+                    Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n])
                 } else {
-                    Pin::new(&mut *io).poll_write(cx, wire.transmit.first())
-                };
-                match res {
-                    Poll::Pending => break,
-                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
-                        // The transport is gone; nothing more can be sent.
-                        wire.transmit = Transmit::new();
-                        *read_closed = true;
-                        core.handle_eof("write failed");
-                        return true;
-                    }
-                    Poll::Ready(Ok(n)) => {
-                        wire.transmit.advance(n);
-                        *wrote_since_flush = true;
-                        progressed = true;
-                    }
+                    Pin::new(&mut self.io).poll_write(cx, batch.first())
                 }
+            };
+            let written = match res {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                    // The transport is gone; nothing more can be sent.
+                    self.read_closed = true;
+                    self.conn.with(|core, wire| {
+                        wire.transmit = Transmit::new();
+                        wire.writing = false;
+                        core.handle_eof("write failed");
+                    });
+                    return true;
+                }
+                Poll::Ready(Ok(n)) => {
+                    batch.advance(n);
+                    self.wrote_since_flush = true;
+                    progressed = true;
+                    true
+                }
+                Poll::Pending => false,
+            };
+            // Nobody added to the wire while the batch was out: what is left goes back as is.
+            self.conn.with(|_, wire| {
+                wire.transmit = batch;
+                wire.writing = false;
+            });
+            if !written {
+                break;
             }
-            if *wrote_since_flush
-                && wire.transmit.is_empty()
-                && Pin::new(&mut *io).poll_flush(cx).is_ready()
-            {
-                *wrote_since_flush = false;
-            }
-            progressed
-        })
+        }
+        if self.wrote_since_flush
+            && self.conn.with(|_, wire| wire.transmit.is_empty())
+            && Pin::new(&mut self.io).poll_flush(cx).is_ready()
+        {
+            self.wrote_since_flush = false;
+        }
+        progressed
     }
 
     /// Runs due timers and arms the sleep for the next one. Returns whether a timer fired.

@@ -552,10 +552,15 @@ impl Reassembly {
                 joined.freeze()
             }
         };
-        self.frames.push(frame);
         if flags.contains(DataFlags::MORE) {
+            self.frames.push(frame);
             return None;
         }
+        if self.frames.is_empty() {
+            // A message of one frame (most are): no frame list to allocate.
+            return Some(Message::from(frame));
+        }
+        self.frames.push(frame);
         Some(Message::from(std::mem::take(&mut self.frames)))
     }
 

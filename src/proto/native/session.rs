@@ -8,8 +8,8 @@ use tracing::{debug, trace};
 
 use super::flow_control::{cost, SendCredit};
 use super::frame::{
-    encode_data_header, DataFlags, Frame, FrameError, Hello, MAX_IDENTITY_LEN, MAX_PATH_LEN,
-    RAW_STREAM,
+    encode_data_header, DataFlags, Frame, FrameError, Hello, MAX_DATA_PAYLOAD, MAX_IDENTITY_LEN,
+    MAX_PATH_LEN, RAW_STREAM,
 };
 use super::stream::{Chunk, Phase, ReadBytes, Stream, StreamError};
 use super::timer::{Timer, TimerTable};
@@ -158,8 +158,8 @@ pub(crate) struct Session {
 /// (by flooding OPENs it never reads the answers to) is cut off.
 const MAX_PENDING_CONTROL: usize = 4096;
 /// Stop filling a transmit buffer past this many bytes or segments.
-const TRANSMIT_MAX_BYTES: usize = 256 * 1024;
-const TRANSMIT_MAX_SEGMENTS: usize = 64;
+const TRANSMIT_MAX_BYTES: usize = 512 * 1024;
+const TRANSMIT_MAX_SEGMENTS: usize = 256;
 
 impl Session {
     /// A new session; HELLO is the first thing it transmits.
@@ -819,11 +819,19 @@ impl Session {
         start: usize,
         more: bool,
     ) -> Result<Option<usize>, StreamError> {
+        // A piece that fits one chunk waits for credit rather than being cut at the edge of
+        // the window, when the credit it needs is sure to come: the receiver gives credit
+        // back once half its window is consumed, so a drained stream always has more than
+        // half the window. Cut, it would arrive as two short chunks, each copied out of the
+        // read buffer and then copied together again.
+        let half_window = self.peer.map_or(0, |p| u64::from(p.stream_window) / 2);
         let s = self.writable_stream(id)?;
         let remaining = frame.len() - start;
         let cap = s.send.capacity().unwrap_or(0);
         let n = remaining.min(cap);
-        if s.send.capacity().is_none() || (n == 0 && remaining > 0) {
+        let wait_whole =
+            n < remaining && remaining <= MAX_DATA_PAYLOAD && cost(remaining) <= half_window;
+        if s.send.capacity().is_none() || (n == 0 && remaining > 0) || wait_whole {
             s.send.blocked = true;
             return Ok(None);
         }

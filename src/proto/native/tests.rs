@@ -371,6 +371,49 @@ fn unknown_frame(buf: &mut BytesMut) {
 }
 
 /// Reads every chunk buffered on `id`; returns how many there were and how it ended.
+#[test]
+fn a_frame_that_fits_one_chunk_waits_for_credit_instead_of_being_cut_at_the_window_edge() {
+    let mut p = Pair::new(); // 256 KiB windows
+    let id = p.client.open(7, "", &Bytes::new()).unwrap();
+    p.drive();
+    let sid = p.incoming();
+    p.server.accept(sid, 7, Bytes::new());
+    p.drive();
+    // 60 KiB frames: four fit the window whole, the fifth does not fit what is left.
+    let frame = Bytes::from(vec![5u8; 60 * 1024]);
+    for _ in 0..4 {
+        assert_eq!(
+            p.client.write_frame_part(id, &frame, 0, false).unwrap(),
+            Some(frame.len())
+        );
+    }
+    assert_eq!(
+        p.client.write_frame_part(id, &frame, 0, false).unwrap(),
+        None,
+        "the fifth waits for credit rather than going out in two pieces"
+    );
+    p.drive();
+    let mut chunks = vec![];
+    while let Some((chunk, flags)) = p.server.read_chunk(sid).unwrap() {
+        chunks.push((chunk.len(), flags));
+    }
+    p.drive(); // the window update goes back
+    assert!(p.client_events.contains(&Event::Writable(id)));
+    assert_eq!(
+        p.client.write_frame_part(id, &frame, 0, false).unwrap(),
+        Some(frame.len())
+    );
+    p.drive();
+    while let Some((chunk, flags)) = p.server.read_chunk(sid).unwrap() {
+        chunks.push((chunk.len(), flags));
+    }
+    assert_eq!(chunks, vec![(frame.len(), DataFlags::default()); 5]);
+    // A frame larger than one chunk goes out in pieces, as far as credit allows, as before.
+    let big = Bytes::from(vec![6u8; 200 * 1024]);
+    let first = p.client.write_frame_part(id, &big, 0, false).unwrap();
+    assert!(first.is_some_and(|n| n > 0 && n < big.len()), "{first:?}");
+}
+
 fn drain_chunks(s: &mut Session, id: StreamId) -> (usize, Result<(), StreamError>) {
     let mut n = 0;
     loop {
