@@ -1098,6 +1098,10 @@ impl Session {
             let pending = s.send.has_pending();
             if !pending && std::mem::take(&mut s.send.flush_wanted) {
                 self.events.push_back(Event::Writable(id));
+            } else if sent && s.send.blocked && s.error.is_none() && s.send.has_room() {
+                // A writer stopped by the queue limit (not by credit): there is room again.
+                s.send.blocked = false;
+                self.events.push_back(Event::Writable(id));
             }
             if pending {
                 // `schedule`, inline: back of the queue, behind the others.

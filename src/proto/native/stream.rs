@@ -47,6 +47,15 @@ pub(crate) struct Chunk {
     pub(crate) flags: DataFlags,
 }
 
+/// The unsent payload bytes one stream may queue, whatever credit the peer grants.
+///
+/// Credit says how much the peer will take, not how fast: a peer may announce a window of
+/// up to 4 GiB and then not read its TCP connection, and without this limit everything
+/// our application sends on the stream would pile up in the session. Past it a writer
+/// waits as it waits for credit (`Writable` once transmitting has made room), so the
+/// socket's `send_hwm` applies again. 4 MiB is several of the driver's write batches.
+pub(crate) const SEND_QUEUE_LIMIT: usize = 4 * 1024 * 1024;
+
 /// The sending half.
 #[derive(Debug)]
 pub(crate) struct SendHalf {
@@ -88,6 +97,9 @@ impl SendHalf {
 
     /// Payload bytes a chunk written now may carry; `None` when not even an empty chunk fits.
     pub(crate) fn capacity(&self) -> Option<usize> {
+        if self.queued >= SEND_QUEUE_LIMIT {
+            return None;
+        }
         let avail = self.credit.available().checked_sub(DATA_FRAME_COST)?;
         Some(
             usize::try_from(avail)
@@ -99,7 +111,7 @@ impl SendHalf {
     /// Copies as much of `data` as credit allows, packing small writes into one chunk.
     pub(crate) fn write_bytes(&mut self, mut data: &[u8]) -> usize {
         let mut written = 0;
-        while !data.is_empty() {
+        while !data.is_empty() && self.queued < SEND_QUEUE_LIMIT {
             let room_in_tail = if self.tail.is_empty() {
                 // Opening a new chunk costs its frame overhead.
                 if self.credit.available() <= DATA_FRAME_COST {
@@ -147,6 +159,12 @@ impl SendHalf {
                 flags: DataFlags::default(),
             });
         }
+    }
+
+    /// Whether a writer waiting on this stream can go on: credit for a chunk, and room in
+    /// the queue (see [`SEND_QUEUE_LIMIT`]; half of it, so a writer is not woken per chunk).
+    pub(crate) fn has_room(&self) -> bool {
+        self.queued < SEND_QUEUE_LIMIT / 2 && self.credit.available() > DATA_FRAME_COST
     }
 
     /// Takes the next chunk to transmit.

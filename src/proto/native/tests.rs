@@ -6,6 +6,7 @@ use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 
 use super::frame::{Frame, HEADER_LEN, MAX_CONTROL_PAYLOAD, MAX_DATA_PAYLOAD};
+use super::stream::SEND_QUEUE_LIMIT;
 use super::*;
 use crate::proto::limits::OverLimit;
 
@@ -939,4 +940,49 @@ proptest! {
             while s.poll_event().is_some() {}
         }
     }
+}
+
+/// A peer that announces a 4 GiB window and never reads (its TCP is full, so nothing we
+/// queue goes out) cannot make us queue our own messages without bound: a stream holds at
+/// most `SEND_QUEUE_LIMIT` unsent bytes, then its writer waits as for credit, and is told
+/// when transmitting made room.
+#[test]
+fn a_huge_peer_window_does_not_let_a_stream_queue_unsent_data_without_bound() {
+    let mut p = Pair::with(
+        config(Side::Client),
+        Config {
+            stream_window: u32::MAX,
+            ..config(Side::Server)
+        },
+    );
+    let id = p.client.open(7, "", &Bytes::new()).unwrap();
+    p.drive();
+    let sid = p.incoming();
+    p.server.accept(sid, 7, Bytes::new());
+    p.drive();
+    let frame = Bytes::from(vec![1u8; 60 * 1024]);
+    let mut queued = 0usize;
+    while let Some(n) = p.client.write_frame_part(id, &frame, 0, false).unwrap() {
+        queued += n;
+        assert!(
+            queued <= SEND_QUEUE_LIMIT + frame.len(),
+            "queued {queued} bytes for a peer that reads nothing"
+        );
+    }
+    assert!(queued >= SEND_QUEUE_LIMIT, "stopped early, at {queued}");
+    // What the driver transmits makes room, and the writer is told.
+    p.client_events.clear();
+    let mut t = Transmit::new();
+    while !p.client_events.contains(&Event::Writable(id)) {
+        assert!(p.client.poll_transmit(p.now, &mut t), "nothing to transmit");
+        t = Transmit::new();
+        while let Some(e) = p.client.poll_event() {
+            p.client_events.push(e);
+        }
+    }
+    assert!(p
+        .client
+        .write_frame_part(id, &frame, 0, false)
+        .unwrap()
+        .is_some());
 }
