@@ -45,6 +45,21 @@ pub async fn run(kind: Kind, args: TalkArgs) -> Result<(), Fail> {
         _ => args.count,
     };
     let mut monitor = None;
+    // Runs a duplex socket (its statistics printed with --stats, also when interrupted),
+    // then closes it.
+    macro_rules! duplex {
+        ($socket:expr) => {{
+            let mut socket = $socket;
+            let done = until_interrupted(
+                args.stats,
+                open_duplex(&mut socket, kind, &args, output, &mut monitor),
+            )
+            .await;
+            print_stats(&socket, kind, &args);
+            done?;
+            socket.close().await;
+        }};
+    }
     let result = async {
         match kind {
             Kind::Pub => {
@@ -160,66 +175,20 @@ pub async fn run(kind: Kind, args: TalkArgs) -> Result<(), Fail> {
                 done?;
                 socket.close().await;
             }
-            Kind::Dealer => {
-                let mut socket = Dealer::with_options(options);
-                let done = until_interrupted(
-                    args.stats,
-                    open_duplex(&mut socket, kind, &args, output, &mut monitor),
-                )
-                .await;
-                print_stats(&socket, kind, &args);
-                done?;
-                socket.close().await;
-            }
-            Kind::Router => {
-                let mut socket = Router::with_options(options);
-                let done = until_interrupted(
-                    args.stats,
-                    open_duplex(&mut socket, kind, &args, output, &mut monitor),
-                )
-                .await;
-                print_stats(&socket, kind, &args);
-                done?;
-                socket.close().await;
-            }
-            Kind::Pair => {
-                let mut socket = Pair::with_options(options);
-                let done = until_interrupted(
-                    args.stats,
-                    open_duplex(&mut socket, kind, &args, output, &mut monitor),
-                )
-                .await;
-                print_stats(&socket, kind, &args);
-                done?;
-                socket.close().await;
-            }
-            Kind::XPub => {
-                let mut socket = XPub::with_options(options);
-                let done = until_interrupted(
-                    args.stats,
-                    open_duplex(&mut socket, kind, &args, output, &mut monitor),
-                )
-                .await;
-                print_stats(&socket, kind, &args);
-                done?;
-                socket.close().await;
-            }
+            // The duplex sockets: stdin (or --data) out, what arrives printed, until the end.
+            Kind::Dealer => duplex!(Dealer::with_options(options)),
+            Kind::Router => duplex!(Router::with_options(options)),
+            Kind::Pair => duplex!(Pair::with_options(options)),
+            Kind::XPub => duplex!(XPub::with_options(options)),
             Kind::XSub => {
-                let mut socket = XSub::with_options(options);
+                let socket = XSub::with_options(options);
                 if args.subscribe.is_empty() {
                     socket.subscribe("");
                 }
                 for topic in &args.subscribe {
                     socket.subscribe(topic);
                 }
-                let done = until_interrupted(
-                    args.stats,
-                    open_duplex(&mut socket, kind, &args, output, &mut monitor),
-                )
-                .await;
-                print_stats(&socket, kind, &args);
-                done?;
-                socket.close().await;
+                duplex!(socket)
             }
         }
         Ok(())

@@ -214,6 +214,18 @@ impl Socket {
         self.engine.try_recv_now()
     }
 
+    /// A fan-out send that never waits (Pub's and XPub's `try_send`): a publisher never
+    /// waits on subscribers, so only a closed socket refuses it, handing `msg` back.
+    fn try_publish(&self, msg: Message) -> Result<(), TrySendError> {
+        if self.engine.is_closing() {
+            return Err(TrySendError::Closed(msg));
+        }
+        // Closing needs the handle (`close(self)`, drop), so it cannot begin in between.
+        self.engine
+            .send_fanout(msg)
+            .map_err(|_| TrySendError::Closed(Message::new()))
+    }
+
     /// [`try_recv`](Self::try_recv), with who sent the message.
     fn try_recv_with_peer(&self) -> Result<(PeerId, PeerInfo, Message), TryRecvError> {
         loop {

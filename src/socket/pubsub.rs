@@ -74,15 +74,7 @@ impl Pub {
     /// `TrySendError::Closed(msg)` once the socket is closed (with the message); never
     /// `Full`.
     pub fn try_send(&self, msg: impl Into<Message>) -> std::result::Result<(), TrySendError> {
-        let msg = msg.into();
-        if self.socket.engine.is_closing() {
-            return Err(TrySendError::Closed(msg));
-        }
-        // Closing needs the handle (`close(self)`, drop), so it cannot begin in between.
-        self.socket
-            .engine
-            .send_fanout(msg)
-            .map_err(|_| TrySendError::Closed(Message::new()))
+        self.socket.try_publish(msg.into())
     }
 
     fn poll_push_slot(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {

@@ -98,14 +98,7 @@ impl XPub {
     /// # Errors
     /// `TrySendError::Closed(msg)` once the socket is closed.
     pub fn try_send(&self, msg: impl Into<Message>) -> std::result::Result<(), TrySendError> {
-        let msg = msg.into();
-        if self.socket.engine.is_closing() {
-            return Err(TrySendError::Closed(msg));
-        }
-        self.socket
-            .engine
-            .send_fanout(msg)
-            .map_err(|_| TrySendError::Closed(Message::new()))
+        self.socket.try_publish(msg.into())
     }
 
     fn poll_push_slot(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
