@@ -294,6 +294,17 @@ impl Options {
     /// the application. Sockets of one process share their connections to one address and
     /// their listener at one address: the setting of the socket that dialed or bound first
     /// applies.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// // A probe after 60 s of silence, then every 10 s; the link is dropped after 5 misses.
+    /// let options = zocket::Options::new()
+    ///     .tcp_keepalive(Some(Duration::from_secs(60)))
+    ///     .tcp_keepalive_interval(Duration::from_secs(10))
+    ///     .tcp_keepalive_count(5)
+    ///     .connect_timeout(Duration::from_secs(3));
+    /// # drop(options);
+    /// ```
     pub fn tcp_keepalive(mut self, idle: Option<Duration>) -> Self {
         self.tcp_keepalive = idle;
         self
