@@ -226,7 +226,10 @@ pub struct Traffic {
     /// Payload bytes of those messages.
     pub bytes_received: u64,
     /// Messages dropped because the peer's queue was full (`send_hwm`): by a Pub for a
-    /// slow subscriber, by a Rep or Router for a peer that does not read.
+    /// slow subscriber, by a Rep or Router for a peer that does not read. With
+    /// [`Options::conflate`](crate::Options::conflate), also the messages replaced by a newer
+    /// one: unsent ones at the sender (no longer counted as sent), unread ones at the
+    /// receiver.
     pub dropped: u64,
     /// Messages waiting in the peer's queue now, not yet taken by its link (a gauge, not a
     /// counter: in a socket's total, the sum over its current peers).
@@ -359,6 +362,15 @@ impl Counters {
     pub(crate) fn dropped(&mut self) -> u64 {
         self.dropped += 1;
         self.dropped
+    }
+
+    /// Conflate: a message of `bytes` counted as sent was replaced in the queue by a newer
+    /// one before any of it went out: it is a drop, not a send.
+    #[inline]
+    pub(crate) fn replaced_unsent(&mut self, bytes: usize) {
+        self.messages_sent = self.messages_sent.saturating_sub(1);
+        self.bytes_sent = self.bytes_sent.saturating_sub(bytes as u64);
+        self.dropped += 1;
     }
 
     /// Adds `other` (a departing peer's counters, into the socket's).

@@ -132,6 +132,20 @@ async fn a_slow_conflating_puller_gets_only_the_newest_whole_message_on_every_tr
         let seen = until_newest(&mut pull, BURST - 1).await;
         assert!(seen.len() <= FEW, "{ep}: {} arrived: {seen:?}", seen.len());
         assert_eq!(pull.try_recv().unwrap_err(), zocket::TryRecvError::Empty);
+        // Every message of the burst is counted once: sent or conflated away at the
+        // sender; received or conflated away at the receiver.
+        let (sent, got) = (push.stats().traffic, pull.stats().traffic);
+        assert_eq!(
+            sent.messages_sent + sent.dropped,
+            u64::from(BURST),
+            "{ep}: {sent:?}"
+        );
+        assert_eq!(got.messages_received, seen.len() as u64, "{ep}: {got:?}");
+        assert_eq!(
+            got.messages_received + got.dropped,
+            sent.messages_sent,
+            "{ep}: {sent:?} {got:?}"
+        );
     }
 }
 

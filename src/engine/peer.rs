@@ -180,7 +180,9 @@ impl Peer {
         let begun = usize::from(self.progress != (0, 0));
         let untouched = self.out.len() - begun.min(self.out.len());
         let replace = self.replaceable.min(untouched);
-        self.out.truncate(self.out.len() - replace);
+        for replaced in self.out.drain(self.out.len() - replace..) {
+            self.counters.replaced_unsent(replaced.byte_len());
+        }
         self.out.push_back(msg);
         let res = self.flush(signal, direct);
         self.replaceable = usize::from(!self.out.is_empty());
@@ -204,8 +206,9 @@ impl Peer {
         for _ in 0..limit {
             match self.read(signal) {
                 Read::Message(msg) => {
-                    if wanted(&msg) {
-                        self.latest = Some(msg);
+                    if wanted(&msg) && self.latest.replace(msg).is_some() {
+                        // An older message nobody read: conflated away, counted as a drop.
+                        self.counters.dropped();
                     }
                 }
                 Read::Empty => return None,

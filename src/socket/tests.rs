@@ -279,5 +279,14 @@ async fn a_conflating_sender_holds_at_most_one_unsent_message_per_peer() {
         let queues = publisher.engine.queue_lengths();
         assert!(queues.iter().all(|&q| q <= 2), "{queues:?}"); // one begun + one whole
     }
+    // What was replaced before it went out is a drop, not a send.
+    let traffic = publisher.stats().traffic;
+    assert_eq!(
+        traffic.messages_sent + traffic.dropped,
+        1_000,
+        "{traffic:?}"
+    );
+    assert!(traffic.dropped > 0, "{traffic:?}");
+    assert!(traffic.queued <= 2, "{traffic:?}");
     drop(slow);
 }
