@@ -20,7 +20,7 @@ use tracing::debug;
 
 use crate::proto::curve::{CurveCodec, CurveError, KeyBytes, MESSAGE_OVERHEAD};
 use crate::proto::greeting::NATIVE_VERSION;
-use crate::proto::limits::COPY_BELOW;
+use crate::proto::limits::take_payload_mut;
 use crate::proto::native::frame::{HEADER_LEN, MAX_CONTROL_PAYLOAD, MAX_FRAME_LEN};
 use crate::proto::native::{Session, SessionError, Transmit};
 use crate::proto::zmtp::command::Command;
@@ -191,13 +191,7 @@ impl CurveLayer {
         buf.advance(header_len);
         // A short box is copied out (it keeps no read buffer alive); a long one is split
         // off and opened in place.
-        let body = if len < COPY_BELOW {
-            let body = BytesMut::from(&buf[..len]);
-            buf.advance(len);
-            body
-        } else {
-            buf.split_to(len)
-        };
+        let body = take_payload_mut(buf, len);
         let Some(codec) = self.codec.as_mut() else {
             return Ok(None);
         };

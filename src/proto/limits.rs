@@ -41,6 +41,18 @@ pub(crate) fn take_payload(buf: &mut BytesMut, len: usize) -> Bytes {
     }
 }
 
+/// [`take_payload`] for a body that is modified in place next (a CURVE box, opened where it
+/// lies): the same rule, kept mutable.
+pub(crate) fn take_payload_mut(buf: &mut BytesMut, len: usize) -> BytesMut {
+    if len < COPY_BELOW {
+        let payload = BytesMut::from(&buf[..len]);
+        bytes::Buf::advance(buf, len);
+        payload
+    } else {
+        buf.split_to(len)
+    }
+}
+
 /// What a received payload of `len` bytes costs while it is held: its bytes, the frame
 /// overhead, and for a sliced payload the read buffer it may pin (see [`take_payload`]).
 pub(crate) fn held_cost(len: usize) -> u64 {

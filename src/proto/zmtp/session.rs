@@ -14,7 +14,7 @@ use crate::proto::curve::{
     KeyBytes, ServerConfig, ServerRandom, FLAG_COMMAND, FLAG_MORE, MESSAGE_OVERHEAD,
 };
 use crate::proto::greeting::NATIVE_VERSION;
-use crate::proto::limits::{held_cost, MessageBudget, MessageLimits, OverLimit, COPY_BELOW};
+use crate::proto::limits::{held_cost, take_payload_mut, MessageBudget, MessageLimits, OverLimit};
 use crate::proto::native::Transmit;
 use crate::{Message, SocketType};
 
@@ -796,13 +796,7 @@ impl ZmtpSession {
         buf.advance(header_len);
         // A short box is copied out (it keeps no read buffer alive); a long one is split
         // off and opened in place.
-        let body = if len < COPY_BELOW {
-            let body = BytesMut::from(&buf[..len]);
-            buf.advance(len);
-            body
-        } else {
-            buf.split_to(len)
-        };
+        let body = take_payload_mut(buf, len);
         let Some(codec) = self.codec.as_mut() else {
             return Ok(false);
         };
