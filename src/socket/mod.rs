@@ -275,6 +275,20 @@ fn poll_spend_budget(cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
     crate::engine::cooperate(cx, |_| std::task::Poll::Ready(()))
 }
 
+/// The `Sink` flush of the sockets whose sends never wait on a peer (Pub, XPub, XSub,
+/// Router): what `slot` holds goes to `send` once the task's cooperative budget allows.
+fn poll_send_slot(
+    cx: &mut std::task::Context<'_>,
+    slot: &mut Option<Message>,
+    send: impl FnOnce(Message) -> Result<()>,
+) -> std::task::Poll<Result<()>> {
+    if slot.is_none() {
+        return std::task::Poll::Ready(Ok(()));
+    }
+    std::task::ready!(poll_spend_budget(cx));
+    std::task::Poll::Ready(slot.take().map_or(Ok(()), send))
+}
+
 impl Drop for Socket {
     fn drop(&mut self) {
         // Queued messages are still delivered, for at most `linger`, by the engine's task.

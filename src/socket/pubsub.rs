@@ -2,7 +2,7 @@
 
 use std::task::{Context, Poll};
 
-use super::{impl_sink, impl_stream, poll_spend_budget, socket_type, spend_budget, Socket};
+use super::{impl_sink, impl_stream, poll_send_slot, socket_type, spend_budget, Socket};
 use crate::{Message, Result, SocketType, TryRecvError, TrySendError};
 
 /// Publisher: sends every message to each connected [`Sub`] whose subscriptions match its
@@ -78,14 +78,8 @@ impl Pub {
     }
 
     fn poll_push_slot(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        if self.sink_slot.is_none() {
-            return Poll::Ready(Ok(()));
-        }
-        std::task::ready!(poll_spend_budget(cx));
-        match self.sink_slot.take() {
-            Some(msg) => Poll::Ready(self.socket.engine.send_fanout(msg)),
-            None => Poll::Ready(Ok(())),
-        }
+        let engine = &self.socket.engine;
+        poll_send_slot(cx, &mut self.sink_slot, |msg| engine.send_fanout(msg))
     }
 }
 

@@ -4,7 +4,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 
-use super::{impl_sink, impl_stream, poll_spend_budget, socket_type, spend_budget, Socket};
+use super::{impl_sink, impl_stream, poll_send_slot, socket_type, spend_budget, Socket};
 use crate::engine::Delivery;
 use crate::{Error, Message, PeerInfo, Result, SocketType, TryRecvError, TrySendError};
 
@@ -321,17 +321,13 @@ impl Router {
 
     /// Sends a message whose first frame is the routing id (ZeroMQ's ROUTER framing).
     fn poll_push_slot(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        if self.sink_slot.is_none() {
-            return Poll::Ready(Ok(()));
-        }
-        std::task::ready!(poll_spend_budget(cx));
-        let Some(mut msg) = self.sink_slot.take() else {
-            return Poll::Ready(Ok(()));
-        };
-        let Some(peer) = msg.pop_front() else {
-            return Poll::Ready(Ok(()));
-        };
-        Poll::Ready(self.route(&peer, msg))
+        let mut slot = self.sink_slot.take();
+        let sent = poll_send_slot(cx, &mut slot, |mut msg| match msg.pop_front() {
+            Some(peer) => self.route(&peer, msg),
+            None => Ok(()),
+        });
+        self.sink_slot = slot;
+        sent
     }
 }
 
