@@ -8,12 +8,10 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
+use common::python::PythonPeer;
 use common::{free_port, have_pyzmq_curve, until_event};
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
 use tokio::time::timeout;
 use zocket::curve::{KeyPair, PublicKey};
 use zocket::monitor::Event;
@@ -22,35 +20,8 @@ use zocket::{Error, Options, Rep, Req};
 const T: Duration = Duration::from_secs(20);
 
 /// A python child running `script` with `args`, read line by line; killed on drop.
-struct Python {
-    _child: Child,
-    lines: Lines<BufReader<ChildStdout>>,
-}
-
-impl Python {
-    fn spawn(script: &str, args: &[&str]) -> Python {
-        let mut child = Command::new("python3")
-            .arg("-c")
-            .arg(script)
-            .args(args)
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("python3 runs");
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        Python {
-            _child: child,
-            lines,
-        }
-    }
-
-    async fn line(&mut self) -> String {
-        timeout(T, self.lines.next_line())
-            .await
-            .expect("the libzmq peer said nothing in time")
-            .unwrap()
-            .expect("the libzmq peer exited early")
-    }
+fn python(script: &str, args: &[&str]) -> PythonPeer {
+    PythonPeer::inline(script, args, T)
 }
 
 /// Options that redial fast (the refusal tests watch several attempts).
@@ -112,7 +83,7 @@ async fn a_zocket_rep_curve_server_answers_a_pyzmq_curve_req() {
     let rep = Rep::with_options(server_options(&server).curve_allow([*client.public()]));
     let ep = rep.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
     let served = serve(rep, 1);
-    let mut py = Python::spawn(
+    let mut py = python(
         PYZMQ_REQ,
         &[
             &ep,
@@ -146,7 +117,7 @@ async fn a_zocket_req_curve_client_is_answered_by_a_pyzmq_curve_rep() {
     }
     let server = KeyPair::generate();
     let ep = format!("tcp://127.0.0.1:{}", free_port());
-    let mut py = Python::spawn(PYZMQ_REP, &[&ep, &server.secret().to_string()]);
+    let mut py = python(PYZMQ_REP, &[&ep, &server.secret().to_string()]);
     assert_eq!(py.line().await, "ready");
     let mut req = Req::with_options(client_options(server.public(), KeyPair::generate()));
     req.connect(&ep).unwrap();
@@ -385,7 +356,7 @@ async fn a_pyzmq_curve_sub_subscribes_through_boxes_to_a_zocket_curve_pub() {
         .await
         .unwrap()
         .to_string();
-    let mut sub = Python::spawn(PYZMQ_SUB, &[&ep, &server.public().to_string()]);
+    let mut sub = python(PYZMQ_SUB, &[&ep, &server.public().to_string()]);
     assert_eq!(sub.line().await, "ready");
     timeout(T, publisher.wait_for_peers(1))
         .await
@@ -432,7 +403,7 @@ async fn a_zocket_curve_sub_subscribes_through_boxes_to_a_pyzmq_curve_pub() {
     }
     let server = KeyPair::generate();
     let ep = format!("tcp://127.0.0.1:{}", free_port());
-    let mut publisher = Python::spawn(PYZMQ_PUB, &[&ep, &server.secret().to_string()]);
+    let mut publisher = python(PYZMQ_PUB, &[&ep, &server.secret().to_string()]);
     assert_eq!(publisher.line().await, "ready");
     let mut sub = zocket::Sub::with_options(client_options(server.public(), KeyPair::generate()));
     sub.subscribe("a.");
@@ -469,7 +440,7 @@ async fn a_pyzmq_curve_dealer_is_routed_by_the_identity_in_its_initiate_metadata
     let server = KeyPair::generate();
     let mut router = zocket::Router::with_options(server_options(&server));
     let ep = router.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
-    let mut dealer = Python::spawn(PYZMQ_DEALER, &[&ep, &server.public().to_string()]);
+    let mut dealer = python(PYZMQ_DEALER, &[&ep, &server.public().to_string()]);
     let (peer, msg) = timeout(T, router.recv()).await.unwrap().unwrap();
     assert_eq!(&peer[..], b"dealer-7");
     assert_eq!(msg.frames()[0], "hello");

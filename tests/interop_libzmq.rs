@@ -5,54 +5,20 @@
 
 mod common;
 
+use common::python::PythonPeer;
 use common::{free_port, have_pyzmq, text};
-use std::process::Stdio;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
+use tokio::io::AsyncWriteExt;
 use tokio::time::timeout;
 use zocket::{Dealer, Message, Options, Pull, Rep, Req, Router, Sub};
 
 const T: Duration = Duration::from_secs(15);
 
-struct Peer {
-    child: Child,
-    lines: Lines<BufReader<ChildStdout>>,
-}
-
-impl Peer {
-    fn spawn(args: &[&str]) -> Peer {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/peer.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("python3 runs");
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        Peer { child, lines }
-    }
-
-    async fn line(&mut self) -> String {
-        timeout(T, self.lines.next_line())
-            .await
-            .expect("the libzmq peer said nothing in time")
-            .unwrap()
-            .expect("the libzmq peer exited early")
-    }
-
-    async fn finish(mut self) {
-        drop(self.child.stdin.take());
-        let status = timeout(T, self.child.wait())
-            .await
-            .expect("peer exits")
-            .unwrap();
-        assert!(status.success(), "libzmq peer failed: {status}");
-    }
+/// The libzmq peer of these tests (`tests/interop/peer.py`).
+fn libzmq_peer(args: &[&str]) -> PythonPeer {
+    PythonPeer::script("peer.py", args, T)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,7 +28,7 @@ async fn zocket_pub_to_libzmq_sub_with_a_topic_filter() {
     }
     let publisher = zocket::Pub::bind("tcp://127.0.0.1:0").await.unwrap();
     let ep = publisher.endpoints()[0].to_string();
-    let mut sub = Peer::spawn(&["sub", &ep, "connect", "a.", "1"]);
+    let mut sub = libzmq_peer(&["sub", &ep, "connect", "a.", "1"]);
     assert_eq!(sub.line().await, "ready");
     timeout(T, publisher.wait_for_peers(1))
         .await
@@ -91,7 +57,7 @@ async fn libzmq_pub_to_zocket_sub_with_a_topic_filter() {
         return;
     }
     let ep = format!("tcp://127.0.0.1:{}", free_port());
-    let mut publisher = Peer::spawn(&["pub", &ep, "a.topic"]);
+    let mut publisher = libzmq_peer(&["pub", &ep, "a.topic"]);
     assert_eq!(publisher.line().await, "ready");
     let mut sub = Sub::with_options(Options::new().reconnect_interval(Duration::from_millis(20)));
     sub.subscribe("a.");
@@ -110,7 +76,7 @@ async fn zocket_rep_serves_a_libzmq_req() {
     }
     let mut rep = Rep::bind("tcp://127.0.0.1:0").await.unwrap();
     let ep = rep.endpoints()[0].to_string();
-    let mut req = Peer::spawn(&["req", &ep, "hello", "world"]);
+    let mut req = libzmq_peer(&["req", &ep, "hello", "world"]);
     let request = timeout(T, rep.recv()).await.unwrap().unwrap();
     assert_eq!(text(request.message()), "hello|world");
     request.reply("re: hello|world").await.unwrap();
@@ -124,7 +90,7 @@ async fn zocket_req_to_a_libzmq_rep() {
         return;
     }
     let ep = format!("tcp://127.0.0.1:{}", free_port());
-    let mut rep = Peer::spawn(&["rep", &ep, "2"]);
+    let mut rep = libzmq_peer(&["rep", &ep, "2"]);
     assert_eq!(rep.line().await, "ready");
     let mut req = Req::with_options(Options::new().reconnect_interval(Duration::from_millis(20)));
     req.connect(&ep).unwrap();
@@ -142,7 +108,7 @@ async fn libzmq_dealer_with_identity_to_zocket_router() {
     }
     let mut router = Router::bind("tcp://127.0.0.1:0").await.unwrap();
     let ep = router.endpoints()[0].to_string();
-    let mut dealer = Peer::spawn(&["dealer", &ep, "py-1"]);
+    let mut dealer = libzmq_peer(&["dealer", &ep, "py-1"]);
     let (id, msg) = timeout(T, router.recv()).await.unwrap().unwrap();
     assert_eq!((&id[..], text(&msg).as_str()), (&b"py-1"[..], "hello"));
     router.send(&id, "answer").await.unwrap();
@@ -156,7 +122,7 @@ async fn zocket_dealer_with_identity_to_libzmq_router() {
         return;
     }
     let ep = format!("tcp://127.0.0.1:{}", free_port());
-    let mut router = Peer::spawn(&["router", &ep]);
+    let mut router = libzmq_peer(&["router", &ep]);
     assert_eq!(router.line().await, "ready");
     let mut dealer = Dealer::with_options(
         Options::new()
@@ -179,7 +145,7 @@ async fn libzmq_push_to_zocket_pull_multipart() {
     }
     let mut pull = Pull::bind("tcp://127.0.0.1:0").await.unwrap();
     let ep = pull.endpoints()[0].to_string();
-    let mut push = Peer::spawn(&["push", &ep, "100"]);
+    let mut push = libzmq_peer(&["push", &ep, "100"]);
     for i in 0..100 {
         let msg = timeout(T, pull.recv()).await.unwrap().unwrap();
         assert_eq!(text(&msg), format!("job|{i}"));
@@ -194,7 +160,7 @@ async fn zocket_push_to_libzmq_pull() {
         return;
     }
     let ep = format!("tcp://127.0.0.1:{}", free_port());
-    let mut pull = Peer::spawn(&["pull", &ep, "3"]);
+    let mut pull = libzmq_peer(&["pull", &ep, "3"]);
     assert_eq!(pull.line().await, "ready");
     let mut push =
         zocket::Push::with_options(Options::new().reconnect_interval(Duration::from_millis(20)));
@@ -216,7 +182,7 @@ async fn pair_with_libzmq_in_both_roles() {
     }
     // libzmq binds, zocket connects.
     let ep = format!("tcp://127.0.0.1:{}", free_port());
-    let mut peer = Peer::spawn(&["pair", &ep, "bind"]);
+    let mut peer = libzmq_peer(&["pair", &ep, "bind"]);
     assert_eq!(peer.line().await, "ready");
     let mut pair =
         zocket::Pair::with_options(Options::new().reconnect_interval(Duration::from_millis(20)));
@@ -231,7 +197,7 @@ async fn pair_with_libzmq_in_both_roles() {
     // zocket binds, libzmq connects.
     let mut pair = zocket::Pair::bind("tcp://127.0.0.1:0").await.unwrap();
     let ep = pair.endpoints()[0].to_string();
-    let mut peer = Peer::spawn(&["pair", &ep, "connect"]);
+    let mut peer = libzmq_peer(&["pair", &ep, "connect"]);
     assert_eq!(peer.line().await, "ready");
     timeout(T, pair.wait_for_peers(1)).await.unwrap().unwrap();
     pair.send("hello").await.unwrap();
@@ -249,7 +215,7 @@ async fn a_16_mib_request_to_libzmq_and_back() {
         return;
     }
     let ep = format!("tcp://127.0.0.1:{}", free_port());
-    let mut rep = Peer::spawn(&["rep", &ep, "1"]);
+    let mut rep = libzmq_peer(&["rep", &ep, "1"]);
     assert_eq!(rep.line().await, "ready");
     let mut req = Req::with_options(Options::new().reconnect_interval(Duration::from_millis(20)));
     req.connect(&ep).unwrap();
@@ -270,7 +236,7 @@ async fn libzmq_heartbeats_keep_an_idle_connection_alive() {
         return;
     }
     let ep = format!("tcp://127.0.0.1:{}", free_port());
-    let mut rep = Peer::spawn(&["rep-heartbeat", &ep, "2"]);
+    let mut rep = libzmq_peer(&["rep-heartbeat", &ep, "2"]);
     assert_eq!(rep.line().await, "ready");
     let mut req = Req::with_options(Options::new().reconnect_interval(Duration::from_millis(20)));
     let mut monitor = req.monitor();
@@ -301,7 +267,7 @@ async fn zocket_reconnects_after_a_libzmq_peer_restarts() {
         return;
     }
     let ep = format!("tcp://127.0.0.1:{}", free_port());
-    let mut first = Peer::spawn(&["rep", &ep, "1"]);
+    let mut first = libzmq_peer(&["rep", &ep, "1"]);
     assert_eq!(first.line().await, "ready");
     let mut req = Req::with_options(Options::new().reconnect_interval(Duration::from_millis(20)));
     req.connect(&ep).unwrap();
@@ -310,7 +276,7 @@ async fn zocket_reconnects_after_a_libzmq_peer_restarts() {
         "re: before"
     );
     first.finish().await; // the first libzmq process exits
-    let mut second = Peer::spawn(&["rep", &ep, "1"]);
+    let mut second = libzmq_peer(&["rep", &ep, "1"]);
     assert_eq!(second.line().await, "ready");
     assert_eq!(
         text(&timeout(T, req.request("after")).await.unwrap().unwrap()),
@@ -326,7 +292,7 @@ async fn a_libzmq_sub_unsubscribes_from_a_zocket_pub() {
     }
     let publisher = zocket::Pub::bind("tcp://127.0.0.1:0").await.unwrap();
     let ep = publisher.endpoints()[0].to_string();
-    let mut sub = Peer::spawn(&["sub-unsubscribe", &ep, "40"]);
+    let mut sub = libzmq_peer(&["sub-unsubscribe", &ep, "40"]);
     assert_eq!(sub.line().await, "ready");
     timeout(T, publisher.wait_for_peers(1))
         .await
@@ -368,7 +334,7 @@ async fn zocket_req_to_a_libzmq_router_and_libzmq_req_to_a_zocket_router() {
     }
     // zocket REQ -> libzmq ROUTER (which keeps the envelope, request id included).
     let ep = format!("tcp://127.0.0.1:{}", free_port());
-    let mut router = Peer::spawn(&["router-envelope", &ep, "2"]);
+    let mut router = libzmq_peer(&["router-envelope", &ep, "2"]);
     assert_eq!(router.line().await, "ready");
     let mut req = Req::with_options(Options::new().reconnect_interval(Duration::from_millis(20)));
     req.connect(&ep).unwrap();
@@ -380,7 +346,7 @@ async fn zocket_req_to_a_libzmq_router_and_libzmq_req_to_a_zocket_router() {
     // libzmq REQ -> zocket ROUTER: the request arrives as ["", body] behind the peer id.
     let mut router = Router::bind("tcp://127.0.0.1:0").await.unwrap();
     let ep = router.endpoints()[0].to_string();
-    let mut req = Peer::spawn(&["req", &ep, "question"]);
+    let mut req = libzmq_peer(&["req", &ep, "question"]);
     let (id, msg) = timeout(T, router.recv()).await.unwrap().unwrap();
     assert_eq!(text(&msg), "|question");
     router.send(&id, ["", "answer"]).await.unwrap();
@@ -395,7 +361,7 @@ async fn dealer_to_rep_across_the_two_libraries() {
     }
     // zocket DEALER -> libzmq REP: the dealer writes the empty delimiter itself.
     let ep = format!("tcp://127.0.0.1:{}", free_port());
-    let mut rep = Peer::spawn(&["rep", &ep, "1"]);
+    let mut rep = libzmq_peer(&["rep", &ep, "1"]);
     assert_eq!(rep.line().await, "ready");
     let mut dealer =
         Dealer::with_options(Options::new().reconnect_interval(Duration::from_millis(20)));
@@ -410,7 +376,7 @@ async fn dealer_to_rep_across_the_two_libraries() {
     // libzmq DEALER -> zocket REP.
     let mut rep = Rep::bind("tcp://127.0.0.1:0").await.unwrap();
     let ep = rep.endpoints()[0].to_string();
-    let mut dealer = Peer::spawn(&["dealer-to-rep", &ep]);
+    let mut dealer = libzmq_peer(&["dealer-to-rep", &ep]);
     let request = timeout(T, rep.recv()).await.unwrap().unwrap();
     assert_eq!(text(request.message()), "from dealer");
     request.reply("rep answered").await.unwrap();
@@ -425,7 +391,7 @@ async fn zocket_pull_fair_queues_several_libzmq_pushers() {
     }
     let mut pull = Pull::bind("tcp://127.0.0.1:0").await.unwrap();
     let ep = pull.endpoints()[0].to_string();
-    let pushers: Vec<Peer> = (0..3).map(|_| Peer::spawn(&["push", &ep, "50"])).collect();
+    let pushers: Vec<PythonPeer> = (0..3).map(|_| libzmq_peer(&["push", &ep, "50"])).collect();
     let mut got = 0;
     while got < 150 {
         timeout(T, pull.recv()).await.unwrap().unwrap();

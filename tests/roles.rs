@@ -6,15 +6,13 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::python::PythonPeer;
 use common::{have_pyzmq, text, until_event};
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
 use tokio::time::timeout;
 use zocket::monitor::Event;
 use zocket::{Dealer, Message, Options, Pair, Pub, Rep, Req, Router, Sub};
@@ -33,43 +31,8 @@ const REPLY_PADDING: usize = 32 * 1024;
 
 /// A python snippet driving pyzmq; it reads its stdin until closed, so it lives as long as
 /// this handle.
-struct Python {
-    child: Child,
-    lines: Lines<BufReader<ChildStdout>>,
-}
-
-impl Python {
-    fn run(script: &str, args: &[&str]) -> Python {
-        let mut child = Command::new("python3")
-            .arg("-c")
-            .arg(script)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("python3 runs");
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        Python { child, lines }
-    }
-
-    async fn line(&mut self) -> String {
-        timeout(T, self.lines.next_line())
-            .await
-            .expect("the libzmq peer said nothing in time")
-            .unwrap()
-            .expect("the libzmq peer exited early")
-    }
-
-    async fn say(&mut self, line: &str) {
-        use tokio::io::AsyncWriteExt;
-        let stdin = self.child.stdin.as_mut().unwrap();
-        stdin
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .unwrap();
-        stdin.flush().await.unwrap();
-    }
+fn python(script: &str, args: &[&str]) -> PythonPeer {
+    PythonPeer::inline(script, args, T)
 }
 
 /// A Rep on loopback TCP that answers every request with the request's frames and
@@ -164,7 +127,7 @@ async fn a_libzmq_dealer_that_never_reads_its_replies_does_not_stop_a_rep_from_s
     let (ep, served, server) = padded_rep().await;
     // Unbounded send queue, a receive queue of one and a small kernel buffer: libzmq stops
     // reading the replies almost at once.
-    let mut flooder = Python::run(
+    let mut flooder = python(
         r#"
 import sys, zmq
 ep, n = sys.argv[1], int(sys.argv[2])
@@ -195,7 +158,7 @@ async fn a_bound_pair_refuses_a_second_libzmq_pair_and_keeps_talking_to_the_firs
     let mut pair = Pair::new();
     let ep = pair.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
     let mut monitor = pair.monitor();
-    let mut peers = Python::run(
+    let mut peers = python(
         r#"
 import sys, zmq
 ctx = zmq.Context()
@@ -222,7 +185,7 @@ sys.stdin.read()
     let msg = timeout(T, pair.recv()).await.unwrap().unwrap();
     assert_eq!(text(&msg), "from first");
 
-    peers.say("connect the second").await;
+    peers.tell("connect the second").await;
     assert_eq!(peers.line().await, "second connecting");
     let refused = timeout(
         T,
@@ -242,7 +205,7 @@ sys.stdin.read()
             .unwrap()
             .unwrap();
     }
-    peers.say("read").await;
+    peers.tell("read").await;
     assert_eq!(peers.line().await, "first got m0,m1,m2,m3");
     assert_eq!(peers.line().await, "second got nothing");
     let msg = timeout(T, pair.recv()).await.unwrap().unwrap();
@@ -404,7 +367,7 @@ async fn a_libzmq_subscriber_over_its_subscription_budget_is_dropped_while_anoth
     good.subscribe("news");
     timeout(T, good.wait_for_peers(1)).await.unwrap().unwrap();
 
-    let _greedy = Python::run(
+    let _greedy = python(
         r#"
 import sys, zmq
 s = zmq.Context().socket(zmq.SUB)

@@ -3,13 +3,11 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
+use common::python::PythonPeer;
 use common::{have_pyzmq, until_true, WAIT};
 use futures::StreamExt;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
 use tokio::time::timeout;
 use zocket::{Message, Options, Pub, Sub, XPub, XSub};
 
@@ -415,51 +413,9 @@ async fn an_xsub_resets_a_publisher_that_leaves_its_subscription_changes_unread(
 
 // ----- libzmq through pyzmq -----
 
-struct Peer {
-    child: Child,
-    lines: Lines<BufReader<ChildStdout>>,
-}
-
-impl Peer {
-    fn spawn(args: &[&str]) -> Peer {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/xpubsub.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("python3 runs");
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        Peer { child, lines }
-    }
-
-    async fn line(&mut self) -> String {
-        timeout(T, self.lines.next_line())
-            .await
-            .expect("the libzmq peer said nothing in time")
-            .unwrap()
-            .expect("the libzmq peer exited early")
-    }
-
-    async fn tell(&mut self, line: &str) {
-        let stdin = self.child.stdin.as_mut().unwrap();
-        stdin
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .unwrap();
-        stdin.flush().await.unwrap();
-    }
-
-    async fn finish(mut self) {
-        drop(self.child.stdin.take());
-        let status = timeout(T, self.child.wait())
-            .await
-            .expect("peer exits")
-            .unwrap();
-        assert!(status.success(), "libzmq peer failed: {status}");
-    }
+/// The libzmq peer of these tests (`tests/interop/xpubsub.py`).
+fn libzmq_peer(args: &[&str]) -> PythonPeer {
+    PythonPeer::script("xpubsub.py", args, T)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -469,7 +425,7 @@ async fn a_libzmq_sub_subscribing_to_a_zocket_xpub_is_seen_as_x01_topic() {
     }
     let mut xpub = XPub::bind("tcp://127.0.0.1:0").await.unwrap();
     let ep = xpub.endpoints()[0].to_string();
-    let mut sub = Peer::spawn(&["sub-subscriber", &ep, "topic"]);
+    let mut sub = libzmq_peer(&["sub-subscriber", &ep, "topic"]);
     assert_eq!(sub.line().await, "ready");
     let msg = timeout(T, xpub.recv()).await.unwrap().unwrap();
     assert_eq!(msg.len(), 1);
@@ -487,7 +443,7 @@ async fn a_libzmq_xsub_subscribes_and_sends_upstream_to_a_zocket_xpub() {
     }
     let mut xpub = XPub::bind("tcp://127.0.0.1:0").await.unwrap();
     let ep = xpub.endpoints()[0].to_string();
-    let mut xsub = Peer::spawn(&["xsub-peer", &ep, "a."]);
+    let mut xsub = libzmq_peer(&["xsub-peer", &ep, "a."]);
     assert_eq!(xsub.line().await, "ready");
     assert_eq!(next(&mut xpub).await, "+a.");
     assert_eq!(next(&mut xpub).await, "hello|up");
@@ -508,7 +464,7 @@ async fn a_zocket_xsub_subscribes_and_sends_upstream_to_a_libzmq_xpub() {
     if !have_pyzmq() {
         return;
     }
-    let mut xpub = Peer::spawn(&["xpub-peer", "a.topic"]);
+    let mut xpub = libzmq_peer(&["xpub-peer", "a.topic"]);
     let ready = xpub.line().await;
     let ep = ready.strip_prefix("ready ").expect("ready line").to_owned();
     let mut xsub = XSub::with_options(Options::new().reconnect_interval(Duration::from_millis(20)));
@@ -530,7 +486,7 @@ async fn a_libzmq_forwarder_carries_a_zocket_pub_to_a_zocket_sub() {
     if !have_pyzmq() {
         return;
     }
-    let mut forwarder = Peer::spawn(&["forwarder"]);
+    let mut forwarder = libzmq_peer(&["forwarder"]);
     let ready = forwarder.line().await;
     let parts: Vec<&str> = ready.split(' ').collect();
     let (up, down) = (parts[1].to_owned(), parts[2].to_owned());
@@ -577,9 +533,9 @@ async fn a_zocket_forwarder_carries_a_libzmq_pub_to_a_libzmq_sub() {
     let mut xpub = XPub::bind("tcp://127.0.0.1:0").await.unwrap();
     let down = xpub.endpoints()[0].to_string();
     let forwarder = tokio::spawn(async move { zocket::forward(&mut xsub, &mut xpub).await });
-    let mut sub = Peer::spawn(&["sub", &down, "a.", "5"]);
+    let mut sub = libzmq_peer(&["sub", &down, "a.", "5"]);
     assert_eq!(sub.line().await, "ready");
-    let mut publisher = Peer::spawn(&["pub", &up, "a.topic"]);
+    let mut publisher = libzmq_peer(&["pub", &up, "a.topic"]);
     assert_eq!(publisher.line().await, "ready");
     for _ in 0..5 {
         let line = sub.line().await;

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test file uses part of it
 
 pub(crate) mod netns;
+pub(crate) mod python;
 
 use std::time::Duration;
 
