@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::endpoints;
+
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,17 +13,6 @@ use tokio::time::timeout;
 use zocket::{Dealer, Error, Message, Options, Pair, Pub, Pull, Push, Rep, Req, Router, Sub};
 
 const T: Duration = Duration::from_secs(20);
-
-/// One endpoint of each transport to bind, unique per test.
-fn endpoints(tag: &str) -> Vec<String> {
-    let file = std::env::temp_dir().join(format!("zocket-{tag}-{}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&file);
-    vec![
-        "tcp://127.0.0.1:0".to_owned(),
-        format!("ipc://{}", file.display()),
-        format!("inproc://{tag}-{}", std::process::id()),
-    ]
-}
 
 /// Message `seq`: three frames, each carrying the sequence number, so a message mixed
 /// from two (or cut short) is seen.

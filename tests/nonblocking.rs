@@ -1,6 +1,10 @@
 //! `try_send` and `try_recv`: they return at once, hand back what they could not send, and
 //! share the queues of `send` and `recv` (nothing lost, nothing reordered).
 
+mod common;
+
+use common::endpoints;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -11,17 +15,6 @@ use zocket::{
 };
 
 const T: Duration = Duration::from_secs(20);
-
-/// One endpoint of each transport to bind, unique per test.
-fn endpoints(tag: &str) -> Vec<String> {
-    let file = std::env::temp_dir().join(format!("zocket-{tag}-{}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&file);
-    vec![
-        "tcp://127.0.0.1:0".to_owned(),
-        format!("ipc://{}", file.display()),
-        format!("inproc://{tag}-{}", std::process::id()),
-    ]
-}
 
 /// Calls `poll` (a `try_recv`) until it stops saying `Empty`, as an event loop would,
 /// yielding between tries; bounded in time.

@@ -1,5 +1,9 @@
 //! Every pattern over tcp, ipc and inproc.
 
+mod common;
+
+use common::endpoints;
+
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -7,17 +11,6 @@ use tokio::time::timeout;
 use zocket::{Dealer, Message, Pair, Pub, Pull, Push, Rep, Req, Router, Sub};
 
 const T: Duration = Duration::from_secs(10);
-
-/// One endpoint of each transport to bind, unique per test.
-fn endpoints(tag: &str) -> Vec<String> {
-    let file = std::env::temp_dir().join(format!("zocket-{tag}-{}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&file);
-    vec![
-        "tcp://127.0.0.1:0".to_owned(),
-        format!("ipc://{}", file.display()),
-        format!("inproc://{tag}-{}", std::process::id()),
-    ]
-}
 
 fn text(msg: &Message) -> Vec<String> {
     msg.frames()

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::endpoints;
+
 use std::time::Duration;
 
 use common::python::PythonPeer;
@@ -12,17 +14,6 @@ use tokio::time::timeout;
 use zocket::{Message, Options, Pub, Sub, XPub, XSub};
 
 const T: Duration = Duration::from_secs(15);
-
-/// One endpoint of each transport to bind, unique per test.
-fn endpoints(tag: &str) -> Vec<String> {
-    let file = std::env::temp_dir().join(format!("zocket-{tag}-{}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&file);
-    vec![
-        "tcp://127.0.0.1:0".to_owned(),
-        format!("ipc://{}", file.display()),
-        format!("inproc://{tag}-{}", std::process::id()),
-    ]
-}
 
 /// A message as text: `+prefix` / `-prefix` for a subscription message, else its frames
 /// joined by `|`.

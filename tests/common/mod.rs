@@ -49,6 +49,17 @@ pub(crate) fn tcp_port(endpoint: &Endpoint) -> u16 {
     }
 }
 
+/// One endpoint of each transport to bind, unique per test.
+pub(crate) fn endpoints(tag: &str) -> Vec<String> {
+    let file = std::env::temp_dir().join(format!("zocket-{tag}-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    vec![
+        "tcp://127.0.0.1:0".to_owned(),
+        format!("ipc://{}", file.display()),
+        format!("inproc://{tag}-{}", std::process::id()),
+    ]
+}
+
 /// A TCP port that was free a moment ago (for a listener that starts later).
 pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
