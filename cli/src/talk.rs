@@ -112,13 +112,7 @@ pub async fn run(kind: Kind, args: TalkArgs) -> Result<(), Fail> {
                 }
                 let done = until_interrupted(args.stats, async {
                     open(&socket, kind, &args, &mut monitor).await?;
-                    let mut received = 0;
-                    while recv_count != Some(received) {
-                        let msg = within(timeout, "message", socket.recv()).await?;
-                        output.print(None, &msg)?;
-                        received += 1;
-                    }
-                    Ok(())
+                    print_received(&mut socket, recv_count, timeout, &mut output).await
                 })
                 .await;
                 print_stats(&socket, kind, &args);
@@ -128,13 +122,7 @@ pub async fn run(kind: Kind, args: TalkArgs) -> Result<(), Fail> {
                 let mut socket = Pull::with_options(options);
                 let done = until_interrupted(args.stats, async {
                     open(&socket, kind, &args, &mut monitor).await?;
-                    let mut received = 0;
-                    while recv_count != Some(received) {
-                        let msg = within(timeout, "message", socket.recv()).await?;
-                        output.print(None, &msg)?;
-                        received += 1;
-                    }
-                    Ok(())
+                    print_received(&mut socket, recv_count, timeout, &mut output).await
                 })
                 .await;
                 print_stats(&socket, kind, &args);
@@ -505,6 +493,26 @@ where
         SinkExt::send(socket, msg)
             .await
             .map_err(|e| Fail::runtime("send", e))?;
+    }
+    Ok(())
+}
+
+/// Sub and Pull: prints what arrives, `count` messages or until the socket ends.
+async fn print_received<S>(
+    socket: &mut S,
+    count: Option<u64>,
+    timeout: Option<Duration>,
+    output: &mut Output,
+) -> Result<(), Fail>
+where
+    S: Stream<Item = zocket::Result<Message>> + Unpin,
+{
+    let mut received = 0;
+    while count != Some(received) {
+        let next = async { socket.next().await.unwrap_or(Err(zocket::Error::Closed)) };
+        let msg = within(timeout, "message", next).await?;
+        output.print(None, &msg)?;
+        received += 1;
     }
     Ok(())
 }
