@@ -190,14 +190,28 @@ impl Wire {
             if self.transmit.is_empty() && !core.poll_transmit(now, &mut self.transmit) {
                 return true;
             }
-            let mut slices = [IoSlice::new(&[]); MAX_IOV];
-            let n = self.transmit.io_slices(&mut slices);
-            match direct.try_write_vectored(&slices[..n]) {
+            match with_io_slices(&self.transmit, |slices| direct.try_write_vectored(slices)) {
                 Ok(n) if n > 0 => self.transmit.advance(n),
                 // Full, or failed: the driver takes over (and sees any error itself).
                 _ => return false,
             }
         }
+    }
+}
+
+/// Runs `write` over `transmit`'s segments as `IoSlice`s (at most [`MAX_IOV`]). The array
+/// is sized to the segments: a round trip's few segments do not pay for clearing 256 slots
+/// (4 KiB of stores, a twentieth of a request's instructions in a callgrind profile).
+fn with_io_slices<R>(transmit: &Transmit, write: impl FnOnce(&[IoSlice<'_>]) -> R) -> R {
+    const FEW: usize = 8;
+    if transmit.segment_count() <= FEW {
+        let mut slices = [IoSlice::new(&[]); FEW];
+        let n = transmit.io_slices(&mut slices);
+        write(&slices[..n])
+    } else {
+        let mut slices = [IoSlice::new(&[]); MAX_IOV];
+        let n = transmit.io_slices(&mut slices);
+        write(&slices[..n])
     }
 }
 
@@ -316,14 +330,13 @@ impl<T: Transport, C: Connection> Driver<T, C> {
             let Some(mut batch) = batch else {
                 break;
             };
-            let res = {
-                let mut slices = [IoSlice::new(&[]); MAX_IOV];
-                let n = batch.io_slices(&mut slices);
-                if self.io.is_write_vectored() {
-                    Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n])
-                } else {
-                    Pin::new(&mut self.io).poll_write(cx, batch.first())
-                }
+            let res = if self.io.is_write_vectored() {
+                let io = &mut self.io;
+                with_io_slices(&batch, |slices| {
+                    Pin::new(io).poll_write_vectored(cx, slices)
+                })
+            } else {
+                Pin::new(&mut self.io).poll_write(cx, batch.first())
             };
             let written = match res {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 
 use bytes::BytesMut;
+use smallvec::SmallVec;
 use tokio::time::Instant;
 use tracing::{debug, Instrument};
 
@@ -35,6 +36,9 @@ pub(crate) trait StreamObserver: Send + Sync + std::fmt::Debug {
     /// The stream failed (reset, refused, connection lost).
     fn failed(&self, token: u64);
 }
+
+/// An observer, its token and what to tell it.
+type Notification = (Arc<dyn StreamObserver>, u64, Notice);
 
 /// What the driver tells an observer.
 #[derive(Debug, Clone, Copy)]
@@ -326,15 +330,16 @@ impl Connection for Shared {
 
     /// Wakes handles and tells observers about the core's events.
     fn dispatch(&self) -> bool {
-        let mut wake = Vec::new();
-        let mut notify = Vec::new();
+        // Usually one of each per call (a message arrived): kept inline, no allocation.
+        let mut wake: SmallVec<[Waker; 2]> = SmallVec::new();
+        let mut notify: SmallVec<[Notification; 2]> = SmallVec::new();
         let mut guard = self.lock();
         let inner = &mut *guard;
         while let Some(event) = inner.core.poll_event() {
             match event {
                 Event::Established(_) => {
                     inner.established = true;
-                    wake.append(&mut inner.established_wakers);
+                    wake.extend(inner.established_wakers.drain(..));
                 }
                 Event::Incoming {
                     id,
@@ -372,7 +377,7 @@ impl Connection for Shared {
         let over = inner.wire.finish_if_closed(&inner.core);
         if inner.core.error().is_some() {
             // Everyone waiting learns the session ended.
-            wake.append(&mut inner.take_all_wakers());
+            wake.extend(inner.take_all_wakers());
         }
         drop(guard);
         for w in wake {

@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Wake, Waker};
 
+use smallvec::SmallVec;
+
 use crate::driver::StreamObserver;
 
 /// Pending readiness tokens and the wakers to call when more arrive.
@@ -111,7 +113,10 @@ impl Signal {
                 Kind::Readable if !inner.engine_reads => None,
                 _ => inner.background.take(),
             };
-            (std::mem::take(&mut inner.waiters), background)
+            // Usually one waiter (the handle's task): drained, so the list keeps its
+            // capacity and the next `register` allocates nothing.
+            let waiters: SmallVec<[Waker; 2]> = inner.waiters.drain(..).collect();
+            (waiters, background)
         };
         waiters.into_iter().for_each(Waker::wake);
         if let Some(w) = background {
