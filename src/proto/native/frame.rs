@@ -291,11 +291,20 @@ pub(crate) fn encode_data_header(
     out: &mut BytesMut,
 ) {
     debug_assert!(len <= MAX_DATA_PAYLOAD);
-    header(out, ty::DATA, flags.0, stream, len);
+    // Room for the header only: the payload usually travels as a segment of its own, and
+    // reserving for it here made `out` reallocate for every chunk over 512 bytes (a malloc
+    // of the payload's size per message, never written to).
+    put_header(out, ty::DATA, flags.0, stream, len);
 }
 
+/// A header followed by `len` payload bytes that the caller appends to `out`.
 fn header(out: &mut BytesMut, kind: u8, flags: u8, stream: StreamId, len: usize) {
     out.reserve(HEADER_LEN + len);
+    put_header(out, kind, flags, stream, len);
+}
+
+fn put_header(out: &mut BytesMut, kind: u8, flags: u8, stream: StreamId, len: usize) {
+    out.reserve(HEADER_LEN);
     out.put_u8(kind);
     out.put_u8(flags);
     out.put_u32(stream.0);
