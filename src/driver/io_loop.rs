@@ -378,9 +378,16 @@ impl<T: Transport, C: Connection> Driver<T, C> {
     /// Runs due timers and arms the sleep for the next one. Returns whether a timer fired.
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
         let deadline = self.conn.with(|core, _| core.poll_timeout());
-        if deadline != self.timer_deadline {
-            self.timer_deadline = deadline;
-            if let Some(d) = deadline {
+        match (deadline, self.timer_deadline) {
+            (None, _) => self.timer_deadline = None,
+            // A later deadline keeps the sleep armed for the earlier one: it fires early,
+            // the core finds nothing due (both cores check every deadline against `now`),
+            // and the sleep is armed again then. The idle and keepalive deadlines move on
+            // every frame received, and re-arming a tokio sleep on each costs a timer-wheel
+            // removal and insertion per message.
+            (Some(d), Some(armed)) if d >= armed => {}
+            (Some(d), _) => {
+                self.timer_deadline = Some(d);
                 self.timer.as_mut().reset(Instant::from_std(d));
             }
         }
