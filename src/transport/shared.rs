@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 
 use super::ByteStream;
 
@@ -84,10 +84,34 @@ impl SharedStream {
         cx: &mut Context<'_>,
         buf: &mut bytes::BytesMut,
     ) -> Poll<io::Result<usize>> {
-        self.poll_io(cx, Direction::Read, |stream| match stream {
-            ByteStream::Tcp(s) => s.try_read_buf(buf),
-            ByteStream::Ipc(s) => s.try_read_buf(buf),
-        })
+        self.poll_io(cx, Direction::Read, |stream| read_draining(stream, buf))
+    }
+}
+
+/// Reads what is available into `buf`. A read that returns less than the room it was given
+/// has emptied the kernel's receive queue (a stream socket returns everything it holds, up to
+/// the room), so the readiness is cleared right away: the next poll waits for new data
+/// instead of making a read syscall that can only say `WouldBlock` (one syscall in two on
+/// a request/reply connection). Clearing is safe against data arriving meanwhile: tokio
+/// clears only if no readiness event came in since this operation began (its tick), so new
+/// data is never missed.
+fn read_draining(stream: &ByteStream, buf: &mut bytes::BytesMut) -> io::Result<usize> {
+    let room = buf.capacity() - buf.len();
+    let mut drained = None;
+    let mut read = |res: io::Result<usize>| match res {
+        Ok(n) if n > 0 && n < room => {
+            drained = Some(n);
+            Err(io::ErrorKind::WouldBlock.into()) // what `try_io` takes as "clear readiness"
+        }
+        other => other,
+    };
+    let res = match stream {
+        ByteStream::Tcp(s) => s.try_io(Interest::READABLE, || read(s.try_read_buf(buf))),
+        ByteStream::Ipc(s) => s.try_io(Interest::READABLE, || read(s.try_read_buf(buf))),
+    };
+    match (res, drained) {
+        (_, Some(n)) => Ok(n),
+        (res, None) => res,
     }
 }
 
@@ -139,5 +163,62 @@ impl AsyncWrite for SharedStream {
     /// The connection closes when the last handle is dropped; there is no half-close.
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+
+    async fn tcp_pair() -> (tokio::net::TcpStream, SharedStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, accepted) = tokio::join!(tokio::net::TcpStream::connect(addr), async {
+            listener.accept().await.unwrap().0
+        });
+        (
+            client.unwrap(),
+            SharedStream::new(ByteStream::Tcp(accepted)),
+        )
+    }
+
+    async fn read_some(stream: &SharedStream, buf: &mut bytes::BytesMut) -> usize {
+        let read = std::future::poll_fn(|cx| stream.poll_read_buf(cx, buf));
+        tokio::time::timeout(Duration::from_secs(10), read)
+            .await
+            .expect("data written was never reported readable")
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_short_read_clears_readiness_yet_later_data_still_wakes_the_reader() {
+        let (mut writer, reader) = tcp_pair().await;
+        let mut buf = bytes::BytesMut::with_capacity(64 * 1024);
+        for round in 0..200u32 {
+            let chunk = vec![round as u8; 1 + (round as usize % 100)];
+            writer.write_all(&chunk).await.unwrap();
+            let mut got = 0;
+            while got < chunk.len() {
+                got += read_some(&reader, &mut buf).await;
+            }
+            assert_eq!(got, chunk.len(), "round {round}");
+            // The short read cleared the readiness: no read syscall is needed to learn that
+            // nothing is left.
+            let ByteStream::Tcp(tcp) = &*reader.0 else {
+                unreachable!()
+            };
+            let ready = std::future::poll_fn(|cx| Poll::Ready(tcp.poll_read_ready(cx))).await;
+            assert!(ready.is_pending(), "round {round}: still marked readable");
+            assert!(buf.iter().all(|&b| b == round as u8), "round {round}");
+            buf.clear();
+        }
+        // Nothing was left behind: the next read waits (the readiness was cleared), and the
+        // end of the stream is still reported.
+        let pending = std::future::poll_fn(|cx| Poll::Ready(reader.poll_read_buf(cx, &mut buf)));
+        assert!(pending.await.is_pending());
+        drop(writer);
+        assert_eq!(read_some(&reader, &mut buf).await, 0);
     }
 }
