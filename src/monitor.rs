@@ -8,7 +8,7 @@
 
 use std::fmt;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -92,8 +92,10 @@ pub(crate) struct MonitorSender {
 
 #[derive(Clone)]
 enum Target {
-    /// One socket's channel.
-    Channel(broadcast::Sender<Event>),
+    /// One socket's channel, made by the first [`subscribe`](MonitorSender::subscribe): a
+    /// channel holds [`CAPACITY`] slots (about 80 KiB), which a socket nobody monitors (the
+    /// usual case) should not pay for. Until then there is no one to give an event to.
+    Channel(Arc<OnceLock<broadcast::Sender<Event>>>),
     /// A function that passes each event on (to the sockets sharing a listener).
     Relay(Arc<dyn Fn(Event) + Send + Sync>),
 }
@@ -111,9 +113,8 @@ impl fmt::Debug for MonitorSender {
 impl MonitorSender {
     /// A new event channel with no subscribers.
     pub(crate) fn new() -> Self {
-        let (tx, _) = broadcast::channel(CAPACITY);
         MonitorSender {
-            to: Target::Channel(tx),
+            to: Target::Channel(Arc::new(OnceLock::new())),
         }
     }
 
@@ -129,9 +130,11 @@ impl MonitorSender {
     pub(crate) fn emit(&self, event: Event) {
         tracing::trace!(?event, "monitor event");
         match &self.to {
-            // An error only means that nobody is subscribed, which is fine.
+            // No channel yet, or an error: nobody is subscribed, which is fine.
             Target::Channel(tx) => {
-                let _ = tx.send(event);
+                if let Some(tx) = tx.get() {
+                    let _ = tx.send(event);
+                }
             }
             Target::Relay(relay) => relay(event),
         }
@@ -142,7 +145,9 @@ impl MonitorSender {
     #[allow(dead_code)] // used by the socket engine
     pub(crate) fn subscribe(&self) -> Monitor {
         let rx = match &self.to {
-            Target::Channel(tx) => tx.subscribe(),
+            Target::Channel(tx) => tx
+                .get_or_init(|| broadcast::channel(CAPACITY).0)
+                .subscribe(),
             Target::Relay(_) => broadcast::channel(1).1,
         };
         Monitor {
@@ -229,6 +234,23 @@ mod tests {
             timeout(WAIT, monitor.next()).await.unwrap(),
             Some(listening(1))
         );
+    }
+
+    #[tokio::test]
+    async fn clones_made_before_the_first_subscription_share_the_channel_it_creates() {
+        let sender = MonitorSender::new();
+        let listener_copy = sender.clone();
+        // Nobody subscribed yet: no channel and its 1024 slots were allocated.
+        assert!(matches!(&sender.to, Target::Channel(c) if c.get().is_none()));
+        let mut monitor = sender.subscribe();
+        listener_copy.emit(listening(7));
+        assert_eq!(
+            timeout(WAIT, monitor.next()).await.unwrap(),
+            Some(listening(7))
+        );
+        drop(sender);
+        drop(listener_copy);
+        assert_eq!(timeout(WAIT, monitor.next()).await.unwrap(), None);
     }
 
     #[tokio::test]

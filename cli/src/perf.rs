@@ -78,18 +78,32 @@ async fn thr(a: PerfArgs) -> Result<(), Fail> {
     let seconds = start.elapsed().max(Duration::from_nanos(1)).as_secs_f64();
     let msgs_per_s = count as f64 / seconds;
     let mb_per_s = msgs_per_s * a.size as f64 / 1e6;
+    // Read before the socket is dropped: the peak of the run itself (the comparison benchmark
+    // sets it beside libzmq's receiver).
+    let peak = peak_rss_kib();
     let line = if a.json {
+        let peak = peak.map_or(String::new(), |kib| format!(",\"peak_rss_kib\":{kib}"));
         format!(
-            "{{\"test\":\"thr\",\"size\":{},\"count\":{count},\"seconds\":{seconds:.6},\"msgs_per_s\":{msgs_per_s:.0},\"mb_per_s\":{mb_per_s:.3}}}",
+            "{{\"test\":\"thr\",\"size\":{},\"count\":{count},\"seconds\":{seconds:.6},\"msgs_per_s\":{msgs_per_s:.0},\"mb_per_s\":{mb_per_s:.3}{peak}}}",
             a.size
         )
     } else {
+        let peak = peak.map_or(String::new(), |kib| format!(", peak RSS {kib} KiB"));
         format!(
-            "thr: {} B x {count} msgs in {seconds:.3} s: {msgs_per_s:.0} msgs/s, {mb_per_s:.2} MB/s",
+            "thr: {} B x {count} msgs in {seconds:.3} s: {msgs_per_s:.0} msgs/s, {mb_per_s:.2} MB/s{peak}",
             a.size
         )
     };
     say(line)
+}
+
+/// This process's peak resident set in KiB (`VmHWM` in /proc/self/status), where the system
+/// reports it (Linux). Not `getrusage`: its `ru_maxrss` also counts the address space of the
+/// parent that forked us, before our exec.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Sends --count messages of --size bytes, then waits until they are delivered (linger).

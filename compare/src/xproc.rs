@@ -150,7 +150,8 @@ pub fn cleanup(progs: &Progs) {
 pub type CurveKeys = (String, String);
 
 /// One throughput run: receiver `thr` binds, sender `send` connects. Returns messages per
-/// second at the receiver and the receiver's peak RSS in KiB (`VmHWM`, sampled).
+/// second at the receiver and the receiver's peak RSS in KiB (`VmHWM`: the larger of what the
+/// receiver reports and what was sampled while it ran).
 pub fn throughput(
     progs: &Progs,
     prog: Prog,
@@ -158,8 +159,11 @@ pub fn throughput(
     count: u64,
     curve: Option<&CurveKeys>,
 ) -> Res<(f64, Option<u64>)> {
-    let ((recv_out, _), rss) = pair(progs, prog, ("thr", "send"), size, count, curve)?;
-    Ok((field(&recv_out, "msgs_per_s")?, rss))
+    let ((recv_out, _), sampled) = pair(progs, prog, ("thr", "send"), size, count, curve)?;
+    // Both receivers report their own VmHWM when done, which a 5 ms sample can miss the end
+    // of; the sample is the fallback (and a peak after the report, at exit, still counts).
+    let reported = field(&recv_out, "peak_rss_kib").ok().map(|kib| kib as u64);
+    Ok((field(&recv_out, "msgs_per_s")?, sampled.max(reported)))
 }
 
 /// One latency run: `lat` binds and echoes, `ping` connects and times. Returns (p50, p99) µs.
