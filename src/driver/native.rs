@@ -416,8 +416,13 @@ impl SessionCore for Secured {
         } else {
             MAX_FRAME_LEN
         };
-        if buf.capacity() - buf.len() < room {
-            buf.reserve(READ_CHUNK);
+        if buf.capacity() - buf.len() < room && !buf.try_reclaim(room) {
+            // Not `reserve`: on a buffer holding part of a frame it doubles the allocation
+            // (a 256 KiB read buffer became 512 KiB). The buffer is reused when nothing
+            // received still points into it (as ZMTP's `make_room` does), else replaced.
+            let mut fresh = BytesMut::with_capacity(buf.len() + READ_CHUNK);
+            fresh.extend_from_slice(buf);
+            *buf = fresh;
         }
         true
     }
