@@ -114,6 +114,15 @@ impl Message {
         }
     }
 
+    /// The frames, to move out of: the native wire takes the frames it sends whole (the
+    /// message is dropped once written; a partly written one is never handed back).
+    pub(crate) fn frames_mut(&mut self) -> &mut [Bytes] {
+        match &mut self.frames {
+            Frames::One(frame) => slice::from_mut(frame),
+            Frames::Many(frames) => frames,
+        }
+    }
+
     /// Appends a frame.
     pub fn push(&mut self, frame: impl Into<Bytes>) {
         match &mut self.frames {

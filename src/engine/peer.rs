@@ -244,7 +244,7 @@ impl Peer {
             } => {
                 let mut inner = session.lock();
                 let mut wrote = false;
-                while let Some(msg) = self.out.front() {
+                while let Some(msg) = self.out.front_mut() {
                     match write_native(&mut inner.core, *stream, msg, &mut self.progress) {
                         Ok(true) => {
                             self.out.pop_front();
@@ -443,23 +443,23 @@ impl Drop for Peer {
 fn write_native(
     core: &mut crate::proto::native::Session,
     id: StreamId,
-    msg: &Message,
+    msg: &mut Message,
     progress: &mut (usize, usize),
 ) -> Result<bool, StreamError> {
-    let frames = msg.frames();
-    let empty = [Bytes::new()];
-    let frames = if frames.is_empty() {
-        &empty[..]
+    let mut empty = [Bytes::new()];
+    let frames = if msg.is_empty() {
+        &mut empty[..]
     } else {
-        frames
+        msg.frames_mut()
     };
     let last = frames.len() - 1;
     while progress.0 < frames.len() {
-        let frame = &frames[progress.0];
+        let frame = &mut frames[progress.0];
+        let len = frame.len(); // before the call: a frame sent whole is moved out of `frame`
         let Some(n) = core.write_frame_part(id, frame, progress.1, progress.0 < last)? else {
             return Ok(false);
         };
-        if progress.1 + n == frame.len() {
+        if progress.1 + n == len {
             *progress = (progress.0 + 1, 0);
         } else {
             progress.1 += n;

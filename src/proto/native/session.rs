@@ -811,11 +811,12 @@ impl Session {
     /// Queues the next chunk of one message frame, `frame[start..]`, as much as credit
     /// allows, without copying; flags say whether the frame continues and whether another
     /// frame follows (`more`). Returns how many bytes were queued, or `None` when the stream
-    /// is out of credit (an [`Event::Writable`] follows when credit comes).
+    /// is out of credit (an [`Event::Writable`] follows when credit comes). A frame queued
+    /// whole (from `start` 0) is moved out of `frame`, which is left empty.
     pub(crate) fn write_frame_part(
         &mut self,
         id: StreamId,
-        frame: &Bytes,
+        frame: &mut Bytes,
         start: usize,
         more: bool,
     ) -> Result<Option<usize>, StreamError> {
@@ -842,7 +843,16 @@ impl Session {
         } else {
             DataFlags::default()
         };
-        s.send.write_chunk(frame.slice(start..start + n), flags);
+        // A frame that goes whole is moved, not cloned: no reference count touched here and
+        // again where the message is dropped (on another thread, the payload's counter
+        // bounced between cores on every message), and a payload that is not shared yet
+        // (a fresh `Vec`) is not made shared for it.
+        let chunk = if start == 0 && n == remaining {
+            std::mem::take(frame)
+        } else {
+            frame.slice(start..start + n)
+        };
+        s.send.write_chunk(chunk, flags);
         if !s.scheduled {
             s.scheduled = true;
             self.ready.push_back(id);

@@ -384,12 +384,16 @@ fn a_frame_that_fits_one_chunk_waits_for_credit_instead_of_being_cut_at_the_wind
     let frame = Bytes::from(vec![5u8; 60 * 1024]);
     for _ in 0..4 {
         assert_eq!(
-            p.client.write_frame_part(id, &frame, 0, false).unwrap(),
+            p.client
+                .write_frame_part(id, &mut frame.clone(), 0, false)
+                .unwrap(),
             Some(frame.len())
         );
     }
     assert_eq!(
-        p.client.write_frame_part(id, &frame, 0, false).unwrap(),
+        p.client
+            .write_frame_part(id, &mut frame.clone(), 0, false)
+            .unwrap(),
         None,
         "the fifth waits for credit rather than going out in two pieces"
     );
@@ -401,7 +405,9 @@ fn a_frame_that_fits_one_chunk_waits_for_credit_instead_of_being_cut_at_the_wind
     p.drive(); // the window update goes back
     assert!(p.client_events.contains(&Event::Writable(id)));
     assert_eq!(
-        p.client.write_frame_part(id, &frame, 0, false).unwrap(),
+        p.client
+            .write_frame_part(id, &mut frame.clone(), 0, false)
+            .unwrap(),
         Some(frame.len())
     );
     p.drive();
@@ -411,7 +417,10 @@ fn a_frame_that_fits_one_chunk_waits_for_credit_instead_of_being_cut_at_the_wind
     assert_eq!(chunks, vec![(frame.len(), DataFlags::default()); 5]);
     // A frame larger than one chunk goes out in pieces, as far as credit allows, as before.
     let big = Bytes::from(vec![6u8; 200 * 1024]);
-    let first = p.client.write_frame_part(id, &big, 0, false).unwrap();
+    let first = p
+        .client
+        .write_frame_part(id, &mut big.clone(), 0, false)
+        .unwrap();
     assert!(first.is_some_and(|n| n > 0 && n < big.len()), "{first:?}");
 }
 
@@ -962,7 +971,11 @@ fn a_huge_peer_window_does_not_let_a_stream_queue_unsent_data_without_bound() {
     p.drive();
     let frame = Bytes::from(vec![1u8; 60 * 1024]);
     let mut queued = 0usize;
-    while let Some(n) = p.client.write_frame_part(id, &frame, 0, false).unwrap() {
+    while let Some(n) = p
+        .client
+        .write_frame_part(id, &mut frame.clone(), 0, false)
+        .unwrap()
+    {
         queued += n;
         assert!(
             queued <= SEND_QUEUE_LIMIT + frame.len(),
@@ -982,7 +995,7 @@ fn a_huge_peer_window_does_not_let_a_stream_queue_unsent_data_without_bound() {
     }
     assert!(p
         .client
-        .write_frame_part(id, &frame, 0, false)
+        .write_frame_part(id, &mut frame.clone(), 0, false)
         .unwrap()
         .is_some());
 }
