@@ -52,16 +52,23 @@ fn main() -> ExitCode {
             }
         };
     }
-    // A round-trip loop gains nothing from a second worker thread and pays a cross-thread
-    // wake-up per message: on a 2-core machine, perf ping's p50 over loopback was ~40 us on
-    // one thread against ~160 us on the multi-threaded runtime. Throughput is the other way
-    // round (16 B push/pull: ~55k msgs/s on one thread, 1-3 M on two), so everything else
-    // runs multi-threaded.
-    let one_thread = matches!(cli.command, Command::Perf(Perf::Lat(_) | Perf::Ping(_)));
-    let mut builder = if one_thread {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
+    // `zocket perf` runs on one thread unless --threads asks for more: a sender or receiver and
+    // its connection driver on one thread hand batches over without cross-thread wake-ups (16 B
+    // across two processes on a 2-core machine: ~4.7 M msgs/s on one thread against ~2.8 M on
+    // two workers each; a round trip gains nothing from a second worker either). The socket
+    // commands run multi-threaded, as a service would.
+    let perf_threads = match &cli.command {
+        Command::Perf(Perf::Thr(a) | Perf::Send(a) | Perf::Lat(a) | Perf::Ping(a)) => Some(a.threads),
+        _ => None,
+    };
+    let mut builder = match perf_threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(usize::from(n));
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
     };
     let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,

@@ -646,6 +646,7 @@ fn stats_are_printed_when_a_command_that_runs_forever_is_terminated() {
 
 #[test]
 fn perf_thr_and_send_report_throughput() {
+    // The receiver on a multi-threaded runtime (--threads 3), the sender on the default one thread.
     let thr = Running::start(&[
         "perf",
         "thr",
@@ -656,6 +657,8 @@ fn perf_thr_and_send_report_throughput() {
         "--count",
         "2000",
         "--json",
+        "--threads",
+        "3",
     ]);
     let endpoint = thr.bound();
     zocket(&[
@@ -808,6 +811,10 @@ fn malformed_arguments_exit_with_code_2_and_say_what_was_expected() {
         (
             &["perf", "thr", "--bind", ep, "--size", "4 parsecs"],
             "error: invalid value '4 parsecs' for '--size <SIZE>': expected a byte count",
+        ),
+        (
+            &["perf", "send", "--connect", ep, "--threads", "0"],
+            "error: invalid value '0' for '--threads <N>'",
         ),
         (
             &["rep", "--bind", ep, "--echo", "--reply", "x"],
