@@ -58,7 +58,9 @@ fn main() -> ExitCode {
     // two workers each; a round trip gains nothing from a second worker either). The socket
     // commands run multi-threaded, as a service would.
     let perf_threads = match &cli.command {
-        Command::Perf(Perf::Thr(a) | Perf::Send(a) | Perf::Lat(a) | Perf::Ping(a)) => Some(a.threads),
+        Command::Perf(Perf::Thr(a) | Perf::Send(a) | Perf::Lat(a) | Perf::Ping(a)) => {
+            Some(a.threads)
+        }
         _ => None,
     };
     let mut builder = match perf_threads {
