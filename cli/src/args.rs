@@ -226,10 +226,9 @@ pub struct PerfArgs {
     /// Do not print the bound endpoints to stderr.
     #[arg(long, short = 'q')]
     pub quiet: bool,
-    /// Tokio worker threads: 1 runs everything on one thread (tokio's current_thread runtime, the
-    /// default), more a multi-threaded runtime with that many workers. One connection's sender and
-    /// its connection driver hand every batch across threads on a multi-threaded runtime; two
-    /// busy processes on a 2-core machine measure faster on one thread each.
+    /// Tokio threads: 1 (the default) runs on one thread (tokio's current_thread runtime), more
+    /// on a multi-threaded runtime with that many workers, as a service might. On one thread a
+    /// socket and its connection driver hand batches over without cross-thread wake-ups.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: u16,
 }
