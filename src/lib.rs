@@ -148,6 +148,7 @@ mod socket;
 mod socket_type;
 pub mod stats;
 mod transport;
+mod warn_limit;
 
 pub mod monitor;
 

@@ -26,6 +26,7 @@
 //! | e. 1-byte chunks between 4 KiB unknown frames | native | `one_byte_chunks_*` |
 //! | f. millions of distinct subscriptions | ZMTP, native | `a_*_flood_cannot_exhaust_*` |
 //! | g. 4,000 silent connections from another process | TCP | `a_flood_of_silent_*` |
+//! | h. 200 garbage greetings in a row (a log flood) | TCP | `a_peer_refused_in_a_loop_*` |
 //!
 //! The tests take one lock (memory and descriptors are counted for the whole process) and
 //! each runs on its own runtime of 2 workers, watched by a plain thread: a test whose
@@ -641,6 +642,102 @@ fn helper_process_floods_a_listener_when_asked() {
         tokio::time::sleep(Duration::from_secs(60)).await;
         drop(held);
     });
+}
+
+// ---------------------------------------------------------------------------------------
+// h. a peer refused in a loop
+// ---------------------------------------------------------------------------------------
+
+/// Attack: 200 connections in a row to a bound `Rep`, each greeting with 64 bytes of an
+/// HTTP request instead of a ZMTP greeting, each closed by the server before the next.
+/// Defence: every refusal is reported on the monitor and logged, but at `warn` at most once
+/// a second per call site (the others at `debug`, counted in the next warning): a peer that
+/// reconnects in a loop does not decide how much we write to the log. An honest `Req` is
+/// answered afterwards. Runs in its own process, whose global `tracing` subscriber counts
+/// the refusals logged.
+#[test]
+fn a_peer_refused_in_a_loop_cannot_flood_the_log() {
+    const NAME: &str = "a_peer_refused_in_a_loop_cannot_flood_the_log";
+    const ROUNDS: u64 = 200;
+    in_own_process(NAME, TEST_LIMIT, async {
+        let logged = RefusalLog::install();
+        let (rep, addr, mut events) = echo_rep(Options::default()).await;
+        // As long as a greeting, so the server has all it needs to refuse it.
+        let mut garbage = b"GET / HTTP/1.1\r\nHost: zocket\r\n\r\n".to_vec();
+        garbage.resize(64, b' ');
+        let started = Instant::now();
+        for round in 0..ROUNDS {
+            let mut conn = TcpStream::connect(&addr).await.unwrap();
+            conn.write_all(&garbage).await.unwrap();
+            let mut sink = [0u8; 256];
+            let closed = timeout(CUT_OFF, async {
+                while let Ok(1..) = conn.read(&mut sink).await {}
+            })
+            .await;
+            assert!(closed.is_ok(), "connection {round} was not closed");
+        }
+        let elapsed = started.elapsed();
+        let mut refused = 0;
+        while refused < ROUNDS {
+            match timeout(CUT_OFF, events.next()).await {
+                Ok(Some(Event::HandshakeFailed { .. })) => refused += 1,
+                Ok(Some(_)) => {}
+                other => panic!("{refused} of {ROUNDS} refusals on the monitor, then {other:?}"),
+            }
+        }
+        let (warnings, debugs) = logged.counts();
+        println!("{ROUNDS} refusals in {elapsed:?}: {warnings} warnings, {debugs} debug lines");
+        assert_eq!(
+            warnings + debugs,
+            ROUNDS,
+            "every refusal is logged, at warn or at debug"
+        );
+        let allowed = 2 + elapsed.as_secs();
+        assert!(
+            warnings <= allowed,
+            "{warnings} warnings for {ROUNDS} refusals in {elapsed:?} (at most {allowed})"
+        );
+        ten_of_ten_answers(&rep.ep, true).await;
+    });
+}
+
+/// Counts the "refusing connection" events the library logs (src/driver/connect.rs), by
+/// level, as the process's global `tracing` subscriber.
+#[derive(Clone, Default)]
+struct RefusalLog(Arc<(AtomicUsize, AtomicUsize)>);
+
+impl RefusalLog {
+    /// Installs a counter as the global subscriber (once per process: this test's own).
+    fn install() -> RefusalLog {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::Layer as _;
+        let log = RefusalLog::default();
+        let only_refusals = tracing_subscriber::filter::filter_fn(|m| {
+            m.is_event() && m.file().is_some_and(|f| f.ends_with("driver/connect.rs"))
+        });
+        let subscriber =
+            tracing_subscriber::registry().with(log.clone().with_filter(only_refusals));
+        tracing::subscriber::set_global_default(subscriber).expect("no subscriber yet");
+        log
+    }
+
+    /// (warnings, debug lines) so far.
+    fn counts(&self) -> (u64, u64) {
+        (
+            self.0 .0.load(Ordering::SeqCst) as u64,
+            self.0 .1.load(Ordering::SeqCst) as u64,
+        )
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RefusalLog {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        match *event.metadata().level() {
+            tracing::Level::WARN => self.0 .0.fetch_add(1, Ordering::SeqCst),
+            tracing::Level::DEBUG => self.0 .1.fetch_add(1, Ordering::SeqCst),
+            _ => 0,
+        };
+    }
 }
 
 // ---------------------------------------------------------------------------------------

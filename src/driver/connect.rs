@@ -12,14 +12,13 @@ use std::sync::Arc;
 #[cfg(test)]
 use std::task::Poll;
 
-use tracing::warn;
-
 use super::{handshake, session_config, spawn, Greeting, Shared};
 use crate::monitor::{Event, MonitorSender};
 use crate::options::Security;
 use crate::proto::native::Side;
 use crate::transport::shared::SharedStream;
 use crate::transport::ByteStream;
+use crate::warn_limit::warn_limited;
 use crate::{Error, Options};
 
 /// A connection whose greeting is done.
@@ -58,7 +57,7 @@ pub(crate) async fn accept(
     match started {
         Ok(connected) => Some(connected),
         Err(e) => {
-            warn!(%peer, reason = %e, "refusing connection");
+            warn_limited!(%peer, reason = %e, "refusing connection");
             monitor.emit(Event::HandshakeFailed {
                 endpoint: endpoint.to_owned(),
                 reason: format!("{peer}: {e}"),

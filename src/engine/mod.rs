@@ -39,6 +39,7 @@ use crate::pattern::PeerId;
 use crate::proto::native::Reason;
 use crate::stats::{Counters, LinkCounters, PeerInfo};
 use crate::transport::dialer::Dialer;
+use crate::warn_limit::warn_limited;
 use crate::{Endpoint, Error, Message, Options, Result, SocketType, TryRecvError, TrySendError};
 
 /// The shared core of one socket.
@@ -393,7 +394,7 @@ impl Engine {
                         }
                     }
                     Err(dup) => {
-                        warn!(identity = ?dup.identity, "refusing a second peer with a live identity");
+                        warn_limited!(identity = ?dup.identity, "refusing a second peer with a live identity");
                         self.remove_peer(
                             st,
                             id,
@@ -451,7 +452,7 @@ impl Engine {
         }
         match &why {
             Some(e @ (Error::Protocol(_) | Error::MessageTooLarge { .. })) => {
-                warn!(peer = %peer.endpoint, error = %e, "peer broke the protocol or a limit; its link is closed")
+                warn_limited!(peer = %peer.endpoint, error = %e, "peer broke the protocol or a limit; its link is closed")
             }
             _ => debug!(peer = %peer.endpoint, reason = ?why, "peer removed"),
         }
@@ -1257,7 +1258,7 @@ impl Engine {
                 continue;
             }
             if limit.is_some_and(|limit| peer.queued() >= limit) {
-                warn!(
+                warn_limited!(
                     peer = %peer.endpoint,
                     queued = peer.queued(),
                     "publisher does not read our subscriptions: link reset, resent on reconnect"

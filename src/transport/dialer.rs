@@ -22,6 +22,7 @@ use tracing::Instrument;
 use super::inproc::{self, InprocHello};
 use super::{ipc, tcp, ByteStream, Connection};
 use crate::monitor::{Event, MonitorSender};
+use crate::warn_limit::warn_limited;
 use crate::{Endpoint, Error, Host, Options, Result};
 
 /// A connection that completed its handshake.
@@ -278,7 +279,7 @@ impl<C: Send + 'static> DialLoop<C> {
                         .unwrap_or(Err(Error::Timeout))
                     {
                         Err(e) => {
-                            tracing::warn!(error = %e, "handshake failed");
+                            warn_limited!(error = %e, "handshake failed");
                             self.monitor.emit(Event::HandshakeFailed {
                                 endpoint: self.endpoint.clone(),
                                 reason: e.to_string(),

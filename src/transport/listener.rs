@@ -26,6 +26,7 @@ use super::inproc::{self, InprocHello, InprocListener};
 use super::ipc::IpcListener;
 use super::{tcp, ByteStream, Connection};
 use crate::monitor::{Event, MonitorSender};
+use crate::warn_limit::WarnLimit;
 use crate::{Endpoint, Error, Options, Result};
 
 /// Runs one accepted connection to its end (greeting, protocol, driver). Called once per
@@ -40,10 +41,6 @@ pub(crate) type AcceptHandler =
 /// greeting is in progress; dropping it lets the listener accept again.
 #[derive(Debug)]
 pub(crate) struct GreetingSlot(#[allow(dead_code)] OwnedSemaphorePermit);
-
-/// At most one "connection refused" warning per this interval (the others are counted and
-/// reported with the next one), so a flood cannot flood the log too.
-const REFUSAL_WARN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long the accept loop pauses after an accept error (`EMFILE`, ...), instead of spinning
 /// on an error that will repeat until some connection closes.
@@ -148,7 +145,7 @@ impl Listener {
             connections: JoinSet::new(),
             max_connections: options.max_connections.max(1),
             greetings: Arc::new(Semaphore::new(options.max_handshakes.max(1))),
-            refusals: Refusals::default(),
+            refusals: WarnLimit::new(),
             endpoint: endpoint_text,
             monitor,
             handler,
@@ -238,18 +235,12 @@ struct AcceptLoop {
     max_connections: usize,
     /// [`Options::max_handshakes`] permits, one per greeting in progress.
     greetings: Arc<Semaphore>,
-    refusals: Refusals,
+    /// Connections refused at [`Options::max_connections`] warn at most once a second (the
+    /// others go to `debug`), so a flood cannot flood the log too.
+    refusals: WarnLimit,
     endpoint: String,
     monitor: MonitorSender,
     handler: AcceptHandler,
-}
-
-/// Connections refused at [`Options::max_connections`], for the rate-limited warning.
-#[derive(Default)]
-struct Refusals {
-    last_warning: Option<Instant>,
-    /// Refused since the last warning.
-    unreported: u64,
 }
 
 enum Step {
@@ -316,7 +307,7 @@ impl AcceptLoop {
 
 impl AcceptLoop {
     /// Closes a connection accepted beyond [`Options::max_connections`]: a monitor event
-    /// each time, a warning at most once per [`REFUSAL_WARN_INTERVAL`].
+    /// each time, a warning at most once per [`WARN_INTERVAL`](crate::warn_limit::WARN_INTERVAL).
     fn refuse(&mut self, conn: Connection) {
         let peer = match &conn {
             Connection::Stream { peer, .. } => peer.clone(),
@@ -327,22 +318,9 @@ impl AcceptLoop {
             "{peer}: connection refused: this listener holds its maximum of {} connections (Options::max_connections)",
             self.max_connections
         );
-        self.refusals.unreported += 1;
-        let now = Instant::now();
-        let due = self
-            .refusals
-            .last_warning
-            .is_none_or(|at| now.duration_since(at) >= REFUSAL_WARN_INTERVAL);
-        if due {
-            tracing::warn!(
-                %reason,
-                refused_since_last_warning = self.refusals.unreported,
-                "refusing connections"
-            );
-            self.refusals.last_warning = Some(now);
-            self.refusals.unreported = 0;
-        } else {
-            tracing::debug!(%reason, "refusing connection");
+        match self.refusals.admit(Instant::now()) {
+            Some(held_back) => tracing::warn!(%reason, held_back, "refusing connection"),
+            None => tracing::debug!(%reason, "refusing connection"),
         }
         self.monitor.emit(Event::HandshakeFailed {
             endpoint: self.endpoint.clone(),

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use super::txt::Record;
+use crate::warn_limit::WarnLimit;
 
 /// The DNS-SD service type every zocket announcement uses.
 pub(crate) const SERVICE_TYPE: &str = "_zocket._tcp.local.";
@@ -42,9 +43,6 @@ const MAX_PER_ADDRESS: usize = 256;
 /// Most instances the catalog holds for one service name (`mdns://chat`): a flood under
 /// one name leaves room for the others.
 const MAX_PER_NAME: usize = 256;
-
-/// At most one "announcement refused" warning per this interval; the others are counted.
-const REFUSAL_WARN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long `close` waits for the goodbye packet to be sent.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -78,8 +76,8 @@ pub(crate) struct Census {
     hosts: HashMap<String, usize>,
     addrs: HashMap<IpAddr, usize>,
     names: HashMap<String, usize>,
-    last_warning: Option<Instant>,
-    unreported: u64,
+    /// Refused announcements warn at most once a second; the others go to `debug`.
+    refusals: WarnLimit,
 }
 
 impl Census {
@@ -128,24 +126,16 @@ impl Census {
         }
     }
 
-    /// Logs a refused announcement: a warning at most once per [`REFUSAL_WARN_INTERVAL`].
+    /// Logs a refused announcement: a warning at most once per [`WARN_INTERVAL`](crate::warn_limit::WARN_INTERVAL).
     fn refused(&mut self, fullname: &str, reason: &str) {
-        self.unreported += 1;
-        let now = Instant::now();
-        if self
-            .last_warning
-            .is_none_or(|at| now.duration_since(at) >= REFUSAL_WARN_INTERVAL)
-        {
-            warn!(
+        match self.refusals.admit(Instant::now()) {
+            Some(held_back) => warn!(
                 instance = %fullname,
                 %reason,
-                refused_since_last_warning = self.unreported,
+                held_back,
                 "ignoring mDNS announcement"
-            );
-            self.last_warning = Some(now);
-            self.unreported = 0;
-        } else {
-            debug!(instance = %fullname, %reason, "ignoring mDNS announcement");
+            ),
+            None => debug!(instance = %fullname, %reason, "ignoring mDNS announcement"),
         }
     }
 }

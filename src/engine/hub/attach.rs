@@ -15,6 +15,7 @@ use crate::stats::Direction;
 use crate::transport::inproc::InprocConn;
 use crate::transport::shared::SharedStream;
 use crate::transport::ByteStream;
+use crate::warn_limit::warn_limited;
 use crate::{Error, Result, SocketType};
 
 /// Attaches a stream a peer opened to `engine`, or refuses it.
@@ -88,7 +89,7 @@ pub(super) fn attach_incoming(
         if !st.closing {
             engine.links.failed();
         }
-        warn!(%peer, %error, "refusing stream");
+        warn_limited!(%peer, %error, "refusing stream");
         engine.emit(Event::HandshakeFailed {
             endpoint: peer.to_owned(),
             reason: error.to_string(),
@@ -266,7 +267,7 @@ pub(super) fn attach_zmtp(
         };
         if dialed.is_none() {
             // (A dialer reports its own handshake failures.)
-            warn!(%peer, %error, "refusing ZMTP peer");
+            warn_limited!(%peer, %error, "refusing ZMTP peer");
             engine.emit(Event::HandshakeFailed {
                 endpoint: peer.clone(),
                 reason: error.to_string(),

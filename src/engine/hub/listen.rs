@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use futures::FutureExt;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use super::attach::*;
 use crate::discovery::mdns::daemon::{Announcement, Daemon};
@@ -20,6 +20,7 @@ use crate::proto::native::Reason;
 use crate::transport::inproc::InprocHello;
 use crate::transport::listener::{AcceptHandler, Listener};
 use crate::transport::Connection;
+use crate::warn_limit::warn_limited;
 use crate::{Endpoint, Error, Host, Result};
 
 /// A socket's claim on a bound endpoint; dropping it gives the path (and, for the last
@@ -361,7 +362,7 @@ pub(super) async fn new_listener(
                             }
                         }
                         None => {
-                            warn!(%peer, "ZMTP peer, but no socket is bound at this address's default path");
+                            warn_limited!(%peer, "ZMTP peer, but no socket is bound at this address's default path");
                             monitor.emit(Event::HandshakeFailed {
                                 endpoint: text.clone(),
                                 reason: format!(
