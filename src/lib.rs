@@ -123,7 +123,10 @@
 //! its limit on the native wire resets only its stream (the connection carries every socket of
 //! the remote process, and they go on); malformed or flooding frames close the connection
 //! (GOAWAY, or a ZMTP ERROR). Other peers of the socket do not notice, and no socket waits on
-//! one peer for the others (see the table above). Nothing panics on network input.
+//! one peer for the others (see the table above). Nothing panics on network input. The
+//! reason is logged with `tracing` at `warn` at most once a second for each kind of fault (the
+//! others at `debug`, counted in the next warning), so a peer that reconnects in a loop cannot
+//! flood the log; the monitor reports every one.
 //!
 //! # Cancel safety
 //!
