@@ -51,7 +51,9 @@ pub enum Error {
         /// The peer's explanation, as text.
         reason: String,
     },
-    /// A message is larger than `max_message_size`.
+    /// A message is larger than a `max_message_size`: ours, for a message received (the
+    /// peer's stream is then reset), or the one the peer announced, for a message we send (it
+    /// is then not sent, and the link goes on).
     #[error("message of {size} bytes exceeds the limit of {max} bytes")]
     MessageTooLarge {
         /// The size of the message (or the size claimed by a frame header), in bytes.
@@ -186,13 +188,25 @@ pub enum TrySendError {
     /// peer has that routing id.
     #[error("host unreachable")]
     HostUnreachable(crate::Message),
+    /// The message is larger than the `max_message_size` the peer it was for announced
+    /// (native wire): sent, it would only be refused by the peer. It is not sent.
+    #[error("message exceeds the peer's limit of {max} bytes")]
+    TooLarge {
+        /// The message, not sent.
+        msg: crate::Message,
+        /// The peer's limit, in bytes.
+        max: u64,
+    },
 }
 
 impl TrySendError {
     /// The message that was not sent.
     pub fn into_inner(self) -> crate::Message {
         match self {
-            TrySendError::Full(m) | TrySendError::Closed(m) | TrySendError::HostUnreachable(m) => m,
+            TrySendError::Full(m)
+            | TrySendError::Closed(m)
+            | TrySendError::HostUnreachable(m)
+            | TrySendError::TooLarge { msg: m, .. } => m,
         }
     }
 }

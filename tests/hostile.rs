@@ -20,6 +20,7 @@
 //! | attack | wires | test |
 //! |---|---|---|
 //! | a. one message that never ends (empty MORE frames) | ZMTP, native | `a_*_never_ends_*` |
+//! | a'. one message over `max_message_size` | native | `a_native_message_over_the_size_limit_*` |
 //! | b. two READYs of 200,000 properties (2.2 MB each) | ZMTP | `huge_readys_*` |
 //! | c. 20,000 requests, replies never read | native, ZMTP | `a_*_never_reads_*` |
 //! | d. a second PAIR peer | native, ZMTP | `a_second_pair_peer_*` |
@@ -147,6 +148,48 @@ fn a_native_message_that_never_ends_resets_only_its_stream() {
             "expected a RESET of the attacking stream only, got {outcome:?} after {frames} frames"
         );
         expect_peer_removed(&mut events).await;
+        attacker.expect_served_on_new_stream(3).await;
+        honest.finish().await;
+    });
+}
+
+/// Attack: on the native wire, a stream sends one 5,000-byte message to a `Rep` whose
+/// `max_message_size` is 1,000 (a zocket sender would refuse it itself: the limit is in the
+/// receiver's HELLO; this peer ignores it).
+/// Defence: only that stream is RESET, the reason (both numbers) reaches the monitor, the
+/// connection goes on (a new stream on it is served), and an honest `Req` is served
+/// throughout.
+#[test]
+fn a_native_message_over_the_size_limit_resets_only_its_stream() {
+    attack(async {
+        let (rep, addr, mut events) = echo_rep(Options::new().max_message_size(1000)).await;
+        let honest = HonestReq::start(&rep, true).await;
+        let mut attacker = NativePeer::connect(&addr).await;
+        attacker.open(1, DEALER, "").await;
+        let body = [0u8; 5000];
+        let cost = body.len() + DATA_COST;
+        assert!(attacker.wait_credit(1, cost as i64).await, "no credit");
+        assert!(
+            attacker
+                .send_data(1, &native_frame(DATA, 0, 1, &body), cost)
+                .await
+        );
+        let outcome = attacker.stream_outcome_within(1, CUT_OFF).await;
+        assert!(
+            matches!(outcome, Some(Outcome::Reset(_))),
+            "expected a RESET of the attacking stream only, got {outcome:?}"
+        );
+        let gone = until_event_within(&mut events, CUT_OFF, |e| {
+            matches!(e, Event::Disconnected { .. })
+        })
+        .await;
+        let Some(Event::Disconnected { reason, .. }) = gone else {
+            panic!("the monitor did not report the attacker's removal: {gone:?}")
+        };
+        assert!(
+            reason.contains("5000") && reason.contains("exceeds the limit of 1000 bytes"),
+            "the monitor says why: {reason}"
+        );
         attacker.expect_served_on_new_stream(3).await;
         honest.finish().await;
     });

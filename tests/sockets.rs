@@ -671,15 +671,17 @@ async fn disconnect_drops_one_link_and_unbind_frees_the_address() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_message_over_the_limit_loses_only_its_stream_and_the_reason_reaches_the_monitor() {
+async fn a_message_over_a_shared_connections_limit_is_refused_and_the_connection_goes_on() {
+    // Two sockets on one port share one connection from this process; the first socket
+    // bound on the port sets the connection's limits, which its HELLO announces. A message
+    // over them is refused at send (a peer that sends it anyway loses only its stream:
+    // tests/hostile.rs), and the other stream on the connection goes on.
     let port = free_port();
-    // The first socket bound on the port sets the connection's limits.
     let strict = Pull::with_options(Options::new().max_message_size(1000));
     strict
         .bind(&format!("tcp://127.0.0.1:{port}/strict"))
         .await
         .unwrap();
-    let mut events = strict.monitor();
     let mut other = Pull::bind(&format!("tcp://127.0.0.1:{port}/other"))
         .await
         .unwrap();
@@ -691,22 +693,21 @@ async fn a_message_over_the_limit_loses_only_its_stream_and_the_reason_reaches_t
         .unwrap();
     timeout(T, big.wait_for_peers(1)).await.unwrap().unwrap();
     timeout(T, fine.wait_for_peers(1)).await.unwrap().unwrap();
-    big.send(Message::from(vec![0u8; 5000])).await.unwrap();
-    let gone = until_event(&mut events, |e| matches!(e, Event::Disconnected { .. })).await;
-    let Event::Disconnected { reason, .. } = gone else {
-        unreachable!()
+    let refused = big.send(Message::from(vec![0u8; 5000])).await;
+    let Err(e @ Error::MessageTooLarge { .. }) = refused else {
+        panic!("{refused:?}")
     };
-    assert!(
-        reason.contains("exceeds the limit of 1000 bytes"),
-        "the monitor says why: {reason}"
+    assert_eq!(
+        e.to_string(),
+        "message of 5000 bytes exceeds the limit of 1000 bytes"
     );
-    // The connection and its other stream go on.
     fine.send("still here").await.unwrap();
     assert_eq!(
         text(&timeout(T, other.recv()).await.unwrap().unwrap()),
         "still here"
     );
-    assert_eq!(established_on(port), 1, "the shared connection survived");
+    assert_eq!(established_on(port), 1, "one shared connection");
+    assert_eq!(big.peers(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -735,4 +736,147 @@ async fn a_connection_paused_at_its_window_resumes_as_the_reader_catches_up() {
         assert_eq!(text(&msg), format!("{i}"));
     }
     let _push = timeout(T, sender).await.unwrap().unwrap();
+}
+
+/// Every event the monitor holds now, without waiting.
+fn events_now(events: &mut zocket::monitor::Monitor) -> Vec<Event> {
+    std::iter::from_fn(|| events.next().now_or_never().flatten()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_over_the_peers_limit_is_refused_at_send_and_the_link_goes_on() {
+    // The peer announces its max_message_size in its HELLO: a sender that knows it refuses
+    // the message itself, with an error naming both numbers, instead of sending it for the
+    // peer to reset the stream (losing what was queued behind it, and the link).
+    let mut pull = Pull::with_options(Options::new().max_message_size(1000));
+    let ep = pull.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let mut events = pull.monitor();
+    let mut push = Push::connect(&ep).await.unwrap();
+    timeout(T, push.wait_for_peers(1)).await.unwrap().unwrap();
+
+    let refused = push.send(Message::from(vec![7u8; 5000])).await;
+    assert!(
+        matches!(
+            refused,
+            Err(Error::MessageTooLarge {
+                size: 5000,
+                max: 1000
+            })
+        ),
+        "{refused:?}"
+    );
+    match push.try_send(Message::from(vec![7u8; 1001])) {
+        Err(zocket::TrySendError::TooLarge { msg, max: 1000 }) => assert_eq!(msg.byte_len(), 1001),
+        other => panic!("try_send of 1001 bytes: {other:?}"),
+    }
+    push.send(Message::from(vec![1u8; 1000])).await.unwrap();
+    push.send("after").await.unwrap();
+    let first = timeout(T, pull.recv()).await.unwrap().unwrap();
+    assert_eq!(
+        first.byte_len(),
+        1000,
+        "a message at the limit goes through"
+    );
+    assert_eq!(
+        text(&timeout(T, pull.recv()).await.unwrap().unwrap()),
+        "after"
+    );
+    let gone: Vec<_> = events_now(&mut events)
+        .into_iter()
+        .filter(|e| matches!(e, Event::Disconnected { .. }))
+        .collect();
+    assert!(gone.is_empty(), "the link was reset: {gone:?}");
+    assert_eq!(push.peers(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_and_routed_messages_over_the_peers_limit_fail_at_send() {
+    let small = || Options::new().max_message_size(100);
+    // Req → Rep: the request fails, the Req can ask again.
+    let mut rep = Rep::with_options(small());
+    let ep = rep.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let echo = tokio::spawn(async move {
+        while let Ok(request) = rep.recv().await {
+            let body = request.message().clone();
+            if request.reply(body).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut req = Req::connect(&ep).await.unwrap();
+    timeout(T, req.wait_for_peers(1)).await.unwrap().unwrap();
+    let refused = timeout(T, req.request(Message::from(vec![0u8; 500])))
+        .await
+        .expect("the oversized request fails at once");
+    assert!(
+        matches!(
+            refused,
+            // The request as it goes on the wire: with its id and delimiter frames.
+            Err(Error::MessageTooLarge {
+                size: 500..,
+                max: 100
+            })
+        ),
+        "{refused:?}"
+    );
+    let answer = timeout(T, req.request("small")).await.unwrap().unwrap();
+    assert_eq!(text(&answer), "small");
+    echo.abort();
+
+    // Router → a Dealer with a small limit: the send fails, the next one arrives.
+    let mut router = Router::new();
+    let ep = router.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let mut dealer = zocket::Dealer::with_options(small().identity("d"));
+    dealer.connect(&ep).unwrap();
+    timeout(T, dealer.wait_for_peers(1)).await.unwrap().unwrap();
+    timeout(T, router.wait_for_peers(1)).await.unwrap().unwrap();
+    let refused = router.send("d", Message::from(vec![0u8; 500])).await;
+    assert!(
+        matches!(
+            refused,
+            Err(Error::MessageTooLarge {
+                size: 500,
+                max: 100
+            })
+        ),
+        "{refused:?}"
+    );
+    router.send("d", "fits").await.unwrap();
+    assert_eq!(
+        text(&timeout(T, dealer.recv()).await.unwrap().unwrap()),
+        "fits"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_with_a_small_limit_misses_only_the_messages_over_it() {
+    let publisher = Pub::bind("tcp://127.0.0.1:0").await.unwrap();
+    let ep = publisher.endpoints()[0].to_string();
+    let mut sub = Sub::with_options(Options::new().max_message_size(100));
+    let mut events = sub.monitor();
+    sub.subscribe("");
+    sub.connect(&ep).unwrap();
+    let (a, b) = timeout(T, async {
+        tokio::join!(publisher.wait_for_peers(1), sub.wait_for_peers(1))
+    })
+    .await
+    .unwrap();
+    a.unwrap();
+    b.unwrap();
+    publisher.send(Message::from(vec![0u8; 500])).await.unwrap();
+    publisher.send("fits").await.unwrap();
+    assert_eq!(
+        text(&timeout(T, sub.recv()).await.unwrap().unwrap()),
+        "fits"
+    );
+    assert_eq!(
+        publisher.stats().traffic.dropped,
+        1,
+        "the big one is counted as dropped"
+    );
+    let gone: Vec<_> = events_now(&mut events)
+        .into_iter()
+        .filter(|e| matches!(e, Event::Disconnected { .. }))
+        .collect();
+    assert!(gone.is_empty(), "the subscriber's link was reset: {gone:?}");
 }

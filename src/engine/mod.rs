@@ -363,6 +363,7 @@ impl Engine {
             return;
         };
         peer.phase = Phase::Active;
+        peer.learn_peer_limits();
         if let Some(tx) = peer.on_active.take() {
             let _ = tx.send(Ok(()));
         }
@@ -810,6 +811,18 @@ impl Engine {
             if peer.phase != Phase::Active {
                 continue;
             }
+            if let Some(max) = peer.refuses_size(bytes) {
+                // This subscriber would refuse it (and reset its link): it misses it.
+                let dropped = peer.counters.dropped();
+                warn_limited!(
+                    peer = %peer.endpoint,
+                    size = bytes,
+                    max,
+                    dropped_so_far = dropped,
+                    "message over the subscriber's max_message_size: it misses it"
+                );
+                continue;
+            }
             let queued = if conflate {
                 peer.enqueue_replacing(msg.clone(), &self.signal, false)
             } else if peer.queued() >= hwm {
@@ -894,6 +907,11 @@ impl Engine {
                 st.rr.remove(id);
                 continue;
             };
+            if let Some(max) = peer.refuses_size(bytes) {
+                // Sent, it would only be refused by the peer, which resets the stream.
+                *msg = Some(m);
+                return Poll::Ready(Err(too_large(bytes, max)));
+            }
             let queued = if conflate {
                 peer.enqueue_replacing(m, &self.signal, direct)
             } else {
@@ -926,11 +944,16 @@ impl Engine {
         }
         self.absorb(&mut st);
         let mut slot = Some(msg);
-        if let Poll::Ready(Ok(id)) = self.try_send_rr(&mut st, &mut slot, false) {
-            return Ok(id);
+        match self.try_send_rr(&mut st, &mut slot, false) {
+            Poll::Ready(Ok(id)) => Ok(id),
+            // The message stays in the slot when it is refused or would wait.
+            Poll::Ready(Err(Error::MessageTooLarge { max, .. })) => Err(TrySendError::TooLarge {
+                msg: slot.unwrap_or_default(),
+                max,
+            }),
+            Poll::Ready(Err(_)) => Err(TrySendError::Closed(slot.unwrap_or_default())),
+            Poll::Pending => Err(TrySendError::Full(slot.unwrap_or_default())),
         }
-        // `Pending` leaves the message in the slot (`try_send_rr` has no error of its own).
-        Err(TrySendError::Full(slot.unwrap_or_default()))
     }
 
     /// Non-blocking send to one peer (Router): like [`send_to`](Self::send_to), except that
@@ -946,6 +969,9 @@ impl Engine {
         let Some(peer) = st.peers.get_mut(&id) else {
             return Err(TrySendError::HostUnreachable(msg));
         };
+        if let Some(max) = peer.refuses_size(msg.byte_len()) {
+            return Err(TrySendError::TooLarge { msg, max });
+        }
         if peer.queued() >= self.options.send_hwm {
             return Err(TrySendError::Full(msg));
         }
@@ -980,6 +1006,9 @@ impl Engine {
         let Some(peer) = st.peers.get_mut(&id) else {
             return Ok(Delivery::NoSuchPeer);
         };
+        if let Some(max) = peer.refuses_size(msg.byte_len()) {
+            return Err(too_large(msg.byte_len(), max));
+        }
         if peer.queued() >= hwm {
             let dropped = peer.counters.dropped();
             // Debug level: a peer that stopped reading can cause one of these per message.
@@ -1225,6 +1254,10 @@ impl Engine {
                 continue;
             };
             if peer.phase != Phase::Active || peer.queued() >= hwm {
+                continue;
+            }
+            if peer.refuses_size(msg.byte_len()).is_some() {
+                peer.counters.dropped(); // it would refuse it, and reset the link
                 continue;
             }
             if let Err((e, _)) = peer.enqueue(msg.clone(), &self.signal, false) {
@@ -1486,4 +1519,12 @@ async fn background(engine: Weak<Engine>) {
         }
     })
     .await;
+}
+
+/// The error for a message of `bytes` over a peer's announced `max_message_size`.
+fn too_large(bytes: usize, max: u64) -> Error {
+    Error::MessageTooLarge {
+        size: u64::try_from(bytes).unwrap_or(u64::MAX),
+        max,
+    }
 }

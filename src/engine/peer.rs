@@ -14,6 +14,7 @@ use crate::proto::limits::OverLimit;
 use crate::proto::native::{DataFlags, Reason, StreamError, StreamId};
 use crate::stats::{Counters, Direction, PeerInfo};
 use crate::transport::inproc::{InprocConn, PushError};
+use crate::warn_limit::warn_limited;
 use crate::{Error, Message, SocketType};
 
 /// Where a peer is in its life.
@@ -84,6 +85,9 @@ pub(crate) struct Peer {
     pub(crate) info: Option<PeerInfo>,
     /// Its message counters.
     pub(crate) counters: Counters,
+    /// The largest message the peer accepts, as its native HELLO said (learned when the
+    /// peer became active; `None` on other links, whose peers announce no limit).
+    peer_max_message_size: Option<u64>,
 }
 
 /// What a read found.
@@ -125,7 +129,23 @@ impl Peer {
             direction: Direction::Accepted,
             info: None,
             counters: Counters::default(),
+            peer_max_message_size: None,
         }
+    }
+
+    /// Learns the limits the peer announced (native links: its HELLO, which has come by the
+    /// time its stream is accepted).
+    pub(crate) fn learn_peer_limits(&mut self) {
+        if let Link::Native { session, .. } = &self.link {
+            self.peer_max_message_size = session.lock().core.peer_max_message_size();
+        }
+    }
+
+    /// The peer's `max_message_size` when a message of `bytes` exceeds it: sent, it would
+    /// only be refused (its stream reset, with what was queued behind it).
+    pub(crate) fn refuses_size(&self, bytes: usize) -> Option<u64> {
+        self.peer_max_message_size
+            .filter(|&max| u64::try_from(bytes).unwrap_or(u64::MAX) > max)
     }
 
     /// The peer's long-term CURVE public key, as its link's handshake learned it: `None`
@@ -244,7 +264,24 @@ impl Peer {
             } => {
                 let mut inner = session.lock();
                 let mut wrote = false;
+                let peer_max = inner.core.peer_max_message_size();
                 while let Some(msg) = self.out.front_mut() {
+                    let size = u64::try_from(msg.byte_len()).unwrap_or(u64::MAX);
+                    if self.progress == (0, 0) && peer_max.is_some_and(|max| size > max) {
+                        // Queued before the peer's limit was known here (the engine refuses
+                        // such a message at send once it is): dropped, not sent for the
+                        // peer to reset the stream with what is queued behind it.
+                        self.out.pop_front();
+                        let dropped = self.counters.dropped();
+                        warn_limited!(
+                            peer = %self.endpoint,
+                            size,
+                            max = ?peer_max,
+                            dropped_so_far = dropped,
+                            "message over the peer's max_message_size: dropped"
+                        );
+                        continue;
+                    }
                     match write_native(&mut inner.core, *stream, msg, &mut self.progress) {
                         Ok(true) => {
                             self.out.pop_front();

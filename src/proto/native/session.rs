@@ -208,6 +208,12 @@ impl Session {
         self.error.as_ref()
     }
 
+    /// The largest message the peer accepts (its HELLO's `max_message_size`), once its
+    /// HELLO has come.
+    pub(crate) fn peer_max_message_size(&self) -> Option<u64> {
+        self.peer.map(|hello| hello.max_message_size)
+    }
+
     /// Whether the session has nothing more to send or receive: the driver may drop the
     /// transport once the last transmit is written.
     pub(crate) fn is_closed(&self) -> bool {
