@@ -9,7 +9,7 @@ use common::python::PythonPeer;
 use common::{free_port, have_pyzmq, text};
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::time::timeout;
 use zocket::{Dealer, Message, Options, Pull, Rep, Req, Router, Sub};
@@ -252,7 +252,7 @@ async fn libzmq_heartbeats_keep_an_idle_connection_alive() {
         text(&timeout(T, req.request("two")).await.unwrap().unwrap()),
         "re: two"
     );
-    while let Some(Some(event)) = monitor.next().now_or_never() {
+    for event in common::events_now(&mut monitor) {
         assert!(
             !matches!(event, zocket::monitor::Event::Disconnected { .. }),
             "connection dropped while idle: {event:?}"

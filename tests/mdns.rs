@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{netns, tcp_port, until_event, until_true};
-use futures::{FutureExt, StreamExt};
+use futures::FutureExt;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::timeout;
 use zocket::monitor::{Event, Monitor};
@@ -187,13 +187,15 @@ fn a_process_never_connects_to_itself() {
         other.send("other").await.unwrap();
         assert_eq!(recv_text(&mut sub).await, "other");
         assert_eq!(sub.peers(), 1);
-        while let Some(Some(event)) = monitor.next().now_or_never() {
+        for event in common::events_now(&mut monitor) {
             if let Event::Discovered { addr } = event {
                 assert_ne!(addr_port(&addr), own_port, "connected to itself");
             }
         }
         assert!(
-            sub.recv().now_or_never().is_none(),
+            tokio::task::unconstrained(sub.recv())
+                .now_or_never()
+                .is_none(),
             "nothing from our own publisher"
         );
     });
@@ -476,7 +478,7 @@ fn bad_announcements_are_ignored_and_a_flood_of_others_makes_no_connection() {
                 println!("{line}");
             }
             let mut discovered = Vec::new();
-            while let Some(Some(event)) = monitor.next().now_or_never() {
+            for event in common::events_now(&mut monitor) {
                 if let Event::Discovered { addr } = event {
                     discovered.push(addr_port(&addr));
                 }
@@ -594,7 +596,7 @@ fn a_curve_client_connects_only_to_the_instance_announcing_the_key_it_trusts() {
                 1,
                 "a NULL socket skips both CURVE servers"
             );
-            while let Some(Some(event)) = monitor.next().now_or_never() {
+            for event in common::events_now(&mut monitor) {
                 if let Event::Discovered { addr } = event {
                     let port = addr_port(&addr);
                     assert!(
@@ -603,7 +605,7 @@ fn a_curve_client_connects_only_to_the_instance_announcing_the_key_it_trusts() {
                     );
                 }
             }
-            while let Some(msg) = sub.recv().now_or_never() {
+            while let Some(msg) = tokio::task::unconstrained(sub.recv()).now_or_never() {
                 let text = common::text(&msg.expect("recv"));
                 assert_eq!(text, "real", "only the trusted publisher is heard");
             }

@@ -5,7 +5,7 @@ mod common;
 use common::{free_port, text, until_event, until_true};
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
+use futures::FutureExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 use zocket::monitor::Event;
@@ -570,7 +570,7 @@ async fn bad_zmtp_peers_are_cut_off_while_good_peers_are_served() {
     // Every failure was reported: greeting failures as HandshakeFailed, the two that broke
     // the protocol after the greeting as Disconnected with the reason.
     let mut reasons = vec![];
-    while let Some(Some(e)) = monitor.next().now_or_never() {
+    for e in common::events_now(&mut monitor) {
         match e {
             Event::HandshakeFailed { reason, .. } | Event::Disconnected { reason, .. } => {
                 reasons.push(reason)
@@ -738,11 +738,6 @@ async fn a_connection_paused_at_its_window_resumes_as_the_reader_catches_up() {
     let _push = timeout(T, sender).await.unwrap().unwrap();
 }
 
-/// Every event the monitor holds now, without waiting.
-fn events_now(events: &mut zocket::monitor::Monitor) -> Vec<Event> {
-    std::iter::from_fn(|| events.next().now_or_never().flatten()).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_over_the_peers_limit_is_refused_at_send_and_the_link_goes_on() {
     // The peer announces its max_message_size in its HELLO: a sender that knows it refuses
@@ -781,7 +776,7 @@ async fn a_message_over_the_peers_limit_is_refused_at_send_and_the_link_goes_on(
         text(&timeout(T, pull.recv()).await.unwrap().unwrap()),
         "after"
     );
-    let gone: Vec<_> = events_now(&mut events)
+    let gone: Vec<_> = common::events_now(&mut events)
         .into_iter()
         .filter(|e| matches!(e, Event::Disconnected { .. }))
         .collect();
@@ -874,7 +869,7 @@ async fn a_subscriber_with_a_small_limit_misses_only_the_messages_over_it() {
         1,
         "the big one is counted as dropped"
     );
-    let gone: Vec<_> = events_now(&mut events)
+    let gone: Vec<_> = common::events_now(&mut events)
         .into_iter()
         .filter(|e| matches!(e, Event::Disconnected { .. }))
         .collect();

@@ -355,7 +355,6 @@ async fn a_forwarder_carries_only_subscribed_topics_from_publishers_to_subscribe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_xsub_resets_a_publisher_that_leaves_its_subscription_changes_unread() {
-    use futures::FutureExt;
     use tokio::io::AsyncWriteExt;
     // A forwarder's XSub passes on what its subscribers send: a publisher that stops
     // reading must not make it queue subscription changes without bound.
@@ -387,7 +386,7 @@ async fn an_xsub_resets_a_publisher_that_leaves_its_subscription_changes_unread(
             xsub.subscribe(&prefix);
             xsub.unsubscribe(&prefix);
             tokio::task::yield_now().await;
-            while let Some(Some(event)) = monitor.next().now_or_never() {
+            for event in common::events_now(&mut monitor) {
                 if let zocket::monitor::Event::Disconnected { reason, .. } = event {
                     return reason;
                 }

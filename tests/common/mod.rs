@@ -7,13 +7,26 @@ pub(crate) mod python;
 
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::time::timeout;
 use zocket::monitor::{Event, Monitor};
 use zocket::{Endpoint, Message};
 
 /// How long the shared waits allow for what must happen: generous, the machine may be loaded.
 pub(crate) const WAIT: Duration = Duration::from_secs(30);
+
+/// Every event `monitor` holds now, without waiting. Outside tokio's cooperative budget: a
+/// monitor is a tokio broadcast receiver, which answers `Pending` once the task has spent its
+/// budget, so a plain `now_or_never` may see nothing although events wait (a test then fails
+/// now and then, or passes without having looked).
+pub(crate) fn events_now(monitor: &mut Monitor) -> Vec<Event> {
+    std::iter::from_fn(|| {
+        tokio::task::unconstrained(monitor.next())
+            .now_or_never()
+            .flatten()
+    })
+    .collect()
+}
 
 /// The next event on `monitor` that `pred` accepts (panics after [`WAIT`]).
 pub(crate) async fn until_event(monitor: &mut Monitor, pred: impl Fn(&Event) -> bool) -> Event {
