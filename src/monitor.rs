@@ -178,6 +178,11 @@ async fn recv(mut rx: broadcast::Receiver<Event>) -> Recv {
 /// gone. A monitor that is not polled keeps up to 1024 events; beyond that the oldest are
 /// skipped (and a warning is logged) so that a forgotten monitor never slows the socket.
 ///
+/// Like tokio's own channels, a monitor spends the task's cooperative budget
+/// (`tokio::task::coop`): once the task has spent it, `next()` answers `Pending` even when
+/// events wait, until the task yields. To take what is there without waiting, poll it
+/// outside the budget, e.g. `tokio::task::unconstrained(monitor.next()).now_or_never()`.
+///
 /// # Cancel safety
 ///
 /// Dropping a pending `next()` loses no event: the pending receive is kept inside the monitor
