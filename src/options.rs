@@ -364,14 +364,16 @@ impl Options {
     /// 64 MiB ([`DEFAULT_MAX_MESSAGE_SIZE`]). A peer's length claims are checked against it
     /// before any memory is reserved, so a hostile peer cannot make us allocate more.
     ///
-    /// The native wire announces it to the peer (in the connection's HELLO, so the socket
-    /// that made a shared connection or listener sets it for all its streams), and a zocket
-    /// sender refuses a message over the peer's limit itself: `send` fails with
-    /// [`Error::MessageTooLarge`](crate::Error::MessageTooLarge), `try_send` hands the
-    /// message back ([`TrySendError::TooLarge`](crate::TrySendError::TooLarge)), a `Pub`'s
-    /// subscriber misses it (counted as dropped), and the link goes on. A peer that sends
-    /// it anyway loses only that stream (RESET). Plain ZMTP announces no limit: an oversized
-    /// message closes the connection (ERROR), as libzmq's `ZMQ_MAXMSGSIZE` does.
+    /// Sockets of one process share connections and listeners; each socket holds its
+    /// peers to its own limit, whichever socket made the connection. The native wire
+    /// announces the limit of the socket that made the connection (in its HELLO), and a
+    /// zocket sender refuses a message over the peer's announced limit itself: `send`
+    /// fails with [`Error::MessageTooLarge`](crate::Error::MessageTooLarge), `try_send`
+    /// hands the message back ([`TrySendError::TooLarge`](crate::TrySendError::TooLarge)),
+    /// a `Pub`'s subscriber misses it (counted as dropped), and the link goes on. A peer
+    /// that sends it anyway loses only that stream (RESET). Plain ZMTP announces no limit:
+    /// an oversized message closes the connection (ERROR), as libzmq's `ZMQ_MAXMSGSIZE`
+    /// does.
     pub fn max_message_size(mut self, bytes: u64) -> Self {
         self.max_message_size = bytes;
         self

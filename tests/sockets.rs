@@ -875,3 +875,47 @@ async fn a_subscriber_with_a_small_limit_misses_only_the_messages_over_it() {
         .collect();
     assert!(gone.is_empty(), "the subscriber's link was reset: {gone:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_holds_its_own_limit_on_a_listener_another_socket_made() {
+    // The first socket bound on a port makes the listener and sets the connection's limits
+    // (64 MiB here); a second socket bound there with a smaller max_message_size must still
+    // get nothing larger: its peer's stream is reset, the reason names its limit, and the
+    // first socket's traffic on the same connection goes on.
+    let port = free_port();
+    let mut roomy = Pull::bind(&format!("tcp://127.0.0.1:{port}/roomy"))
+        .await
+        .unwrap();
+    let mut strict = Pull::with_options(Options::new().max_message_size(1000));
+    strict
+        .bind(&format!("tcp://127.0.0.1:{port}/strict"))
+        .await
+        .unwrap();
+    let mut events = strict.monitor();
+    let mut big = Push::connect(&format!("tcp://127.0.0.1:{port}/strict"))
+        .await
+        .unwrap();
+    let mut fine = Push::connect(&format!("tcp://127.0.0.1:{port}/roomy"))
+        .await
+        .unwrap();
+    timeout(T, big.wait_for_peers(1)).await.unwrap().unwrap();
+    timeout(T, fine.wait_for_peers(1)).await.unwrap().unwrap();
+    // The strict socket reads (a socket takes its links' input as it receives).
+    let strict_recv = tokio::spawn(async move { strict.recv().await.map(|m| m.byte_len()) });
+    // The connection's HELLO announced 64 MiB: the sender cannot know, and sends it.
+    big.send(Message::from(vec![0u8; 5000])).await.unwrap();
+    let gone = until_event(&mut events, |e| matches!(e, Event::Disconnected { .. })).await;
+    let Event::Disconnected { reason, .. } = gone else {
+        unreachable!()
+    };
+    assert!(
+        reason.contains("exceeds the limit of 1000 bytes"),
+        "the monitor says why: {reason}"
+    );
+    fine.send(Message::from(vec![1u8; 5000])).await.unwrap();
+    let got = timeout(T, roomy.recv()).await.unwrap().unwrap();
+    assert_eq!(got.byte_len(), 5000, "the other socket's limit is its own");
+    assert!(!strict_recv.is_finished(), "the strict socket got nothing");
+    strict_recv.abort();
+    assert_eq!(established_on(port), 1, "the shared connection survived");
+}

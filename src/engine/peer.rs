@@ -10,7 +10,7 @@ use super::signal::Signal;
 use crate::driver::zmtp::ZmtpShared;
 use crate::driver::Shared;
 use crate::pattern::PeerId;
-use crate::proto::limits::OverLimit;
+use crate::proto::limits::{MessageBudget, MessageLimits, OverLimit};
 use crate::proto::native::{DataFlags, Reason, StreamError, StreamId};
 use crate::stats::{Counters, Direction, PeerInfo};
 use crate::transport::inproc::{InprocConn, PushError};
@@ -366,8 +366,17 @@ impl Peer {
                     match inner.core.read_chunk(*stream) {
                         Ok(Some((chunk, flags))) => {
                             consumed = true;
-                            if let Some(msg) = reading.push(chunk, flags) {
-                                break Read::Message(msg);
+                            match reading.push(chunk, flags) {
+                                Ok(Some(msg)) => break Read::Message(msg),
+                                Ok(None) => {}
+                                Err(over) => {
+                                    // Over this socket's own limits (smaller than those of
+                                    // the connection it shares): only its stream is reset,
+                                    // as the session resets one over the connection's.
+                                    inner.core.reset(*stream, Reason::MESSAGE_TOO_LARGE);
+                                    inner.wake_driver();
+                                    break Read::Gone(Some(over_limit(over)));
+                                }
                             }
                         }
                         Ok(None) => break Read::Empty,
@@ -553,14 +562,21 @@ pub(crate) fn rejected(reason: Reason, text: &str, local: SocketType) -> Error {
     }
 }
 
-/// Collects a message's frames from DATA chunks.
+/// Collects a message's frames from DATA chunks, within the socket's own limits.
 ///
-/// What it holds stays close to the bytes received: the session has checked the message
-/// against `max_message_size` and `max_message_frames` chunk by chunk, and short pieces of
-/// a frame are copied together instead of each keeping a handle (a frame sent as many
-/// 1-byte chunks would otherwise cost ~50 bytes per byte); empty pieces are dropped.
-#[derive(Debug, Default)]
+/// What it holds stays close to the bytes received: the message is checked against
+/// `max_message_size` and `max_message_frames` chunk by chunk, and short pieces of a frame
+/// are copied together instead of each keeping a handle (a frame sent as many 1-byte chunks
+/// would otherwise cost ~50 bytes per byte); empty pieces are dropped. The session checks
+/// the connection's limits already; those are the limits of the socket that made the
+/// connection or its listener, so a socket bound later on a shared listener with smaller
+/// limits is held to its own here.
+#[derive(Debug)]
 pub(crate) struct Reassembly {
+    /// The socket's own limits.
+    limits: MessageLimits,
+    /// What the message being received has used of them.
+    budget: MessageBudget,
     frames: Vec<Bytes>,
     /// Pieces of the frame being received, in order: full chunks as they came, runs of
     /// short ones copied into one.
@@ -570,8 +586,52 @@ pub(crate) struct Reassembly {
 }
 
 impl Reassembly {
+    /// Collects messages of at most `max_size` payload bytes and `max_frames` frames.
+    pub(crate) fn within(max_size: u64, max_frames: u32) -> Self {
+        Reassembly {
+            limits: MessageLimits {
+                max_size,
+                max_frames,
+            },
+            budget: MessageBudget::default(),
+            frames: Vec::new(),
+            pieces: Vec::new(),
+            small: BytesMut::new(),
+        }
+    }
+
     /// Adds one chunk; returns the message when this chunk completes one.
-    pub(crate) fn push(&mut self, chunk: Bytes, flags: DataFlags) -> Option<Message> {
+    ///
+    /// # Errors
+    /// When the message goes over the limits; the caller resets the stream (and what was
+    /// collected of the message is dropped).
+    pub(crate) fn push(
+        &mut self,
+        chunk: Bytes,
+        flags: DataFlags,
+    ) -> Result<Option<Message>, OverLimit> {
+        let counted = self
+            .budget
+            .add_bytes(chunk.len(), self.limits)
+            .and_then(|()| {
+                if flags.contains(DataFlags::CONTINUED) && !chunk.is_empty() {
+                    Ok(()) // a piece of a frame, counted when the frame ends
+                } else {
+                    self.budget.add_frame(self.limits)
+                }
+            });
+        if let Err(over) = counted {
+            *self = Reassembly::within(self.limits.max_size, self.limits.max_frames);
+            return Err(over);
+        }
+        if flags.ends_message() {
+            self.budget.reset();
+        }
+        Ok(self.collect(chunk, flags))
+    }
+
+    /// [`push`](Self::push) once the chunk is within the limits.
+    fn collect(&mut self, chunk: Bytes, flags: DataFlags) -> Option<Message> {
         if flags.contains(DataFlags::CONTINUED) {
             self.add_piece(chunk);
             return None;
@@ -626,15 +686,19 @@ mod tests {
 
     #[test]
     fn a_frame_of_many_tiny_chunks_is_held_as_its_bytes_not_as_many_pieces() {
-        let mut r = Reassembly::default();
+        let mut r = Reassembly::within(u64::MAX, u32::MAX);
         for i in 0..10_000u32 {
             let byte = Bytes::copy_from_slice(&[(i % 251) as u8]);
-            assert!(r.push(byte, DataFlags::CONTINUED).is_none());
-            assert!(r.push(Bytes::new(), DataFlags::CONTINUED).is_none());
+            assert!(r.push(byte, DataFlags::CONTINUED).unwrap().is_none());
+            assert!(r
+                .push(Bytes::new(), DataFlags::CONTINUED)
+                .unwrap()
+                .is_none());
         }
         assert!(r.pieces.len() <= 1, "{} pieces", r.pieces.len());
         let msg = r
             .push(Bytes::from_static(b"!"), DataFlags::default())
+            .unwrap()
             .unwrap();
         let frame = &msg.frames()[0];
         assert_eq!(frame.len(), 10_001);
@@ -646,15 +710,48 @@ mod tests {
     }
 
     #[test]
+    fn a_message_over_the_sockets_own_limits_is_refused_chunk_by_chunk() {
+        let mut r = Reassembly::within(1000, 3);
+        assert_eq!(
+            r.push(Bytes::from(vec![0u8; 600]), DataFlags::CONTINUED),
+            Ok(None)
+        );
+        assert_eq!(
+            r.push(Bytes::from(vec![0u8; 600]), DataFlags::default()),
+            Err(OverLimit::Size {
+                size: 1200,
+                max: 1000
+            }),
+            "refused at the chunk that crosses the limit, before the message is whole"
+        );
+        // The next message starts from nothing; exactly at the limit is fine.
+        let msg = r
+            .push(Bytes::from(vec![1u8; 1000]), DataFlags::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(msg.byte_len(), 1000);
+        for _ in 0..3 {
+            assert_eq!(r.push(Bytes::new(), DataFlags::MORE), Ok(None));
+        }
+        assert_eq!(
+            r.push(Bytes::new(), DataFlags::default()),
+            Err(OverLimit::Frames { max: 3 })
+        );
+        assert_eq!(r.frames.len(), 0, "what was collected is dropped");
+    }
+
+    #[test]
     fn large_and_small_pieces_keep_their_order() {
-        let mut r = Reassembly::default();
+        let mut r = Reassembly::within(u64::MAX, u32::MAX);
         let big = Bytes::from(vec![1u8; crate::proto::limits::COPY_BELOW]);
-        r.push(Bytes::from_static(b"ab"), DataFlags::CONTINUED);
-        r.push(big.clone(), DataFlags::CONTINUED);
-        r.push(Bytes::from_static(b"cd"), DataFlags::CONTINUED);
-        let msg = r.push(big.clone(), DataFlags::MORE);
+        r.push(Bytes::from_static(b"ab"), DataFlags::CONTINUED)
+            .unwrap();
+        r.push(big.clone(), DataFlags::CONTINUED).unwrap();
+        r.push(Bytes::from_static(b"cd"), DataFlags::CONTINUED)
+            .unwrap();
+        let msg = r.push(big.clone(), DataFlags::MORE).unwrap();
         assert!(msg.is_none());
-        let msg = r.push(big.clone(), DataFlags::default()).unwrap();
+        let msg = r.push(big.clone(), DataFlags::default()).unwrap().unwrap();
         let mut want = b"ab".to_vec();
         want.extend_from_slice(&big);
         want.extend_from_slice(b"cd");

@@ -114,7 +114,10 @@ pub(super) fn attach_incoming(
             Link::Native {
                 session: shared.clone(),
                 stream: incoming.id,
-                reading: Reassembly::default(),
+                reading: Reassembly::within(
+                    engine.options.max_message_size,
+                    engine.options.max_message_frames,
+                ),
             },
             phase,
             peer.to_owned(),

@@ -209,7 +209,10 @@ pub(super) fn attach_outgoing(
             Link::Native {
                 session: shared.clone(),
                 stream,
-                reading: Reassembly::default(),
+                reading: Reassembly::within(
+                    engine.options.max_message_size,
+                    engine.options.max_message_frames,
+                ),
             },
             Phase::Opening,
             endpoint.to_owned(),
