@@ -18,6 +18,7 @@ use super::io_loop::INPUT_BUDGET_PER_POLL as INPUT_BUDGET;
 use super::io_loop::{Connection, Driver, SessionCore, Wire, CLOSE_LINGER};
 use super::transport::Transport;
 use crate::id_hash::IdMap;
+use crate::proto::limits::reclaim_or_replace;
 use crate::proto::native::frame::MAX_FRAME_LEN;
 use crate::proto::native::{Config, Event, Session, SessionError, StreamId, Transmit};
 use crate::proto::zmtp::CurveSetup;
@@ -316,9 +317,6 @@ where
     shared
 }
 
-/// Read buffer growth step.
-const READ_CHUNK: usize = 256 * 1024;
-
 impl Connection for Shared {
     type Core = Secured;
 
@@ -416,13 +414,8 @@ impl SessionCore for Secured {
         } else {
             MAX_FRAME_LEN
         };
-        if buf.capacity() - buf.len() < room && !buf.try_reclaim(room) {
-            // Not `reserve`: on a buffer holding part of a frame it doubles the allocation
-            // (a 256 KiB read buffer became 512 KiB). The buffer is reused when nothing
-            // received still points into it (as ZMTP's `make_room` does), else replaced.
-            let mut fresh = BytesMut::with_capacity(buf.len() + READ_CHUNK);
-            fresh.extend_from_slice(buf);
-            *buf = fresh;
+        if buf.capacity() - buf.len() < room {
+            reclaim_or_replace(buf, room);
         }
         true
     }
@@ -567,7 +560,7 @@ mod tests {
             let got = read.load(Ordering::Relaxed) - before;
             assert!(got > 0, "poll {poll} made progress");
             assert!(
-                got <= INPUT_BUDGET + 2 * READ_CHUNK,
+                got <= INPUT_BUDGET + 2 * crate::proto::limits::READ_CHUNK,
                 "poll {poll} read {got} bytes"
             );
             assert_eq!(

@@ -22,9 +22,26 @@ pub(crate) const FRAME_OVERHEAD: u64 = 64;
 pub(crate) const COPY_BELOW: usize = 64 * 1024;
 
 /// Extra bytes charged for a payload sliced from the read buffer: the part of that buffer it
-/// may keep alive besides itself (a read buffer is at most a 256 KiB read chunk plus one
-/// frame, and a slice is at least [`COPY_BELOW`] long).
-pub(crate) const SLICE_PIN: u64 = 256 * 1024;
+/// may keep alive besides itself (a read buffer is at most a [`READ_CHUNK`] plus one frame,
+/// and a slice is at least [`COPY_BELOW`] long).
+pub(crate) const SLICE_PIN: u64 = READ_CHUNK as u64;
+
+/// The growth step of both wires' read buffers: a fresh buffer has room for this much input
+/// past what it carries over.
+pub(crate) const READ_CHUNK: usize = 256 * 1024;
+
+/// Gives `buf` (a read buffer) `room` bytes of spare capacity, which it lacks: reuses its
+/// allocation when nothing received still points into it, else starts a fresh buffer of
+/// what it holds plus `room` (at least [`READ_CHUNK`]). Not `BytesMut::reserve`: on a buffer
+/// holding part of a frame it may double the allocation (a 256 KiB read buffer became
+/// 512 KiB), which would make the bound in [`SLICE_PIN`] untrue.
+pub(crate) fn reclaim_or_replace(buf: &mut BytesMut, room: usize) {
+    if !buf.try_reclaim(room) {
+        let mut fresh = BytesMut::with_capacity(buf.len() + room.max(READ_CHUNK));
+        fresh.extend_from_slice(buf);
+        *buf = fresh;
+    }
+}
 
 /// Default of `Options::max_message_frames`.
 pub(crate) const DEFAULT_MAX_MESSAGE_FRAMES: u32 = 65_536;

@@ -15,7 +15,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use crate::proto::limits::take_payload;
+use crate::proto::limits::{reclaim_or_replace, take_payload};
 
 /// Flag: another frame of the same message follows.
 pub(crate) const MORE: u8 = 0x01;
@@ -36,8 +36,6 @@ pub(crate) const MAX_SHORT_LEN: usize = u8::MAX as usize;
 /// cannot make it allocate more than this, even when the limit is huge. Longer frames
 /// grow the buffer as their bytes arrive (geometrically, so without quadratic copying).
 pub(crate) const MAX_RESERVE: usize = 1 << 20;
-/// Read buffer growth step of [`make_room`].
-pub(crate) const READ_CHUNK: usize = 256 * 1024;
 /// Spare room [`make_room`] keeps for every read (less would make short reads).
 pub(crate) const MIN_READ: usize = 64 * 1024;
 
@@ -199,13 +197,7 @@ pub(crate) fn make_room(buf: &mut BytesMut, frame_len: usize) {
         return;
     }
     let room = rest.min(len.max(MAX_RESERVE)).max(MIN_READ);
-    // Not `reserve`: on a buffer nobody else holds, it may reallocate in place and copy
-    // the consumed bytes in front of the data too (up to doubling the allocation).
-    if !buf.try_reclaim(room) {
-        let mut fresh = BytesMut::with_capacity(len + room.max(READ_CHUNK));
-        fresh.extend_from_slice(buf);
-        *buf = fresh;
-    }
+    reclaim_or_replace(buf, room);
 }
 
 /// Header length of a frame with a `len`-byte body.

@@ -1341,7 +1341,7 @@ fn a_huge_claim_gets_room_only_as_its_bytes_arrive() {
     let mut buf = BytesMut::from(&[0x02, 0x40, 0, 0, 0, 0, 0, 0, 0][..]);
     let claimed = frame::frame_len(&buf).unwrap();
     frame::make_room(&mut buf, claimed);
-    assert!(buf.capacity() <= 9 + frame::MAX_RESERVE.max(frame::READ_CHUNK));
+    assert!(buf.capacity() <= 9 + frame::MAX_RESERVE.max(crate::proto::limits::READ_CHUNK));
     // Filled up: the room doubles with what arrived, no more.
     while buf.len() < 8 * frame::MAX_RESERVE {
         let spare = buf.capacity() - buf.len();
@@ -1349,7 +1349,7 @@ fn a_huge_claim_gets_room_only_as_its_bytes_arrive() {
         let held = buf.len();
         frame::make_room(&mut buf, claimed);
         assert!(
-            buf.capacity() <= 2 * held + frame::READ_CHUNK,
+            buf.capacity() <= 2 * held + crate::proto::limits::READ_CHUNK,
             "{} for {held}",
             buf.capacity()
         );
