@@ -11,7 +11,7 @@ use crate::driver::zmtp::ZmtpShared;
 use crate::driver::Shared;
 use crate::pattern::PeerId;
 use crate::proto::limits::{MessageBudget, MessageLimits, OverLimit};
-use crate::proto::native::{DataFlags, Reason, StreamError, StreamId};
+use crate::proto::native::{count_chunk, DataFlags, Reason, StreamError, StreamId};
 use crate::stats::{Counters, Direction, PeerInfo};
 use crate::transport::inproc::{InprocConn, PushError};
 use crate::warn_limit::warn_limited;
@@ -610,22 +610,9 @@ impl Reassembly {
         chunk: Bytes,
         flags: DataFlags,
     ) -> Result<Option<Message>, OverLimit> {
-        let counted = self
-            .budget
-            .add_bytes(chunk.len(), self.limits)
-            .and_then(|()| {
-                if flags.contains(DataFlags::CONTINUED) && !chunk.is_empty() {
-                    Ok(()) // a piece of a frame, counted when the frame ends
-                } else {
-                    self.budget.add_frame(self.limits)
-                }
-            });
-        if let Err(over) = counted {
+        if let Err(over) = count_chunk(&mut self.budget, chunk.len(), flags, self.limits) {
             *self = Reassembly::within(self.limits.max_size, self.limits.max_frames);
             return Err(over);
-        }
-        if flags.ends_message() {
-            self.budget.reset();
         }
         Ok(self.collect(chunk, flags))
     }

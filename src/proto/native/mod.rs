@@ -24,7 +24,7 @@ use std::fmt;
 pub(crate) use frame::Hello;
 pub(crate) use frame::{DataFlags, RAW_STREAM};
 pub(crate) use session::{Config, Event, OpenError, Session, SessionError, Side};
-pub(crate) use stream::{ReadBytes, StreamError};
+pub(crate) use stream::{count_chunk, ReadBytes, StreamError};
 pub(crate) use transmit::Transmit;
 
 /// A stream id. The dialer's streams are odd, the listener's even; 0 is the connection.

@@ -9,6 +9,30 @@ use super::frame::{DataFlags, MAX_DATA_PAYLOAD};
 use super::Reason;
 use crate::proto::limits::{held_cost, MessageBudget, MessageLimits, OverLimit};
 
+/// Counts a DATA chunk of `len` payload bytes of the message `budget` tracks against
+/// `limits`: its bytes, and a frame when it ends one (no CONTINUED) or is empty (an empty
+/// CONTINUED chunk carries nothing, but costs as much as a frame; zocket never sends one);
+/// the chunk that ends the message starts the next count. The session holds a stream to the
+/// connection's limits with it, the engine a socket to its own.
+///
+/// # Errors
+/// When the message is now over a limit.
+pub(crate) fn count_chunk(
+    budget: &mut MessageBudget,
+    len: usize,
+    flags: DataFlags,
+    limits: MessageLimits,
+) -> Result<(), OverLimit> {
+    budget.add_bytes(len, limits)?;
+    if !flags.contains(DataFlags::CONTINUED) || len == 0 {
+        budget.add_frame(limits)?;
+    }
+    if flags.ends_message() {
+        budget.reset();
+    }
+    Ok(())
+}
+
 /// Where a stream is in its opening handshake.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -234,9 +258,7 @@ impl RecvHalf {
         }
     }
 
-    /// Counts a chunk of the message being received against `limits`: its payload bytes,
-    /// and a frame when it ends one (no CONTINUED) or is empty (an empty CONTINUED chunk
-    /// carries nothing, but costs as much as a frame; zocket never sends one).
+    /// Counts a chunk of the message being received against `limits` ([`count_chunk`]).
     ///
     /// # Errors
     /// When the message is now over a limit.
@@ -246,14 +268,7 @@ impl RecvHalf {
         flags: DataFlags,
         limits: MessageLimits,
     ) -> Result<(), OverLimit> {
-        self.message.add_bytes(len, limits)?;
-        if !flags.contains(DataFlags::CONTINUED) || len == 0 {
-            self.message.add_frame(limits)?;
-        }
-        if flags.ends_message() {
-            self.message.reset();
-        }
-        Ok(())
+        count_chunk(&mut self.message, len, flags, limits)
     }
 
     /// Queues a received chunk; returns what it holds.
