@@ -813,14 +813,7 @@ impl Engine {
             }
             if let Some(max) = peer.refuses_size(bytes) {
                 // This subscriber would refuse it (and reset its link): it misses it.
-                let dropped = peer.counters.dropped();
-                warn_limited!(
-                    peer = %peer.endpoint,
-                    size = bytes,
-                    max,
-                    dropped_so_far = dropped,
-                    "message over the subscriber's max_message_size: it misses it"
-                );
+                peer.drop_oversized(bytes, max);
                 continue;
             }
             let queued = if conflate {
@@ -1256,8 +1249,8 @@ impl Engine {
             if peer.phase != Phase::Active || peer.queued() >= hwm {
                 continue;
             }
-            if peer.refuses_size(msg.byte_len()).is_some() {
-                peer.counters.dropped(); // it would refuse it, and reset the link
+            if let Some(max) = peer.refuses_size(msg.byte_len()) {
+                peer.drop_oversized(msg.byte_len(), max); // it would refuse it, and reset the link
                 continue;
             }
             if let Err((e, _)) = peer.enqueue(msg.clone(), &self.signal, false) {

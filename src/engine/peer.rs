@@ -144,8 +144,13 @@ impl Peer {
     /// The peer's `max_message_size` when a message of `bytes` exceeds it: sent, it would
     /// only be refused (its stream reset, with what was queued behind it).
     pub(crate) fn refuses_size(&self, bytes: usize) -> Option<u64> {
-        self.peer_max_message_size
-            .filter(|&max| u64::try_from(bytes).unwrap_or(u64::MAX) > max)
+        self.peer_max_message_size.filter(|&max| over(bytes, max))
+    }
+
+    /// Counts a message of `size` bytes this peer misses because it is over the `max` the
+    /// peer announced (see [`drop_oversized`]).
+    pub(crate) fn drop_oversized(&mut self, size: usize, max: u64) {
+        drop_oversized(&mut self.counters, &self.endpoint, size, max);
     }
 
     /// The peer's long-term CURVE public key, as its link's handshake learned it: `None`
@@ -266,20 +271,15 @@ impl Peer {
                 let mut wrote = false;
                 let peer_max = inner.core.peer_max_message_size();
                 while let Some(msg) = self.out.front_mut() {
-                    let size = u64::try_from(msg.byte_len()).unwrap_or(u64::MAX);
-                    if self.progress == (0, 0) && peer_max.is_some_and(|max| size > max) {
+                    let unbegun = self.progress == (0, 0);
+                    let refused = peer_max.filter(|&max| unbegun && over(msg.byte_len(), max));
+                    if let Some(max) = refused {
                         // Queued before the peer's limit was known here (the engine refuses
                         // such a message at send once it is): dropped, not sent for the
                         // peer to reset the stream with what is queued behind it.
+                        let size = msg.byte_len();
                         self.out.pop_front();
-                        let dropped = self.counters.dropped();
-                        warn_limited!(
-                            peer = %self.endpoint,
-                            size,
-                            max = ?peer_max,
-                            dropped_so_far = dropped,
-                            "message over the peer's max_message_size: dropped"
-                        );
+                        drop_oversized(&mut self.counters, &self.endpoint, size, max);
                         continue;
                     }
                     match write_native(&mut inner.core, *stream, msg, &mut self.progress) {
@@ -512,6 +512,24 @@ fn write_native(
         }
     }
     Ok(true)
+}
+
+/// Whether a message of `size` bytes is over a `max_message_size` of `max`.
+fn over(size: usize, max: u64) -> bool {
+    u64::try_from(size).unwrap_or(u64::MAX) > max
+}
+
+/// A message of `size` bytes was not sent to the peer at `endpoint` because it is over the
+/// `max_message_size` the peer announced: counted as dropped, logged now and then.
+fn drop_oversized(counters: &mut Counters, endpoint: &str, size: usize, max: u64) {
+    let dropped = counters.dropped();
+    warn_limited!(
+        peer = %endpoint,
+        size,
+        max,
+        dropped_so_far = dropped,
+        "message over the peer's max_message_size: dropped"
+    );
 }
 
 /// The error a failed native stream means for the socket.
